@@ -11,7 +11,7 @@ class ShoalError(Exception):
     """Base class of every error Shoal raises on purpose."""
 
 
-class AskTimeout(ShoalError, TimeoutError):  # noqa: N818 - the name users know from Akka
+class AskTimeout(ShoalError, TimeoutError):
     """Raised by :meth:`ActorRef.ask` when no reply arrived within the timeout.
 
     The timeout is measured on the system's :class:`Clock`, so a test with a

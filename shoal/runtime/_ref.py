@@ -1,0 +1,233 @@
+"""Actor references: the only way to talk to an actor."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from ._envelope import CLOSED, Envelope
+from ._errors import ActorStoppedError, AskTimeout, MailboxFullError
+from ._messages import Terminated
+
+if TYPE_CHECKING:
+    from ._cell import Context
+    from ._clock import Cancellable, Clock
+    from ._path import ActorPath
+
+
+class ActorRef:
+    """A handle to an actor, local or remote. Cheap to copy, safe to share.
+
+    * ``tell`` never blocks and never raises because of the target: what
+      cannot be delivered goes to dead letters.
+    * ``ask`` returns the value the target's handler returned (or sent
+      through ``ctx.reply_later()``), raises the handler's error, raises
+      :class:`AskTimeout`, or :class:`ActorStoppedError` if the target stops.
+    * ``send`` waits for room in a full mailbox (backpressure).
+
+    All methods must be called from the owning system's event loop.
+    """
+
+    __slots__ = ()
+
+    @property
+    def path(self) -> ActorPath:
+        """The actor's full path."""
+        raise NotImplementedError
+
+    def tell(self, message: object, sender: ActorRef | None = None) -> None:
+        """Enqueue ``message``; ``sender`` becomes ``ctx.sender`` in the target."""
+        raise NotImplementedError
+
+    async def ask(self, message: object, timeout: float | None = None) -> Any:
+        """Send ``message`` and wait for the answer (default timeout: settings)."""
+        raise NotImplementedError
+
+    async def send(self, message: object, sender: ActorRef | None = None) -> None:
+        """Like ``tell``, but wait while the target's mailbox is full."""
+        self.tell(message, sender)
+
+    def stop(self) -> asyncio.Future[None]:
+        """Stop the actor after its current message; the future completes once it is dead."""
+        raise NotImplementedError
+
+    # -- runtime internals shared with transports ----------------------------------
+
+    def _deliver(
+        self, message: object, sender: ActorRef | None, promise: asyncio.Future[Any] | None
+    ) -> None:
+        """Deliver with an optional reply promise (completed with the answer)."""
+        raise NotImplementedError
+
+    def _watch(self, watcher: ActorRef) -> None:
+        """Register ``watcher`` to get ``Terminated(self)`` exactly once."""
+        raise NotImplementedError
+
+    def _unwatch(self, watcher: ActorRef) -> None:
+        raise NotImplementedError
+
+    def _terminated(self, ref: ActorRef, existence_confirmed: bool = True) -> None:
+        """Tell this (watching) actor that ``ref`` has terminated."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path}>"
+
+
+class LocalActorRef(ActorRef):
+    """A reference to an actor of this process."""
+
+    __slots__ = ("_cell",)
+
+    def __init__(self, cell: Context) -> None:
+        self._cell = cell
+
+    @property
+    def path(self) -> ActorPath:
+        return self._cell._path()
+
+    @property
+    def is_alive(self) -> bool:
+        """Whether the actor has not yet stopped."""
+        return self._cell._mbox is not CLOSED
+
+    def tell(self, message: object, sender: ActorRef | None = None) -> None:
+        cell = self._cell
+        if sender is not None:
+            message = Envelope(message, sender, None)
+        mbox = cell._mbox
+        if mbox is None or len(mbox) >= cell._limit:
+            cell._enqueue_slow(message)
+            return
+        mbox.append(message)
+        if not cell._scheduled:
+            cell._scheduled = True
+            cell._loop.call_soon(cell._run)
+
+    def _deliver(
+        self, message: object, sender: ActorRef | None, promise: asyncio.Future[Any] | None
+    ) -> None:
+        cell = self._cell
+        item: object = Envelope(message, sender, promise) if promise or sender else message
+        mbox = cell._mbox
+        if mbox is None or len(mbox) >= cell._limit:
+            if promise is not None and not promise.done():
+                if mbox is CLOSED:
+                    promise.set_exception(ActorStoppedError(f"{cell._path()} is stopped"))
+                    return
+                if mbox is not None:
+                    promise.set_exception(MailboxFullError(f"{cell._path()} mailbox is full"))
+                    return
+            cell._enqueue_slow(item)
+            return
+        mbox.append(item)
+        if not cell._scheduled:
+            cell._scheduled = True
+            cell._loop.call_soon(cell._run)
+
+    async def ask(self, message: object, timeout: float | None = None) -> Any:
+        cell = self._cell
+        system = cell._system
+        future: asyncio.Future[Any] = cell._loop.create_future()
+        self._deliver(message, None, future)
+        if future.done():
+            return future.result()
+        if timeout is None:
+            timeout = system._settings.ask_timeout
+        timeouts = system._ask_timeouts
+        timeouts.add(future, timeout, self, message)
+        try:
+            return await future
+        finally:
+            timeouts.finished(timeout)
+
+    async def send(self, message: object, sender: ActorRef | None = None) -> None:
+        cell = self._cell
+        while cell._mbox is not CLOSED and cell._queued() >= cell._capacity:
+            await cell._wait_for_room()
+        self.tell(message, sender)
+
+    def stop(self) -> asyncio.Future[None]:
+        return self._cell._request_stop()
+
+    def _watch(self, watcher: ActorRef) -> None:
+        self._cell._add_watcher(watcher)
+
+    def _unwatch(self, watcher: ActorRef) -> None:
+        self._cell._remove_watcher(watcher)
+
+    def _terminated(self, ref: ActorRef, existence_confirmed: bool = True) -> None:
+        self._cell._signal_terminated(Terminated(ref, existence_confirmed))
+
+
+class AskTimeouts:
+    """Expires asks without a timer handle per ask.
+
+    Asks with the same timeout are queued in deadline order, so one clock
+    callback (for the earliest deadline) serves them all. Completed asks are
+    skipped when their deadline passes, and compacted away once they are the
+    majority of a long queue, so memory stays proportional to asks in flight.
+    """
+
+    __slots__ = ("_clock", "_done", "_handle", "_next", "_queues")
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._queues: dict[float, deque[tuple[float, asyncio.Future[Any], ActorRef, object]]] = {}
+        self._done: dict[float, int] = {}
+        self._handle: Cancellable | None = None
+        self._next = float("inf")
+
+    def add(
+        self, future: asyncio.Future[Any], timeout: float, target: ActorRef, message: object
+    ) -> None:
+        deadline = self._clock.now() + timeout
+        queue = self._queues.get(timeout)
+        if queue is None:
+            queue = self._queues[timeout] = deque()
+            self._done[timeout] = 0
+        queue.append((deadline, future, target, message))
+        if deadline < self._next:
+            self._arm(deadline)
+
+    def finished(self, timeout: float) -> None:
+        done = self._done[timeout] + 1
+        queue = self._queues[timeout]
+        if done > 1024 and done * 2 > len(queue):
+            self._queues[timeout] = deque(e for e in queue if not e[1].done())
+            done = 0
+        self._done[timeout] = done
+
+    def _arm(self, deadline: float) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+        self._next = deadline
+        self._handle = self._clock.call_later(deadline - self._clock.now(), self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._next = float("inf")
+        now = self._clock.now()
+        earliest = float("inf")
+        for timeout, queue in self._queues.items():
+            while queue and queue[0][0] <= now:
+                _, future, target, message = queue.popleft()
+                if not future.done():
+                    future.set_exception(
+                        AskTimeout(
+                            f"no reply from {target.path} to {type(message).__qualname__} "
+                            f"within {timeout} s"
+                        )
+                    )
+                else:
+                    self._done[timeout] = max(0, self._done[timeout] - 1)
+            if queue:
+                earliest = min(earliest, queue[0][0])
+        if earliest != float("inf"):
+            self._arm(earliest)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None

@@ -1,0 +1,65 @@
+"""The runtime's settings: one typed object, production defaults, a testing preset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from ._supervision import SupervisorStrategy
+
+if TYPE_CHECKING:
+    from ._clock import Clock
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """How an :class:`ActorSystem` behaves. Every field has a production default.
+
+    ``Settings.testing()`` gives the fast preset for tests; injection points
+    (``clock``) are plain fields.
+    """
+
+    mailbox_capacity: int = 10_000
+    """Messages a mailbox holds before ``tell`` sends to dead letters and
+    ``send`` waits. Memory bound per actor = capacity x message size."""
+
+    throughput: int = 300
+    """Messages an actor handles per turn before yielding to others. Higher
+    is faster for busy actors; lower is fairer. Latency bound for a peer
+    actor ~ throughput x per-message cost of every busy actor ahead of it."""
+
+    ask_timeout: float = 5.0
+    """Default ``ask`` timeout in seconds (on the system's clock)."""
+
+    stash_capacity: int = 10_000
+    """Messages one actor may stash before ``stash()`` raises."""
+
+    guardian_strategy: SupervisorStrategy = field(default_factory=SupervisorStrategy)
+    """How failures of top-level actors (spawned by the system) are handled."""
+
+    shutdown_timeout: float = 30.0
+    """Seconds ``shutdown()`` waits for actors to stop before giving up on them."""
+
+    dead_letter_log_limit: int = 10
+    """Dead letters logged per interval; the rest are counted, and summarised."""
+
+    dead_letter_log_interval: float = 10.0
+    """The dead-letter logging interval in seconds."""
+
+    clock: Clock | None = None
+    """The clock; ``None`` means the running event loop's."""
+
+    messages: tuple[type, ...] = ()
+    """Message classes (``@message``) and protobuf classes registered at start."""
+
+    def __post_init__(self) -> None:
+        if self.mailbox_capacity < 1 or self.throughput < 1 or self.stash_capacity < 0:
+            raise ValueError("mailbox_capacity and throughput must be >= 1")
+        if self.ask_timeout <= 0 or self.shutdown_timeout <= 0:
+            raise ValueError("timeouts must be positive")
+
+    @classmethod
+    def testing(cls, **overrides: Any) -> Settings:
+        """Short timeouts for tests; every field can still be overridden."""
+        base = cls(ask_timeout=2.0, shutdown_timeout=5.0, dead_letter_log_interval=1.0)
+        return replace(base, **overrides)

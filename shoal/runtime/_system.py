@@ -1,0 +1,366 @@
+"""The actor system: the root of one node's actors and everything they share."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from ._actor import Actor
+from ._cell import Context
+from ._clock import Clock, LoopClock
+from ._errors import ActorStoppedError, SystemNotRunningError
+from ._eventstream import EventStream
+from ._messages import DeadLetter
+from ._path import ActorPath, valid_name
+from ._ref import ActorRef, AskTimeouts, LocalActorRef
+from ._serialization import Serialization
+from ._settings import Settings
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from ._supervision import SupervisorStrategy
+
+_log = logging.getLogger("shoal.runtime")
+
+E = TypeVar("E")
+
+
+class RefProvider(Protocol):
+    """What a transport (``shoal.remote``) installs to reach other nodes.
+
+    ``address`` is this node's network address (``system@host:port``);
+    ``resolve`` returns a ref for a path on another node. Called on the loop.
+    """
+
+    @property
+    def address(self) -> str: ...
+
+    def resolve(self, path: ActorPath) -> ActorRef: ...
+
+
+class _Guardian(Actor):
+    """The parent of top-level (``/user``) or runtime (``/system``) actors."""
+
+    def __init__(self, strategy: SupervisorStrategy) -> None:
+        self.supervisor_strategy = strategy  # type: ignore[misc]
+
+    def receive(self, message: object) -> None:
+        self.ctx.system._dead_letter(message, self.ctx.sender, self.ctx.ref, "no-such-actor")
+
+
+class _DeadRef(ActorRef):
+    """A ref to a path with no actor behind it: everything goes to dead letters."""
+
+    __slots__ = ("_reason", "_system", "_target")
+
+    def __init__(self, system: ActorSystem, path: ActorPath, reason: str) -> None:
+        self._system = system
+        self._target = path
+        self._reason = reason
+
+    @property
+    def path(self) -> ActorPath:
+        return self._target
+
+    def tell(self, message: object, sender: ActorRef | None = None) -> None:
+        self._system._dead_letter(message, sender, self, self._reason)
+
+    def _deliver(
+        self, message: object, sender: ActorRef | None, promise: asyncio.Future[Any] | None
+    ) -> None:
+        if promise is not None:
+            if not promise.done():
+                promise.set_exception(ActorStoppedError(f"no actor at {self._target}"))
+            return
+        self.tell(message, sender)
+
+    async def ask(self, message: object, timeout: float | None = None) -> Any:
+        raise ActorStoppedError(f"no actor at {self._target}")
+
+    def stop(self) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self._system._loop.create_future()
+        future.set_result(None)
+        return future
+
+    def _watch(self, watcher: ActorRef) -> None:
+        watcher._terminated(self, existence_confirmed=False)
+
+    def _unwatch(self, watcher: ActorRef) -> None:
+        pass
+
+    def _terminated(self, ref: ActorRef, existence_confirmed: bool = True) -> None:
+        pass
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _DeadRef) and other._target == self._target
+
+    def __hash__(self) -> int:
+        return hash(self._target)
+
+
+class ActorSystem:
+    """A node's actors, their clock, serialization, event stream and extensions.
+
+    Create it inside a running event loop and use it as an async context
+    manager (or call :meth:`shutdown`)::
+
+        async with ActorSystem("demo") as system:
+            ref = system.spawn(Counter, name="counter")
+
+    Several systems may live in one process; they share nothing. A system is
+    used from its own event loop's thread only.
+    """
+
+    def __init__(self, name: str = "shoal", settings: Settings | None = None) -> None:
+        if not valid_name(name) or "@" in name or ":" in name:
+            raise ValueError(f"invalid actor system name {name!r}")
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise SystemNotRunningError(
+                "an ActorSystem must be created inside a running event loop"
+            ) from None
+        self._name = name
+        self._settings = settings if settings is not None else Settings()
+        self._clock: Clock = (
+            self._settings.clock if self._settings.clock is not None else LoopClock(self._loop)
+        )
+        self._provider: RefProvider | None = None
+        self._serialization = Serialization(ActorRef, self.resolve)
+        self._serialization.register(*self._settings.messages)
+        self._events = EventStream()
+        self._ask_timeouts = AskTimeouts(self._clock)
+        self._room_waiters: dict[Context, deque[asyncio.Future[None]]] = {}
+        self._extensions: dict[object, object] = {}
+        self._processed = 0
+        self._spawned = 0
+        self._stopped = 0
+        self._dead_letters = 0
+        self._dl_window_start = self._clock.now()
+        self._dl_logged = 0
+        self._dl_suppressed = 0
+        self._running = True
+        self._shutdown_task: asyncio.Task[None] | None = None
+        self._user = self._guardian("user", self._settings.guardian_strategy)
+        self._system = self._guardian("system", self._settings.guardian_strategy)
+
+    def _guardian(self, name: str, strategy: SupervisorStrategy) -> Context:
+        cell = Context(self, None, name, lambda: _Guardian(strategy), 1 << 30, 100)
+        cell._actor = cell._instantiate()
+        cell._state = 1  # running: guardians have no started() hook
+        return cell
+
+    # -- identity --------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The system's name (the same on every node of a cluster)."""
+        return self._name
+
+    @property
+    def address(self) -> str:
+        """``name`` alone, or ``name@host:port`` once a transport is installed."""
+        return self._provider.address if self._provider is not None else self._name
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def clock(self) -> Clock:
+        """The clock every timer and timeout of this system uses."""
+        return self._clock
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The event loop this system runs on."""
+        return self._loop
+
+    @property
+    def serialization(self) -> Serialization:
+        """This system's serialization registry."""
+        return self._serialization
+
+    @property
+    def event_stream(self) -> EventStream:
+        """Runtime events, e.g. :class:`DeadLetter`, for subscribed actors."""
+        return self._events
+
+    @property
+    def is_running(self) -> bool:
+        """``False`` once :meth:`shutdown` has begun."""
+        return self._running
+
+    # -- actors ------------------------------------------------------------------------------
+
+    def spawn(
+        self,
+        factory: Callable[[], Actor],
+        *,
+        name: str | None = None,
+        capacity: int | None = None,
+        throughput: int | None = None,
+    ) -> LocalActorRef:
+        """Create a top-level actor under ``/user`` (see :meth:`Context.spawn`)."""
+        if not self._running:
+            raise SystemNotRunningError(f"actor system {self._name} is shut down")
+        return self._user.spawn(factory, name=name, capacity=capacity, throughput=throughput)
+
+    def spawn_system_actor(
+        self, factory: Callable[[], Actor], *, name: str | None = None
+    ) -> LocalActorRef:
+        """Create a runtime actor under ``/system`` (for extensions such as remoting).
+
+        System actors outlive user actors at shutdown.
+        """
+        if not self._running:
+            raise SystemNotRunningError(f"actor system {self._name} is shut down")
+        return self._system.spawn(factory, name=name)
+
+    def stop(self, ref: ActorRef) -> asyncio.Future[None]:
+        """Stop ``ref``; the future completes once it and its children are dead."""
+        return ref.stop()
+
+    def resolve(self, path: str | ActorPath) -> ActorRef:
+        """The ref for ``path``: a live local actor, a remote ref, or a dead-letter ref.
+
+        Raises ``ValueError`` for a malformed path.
+        """
+        target = ActorPath.parse(path) if isinstance(path, str) else path
+        if target.address in (self._name, self.address):
+            cell: Context | None = None
+            head, *rest = target.elements
+            if head == "user":
+                cell = self._user
+            elif head == "system":
+                cell = self._system
+            for name in rest:
+                if cell is None or not cell._children:
+                    cell = None
+                    break
+                cell = cell._children.get(name)
+            if cell is not None and cell._state < 5:
+                return cell._ref
+            return _DeadRef(self, target, "no-such-actor")
+        if self._provider is not None and target.system == self._name:
+            return self._provider.resolve(target)
+        return _DeadRef(self, target, "unreachable")
+
+    @property
+    def dead_letters(self) -> ActorRef:
+        """A ref whose every message is a dead letter."""
+        return _DeadRef(self, ActorPath(self.address, ("system", "deadLetters")), "dead-letters")
+
+    # -- dead letters -------------------------------------------------------------------------
+
+    def _dead_letter(
+        self, message: object, sender: ActorRef | None, recipient: ActorRef | None, reason: str
+    ) -> None:
+        self._dead_letters += 1
+        if isinstance(message, DeadLetter):
+            return  # a dead letter about a dead letter would loop
+        now = self._clock.now()
+        settings = self._settings
+        if now - self._dl_window_start >= settings.dead_letter_log_interval:
+            if self._dl_suppressed:
+                _log.warning(
+                    "[%s] %d more dead letters in the last %.0f s (not logged one by one)",
+                    self.address,
+                    self._dl_suppressed,
+                    now - self._dl_window_start,
+                )
+            self._dl_window_start = now
+            self._dl_logged = 0
+            self._dl_suppressed = 0
+        if self._dl_logged < settings.dead_letter_log_limit:
+            self._dl_logged += 1
+            _log.info(
+                "[%s] dead letter (%s): %s to %s",
+                self.address,
+                reason,
+                type(message).__qualname__,
+                recipient.path if recipient is not None else "?",
+            )
+        else:
+            self._dl_suppressed += 1
+        if self._events._subscribers:
+            self._events.publish(DeadLetter(message, sender, recipient, reason))
+
+    # -- statistics ----------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """Counters since start: messages processed, actors spawned/stopped, dead letters."""
+        return {
+            "messages_processed": self._processed,
+            "actors_spawned": self._spawned,
+            "actors_stopped": self._stopped,
+            "dead_letters": self._dead_letters,
+        }
+
+    # -- extensions ----------------------------------------------------------------------------
+
+    def extension(self, factory: Callable[[ActorSystem], E]) -> E:
+        """The system's single instance of an extension, created by ``factory(system)``.
+
+        Extensions with an ``async def aclose()`` are closed at shutdown, in
+        reverse order of creation, after user actors stopped.
+        """
+        ext = self._extensions.get(factory)
+        if ext is None:
+            if not self._running:
+                raise SystemNotRunningError(f"actor system {self._name} is shut down")
+            ext = factory(self)
+            self._extensions[factory] = ext
+        return ext  # type: ignore[return-value]
+
+    def install_provider(self, provider: RefProvider) -> None:
+        """Install the transport that resolves remote paths (done by ``shoal.remote``)."""
+        if self._provider is not None and self._provider is not provider:
+            raise ValueError("a ref provider is already installed")
+        self._provider = provider
+
+    # -- shutdown -------------------------------------------------------------------------------
+
+    async def shutdown(self) -> None:
+        """Stop every actor (children before parents), then extensions. Idempotent."""
+        if self._shutdown_task is None:
+            self._running = False
+            self._shutdown_task = self._loop.create_task(self._shutdown())
+        await asyncio.shield(self._shutdown_task)
+
+    async def _shutdown(self) -> None:
+        timeout = self._settings.shutdown_timeout
+        try:
+            await asyncio.wait_for(self._user._request_stop(), timeout)
+        except TimeoutError:
+            _log.error("[%s] user actors did not stop within %s s", self.address, timeout)
+        for ext in reversed(list(self._extensions.values())):
+            aclose = getattr(ext, "aclose", None)
+            if aclose is not None:
+                try:
+                    await asyncio.wait_for(aclose(), timeout)
+                except Exception:
+                    _log.exception("[%s] closing extension %r failed", self.address, ext)
+        try:
+            await asyncio.wait_for(self._system._request_stop(), timeout)
+        except TimeoutError:
+            _log.error("[%s] system actors did not stop within %s s", self.address, timeout)
+        self._ask_timeouts.close()
+
+    async def __aenter__(self) -> ActorSystem:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.shutdown()
+
+    def __repr__(self) -> str:
+        return f"<ActorSystem {self.address}>"
