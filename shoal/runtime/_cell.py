@@ -373,11 +373,9 @@ class Context:
             self._mbox = stash
             self._head = 0
             self._limit = self._capacity
-        elif self._head >= len(stash):
-            head = self._head - len(stash)
-            mbox[head : self._head] = stash
-            self._head = head
         else:
+            # Insert at the head (not into the consumed prefix): a drain loop in
+            # progress continues from its own index, which must then see them.
             mbox[self._head : self._head] = stash
         self._schedule()
 
@@ -493,6 +491,8 @@ class Context:
         while head < end and head < len(mbox):
             item = mbox[head]
             head += 1
+            # Published per message: unstash_all() and stop inside a handler read it.
+            self._head = head
             self._current = item
             if type(item) is Envelope:
                 self._dispatch(item, receive)

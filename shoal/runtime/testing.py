@@ -15,8 +15,15 @@ import asyncio
 import heapq
 import itertools
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-__all__ = ["ManualClock"]
+from ._actor import Actor
+
+if TYPE_CHECKING:
+    from ._ref import ActorRef
+    from ._system import ActorSystem
+
+__all__ = ["ManualClock", "Probe", "settle"]
 
 
 class _ManualTimer:
@@ -90,3 +97,53 @@ class ManualClock:
 def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
+
+
+class _ProbeActor(Actor):
+    def __init__(self, inbox: asyncio.Queue[tuple[object, ActorRef | None]]) -> None:
+        self._inbox = inbox
+
+    def receive(self, message: object) -> None:
+        self._inbox.put_nowait((message, self.ctx.sender))
+
+
+class Probe:
+    """An actor that records what it receives, for tests (like Akka's TestProbe).
+
+    ``await probe.receive()`` returns the next message; ``probe.sender`` is
+    the sender of the last one received. The ``timeout`` is a guard so that a
+    broken test fails instead of hanging; it is real time, as it only bounds
+    waiting for an event.
+    """
+
+    def __init__(self, system: ActorSystem, name: str | None = None) -> None:
+        self._inbox: asyncio.Queue[tuple[object, ActorRef | None]] = asyncio.Queue()
+        self.ref = system.spawn(lambda: _ProbeActor(self._inbox), name=name)
+        self.sender: ActorRef | None = None
+
+    async def receive(self, timeout: float = 5.0) -> object:
+        """The next message received (waits for it)."""
+        message, self.sender = await asyncio.wait_for(self._inbox.get(), timeout)
+        return message
+
+    async def expect(self, expected: object, timeout: float = 5.0) -> object:
+        """Receive the next message and assert it equals ``expected``."""
+        message = await self.receive(timeout)
+        if message != expected:
+            raise AssertionError(f"expected {expected!r}, received {message!r}")
+        return message
+
+    def pending(self) -> int:
+        """Messages received and not yet taken with :meth:`receive`."""
+        return self._inbox.qsize()
+
+
+async def settle(rounds: int = 20) -> None:
+    """Let the event loop run ``rounds`` turns, so local message chains complete.
+
+    Deterministic for local actors: every message an actor sends is handled
+    within a bounded number of turns. Use it before asserting that something
+    did *not* happen.
+    """
+    for _ in range(rounds):
+        await asyncio.sleep(0)

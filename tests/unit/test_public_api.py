@@ -1,0 +1,69 @@
+"""The public surface is pinned: changing it must be a deliberate diff."""
+
+from __future__ import annotations
+
+import shoal
+import shoal.runtime
+import shoal.runtime.testing
+
+
+def test_top_level_exports() -> None:
+    assert sorted(shoal.__all__) == [
+        "Actor",
+        "ActorRef",
+        "ActorSystem",
+        "AskTimeout",
+        "Context",
+        "Directive",
+        "Settings",
+        "SupervisorStrategy",
+        "Terminated",
+        "message",
+    ]
+
+
+def test_runtime_exports() -> None:
+    assert sorted(shoal.runtime.__all__) == sorted(
+        [
+            "Actor",
+            "ActorInitializationError",
+            "ActorPath",
+            "ActorRef",
+            "ActorStoppedError",
+            "ActorSystem",
+            "AskTimeout",
+            "Backoff",
+            "Cancellable",
+            "Clock",
+            "Context",
+            "DeadLetter",
+            "Directive",
+            "EventStream",
+            "InvalidActorNameError",
+            "LocalActorRef",
+            "LoopClock",
+            "MailboxFullError",
+            "ReceiveTimeout",
+            "RefProvider",
+            "Reply",
+            "Serialization",
+            "SerializationError",
+            "Serialized",
+            "Settings",
+            "ShoalError",
+            "StashOverflowError",
+            "SupervisorStrategy",
+            "SystemNotRunningError",
+            "Terminated",
+            "Timers",
+            "UnknownManifestError",
+            "manifest_of",
+            "message",
+        ]
+    )
+    for name in shoal.runtime.__all__:
+        assert getattr(shoal.runtime, name) is not None
+
+
+def test_testing_exports() -> None:
+    assert sorted(shoal.runtime.testing.__all__) == ["ManualClock", "Probe", "settle"]
