@@ -28,10 +28,12 @@ from ._messages import Terminated as Terminated
 from ._path import ActorPath as ActorPath
 from ._ref import ActorRef as ActorRef
 from ._ref import LocalActorRef as LocalActorRef
+from ._run import run as run
 from ._serialization import Serialization as Serialization
 from ._serialization import Serialized as Serialized
 from ._serialization import manifest_of as manifest_of
 from ._serialization import message as message
+from ._settings import MailboxOverflow as MailboxOverflow
 from ._settings import Settings as Settings
 from ._supervision import Backoff as Backoff
 from ._supervision import Directive as Directive
@@ -48,6 +50,7 @@ __all__ = [
     "ActorSystem",
     "Context",
     "LocalActorRef",
+    "MailboxOverflow",
     "Reply",
     "Settings",
     "Timers",
@@ -60,6 +63,8 @@ __all__ = [
     "Backoff",
     "Directive",
     "SupervisorStrategy",
+    # running
+    "run",
     # time
     "Cancellable",
     "Clock",

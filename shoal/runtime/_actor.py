@@ -59,7 +59,10 @@ class Actor:
     @property
     def ref(self) -> ActorRef:
         """This actor's own ref (shorthand for ``self.ctx.ref``)."""
-        return self.ctx.ref
+        ctx = self._ctx
+        if ctx is None:
+            return self.ctx.ref  # raises the explanatory error
+        return ctx._ref
 
     def receive(self, message: Any) -> Any:
         """Handle one message; the return value answers an ``ask``."""

@@ -30,11 +30,13 @@ from ._errors import (
     ActorInitializationError,
     ActorStoppedError,
     InvalidActorNameError,
+    MailboxFullError,
     ShoalError,
 )
 from ._messages import ReceiveTimeout, Terminated
 from ._path import ActorPath, valid_name
 from ._ref import ActorRef, LocalActorRef
+from ._settings import MailboxOverflow
 from ._supervision import DEFAULT_STRATEGY, Directive, SupervisorStrategy
 from ._timers import TimerFire, Timers
 
@@ -152,6 +154,7 @@ class Context:
         "_children",
         "_current",
         "_detached",
+        "_drop_oldest",
         "_factory",
         "_head",
         "_limit",
@@ -184,6 +187,7 @@ class Context:
         factory: Callable[[], Actor],
         capacity: int,
         throughput: int,
+        drop_oldest: bool = False,
     ) -> None:
         self._system = system
         self._loop = system._loop
@@ -192,6 +196,7 @@ class Context:
         self._factory = factory
         self._capacity = capacity
         self._throughput = throughput
+        self._drop_oldest = drop_oldest
         # The mailbox is a list consumed from index ``_head`` (compacted lazily),
         # ``None`` while idle and empty, and CLOSED once stopped. A short list
         # costs a fraction of a deque, which matters for many idle actors.
@@ -283,14 +288,16 @@ class Context:
         name: str | None = None,
         capacity: int | None = None,
         throughput: int | None = None,
+        overflow: MailboxOverflow | None = None,
     ) -> LocalActorRef:
         """Create a child actor from ``factory`` (a class or a zero-argument callable).
 
         The instance is created now (``ActorInitializationError`` if the
         factory raises); ``started`` runs before its first message. ``name``
         must be unique among live siblings; anonymous children get ``$``
-        names. ``capacity`` bounds the mailbox, ``throughput`` is how many
-        messages it handles per turn (defaults from the system's settings).
+        names. ``capacity`` bounds the mailbox, ``overflow`` says what a full
+        mailbox does, ``throughput`` is how many messages it handles per turn
+        (defaults from the system's settings).
         """
         if self._state >= _STOPPING:
             raise ShoalError(f"{self._path()} is stopping and cannot spawn children")
@@ -314,6 +321,8 @@ class Context:
             factory,
             settings.mailbox_capacity if capacity is None else capacity,
             settings.throughput if throughput is None else throughput,
+            (settings.mailbox_overflow if overflow is None else overflow)
+            is MailboxOverflow.DROP_OLDEST,
         )
         cell._actor = cell._instantiate()
         children[name] = cell
@@ -425,8 +434,18 @@ class Context:
             return
         if mbox is CLOSED:
             self._to_dead_letters(item, "stopped")
-        else:
-            self._to_dead_letters(item, "mailbox-full")
+            return
+        if self._drop_oldest and len(mbox) > self._head:
+            oldest = mbox[self._head]
+            if type(oldest) is not Envelope or oldest.kind == K_USER:
+                # O(queue) shift, on the overflow path only. Removing at the head
+                # keeps a drain loop in progress pointing at the next message.
+                del mbox[self._head]
+                self._to_dead_letters(oldest, "mailbox-full")
+                mbox.append(item)
+                self._schedule()
+                return
+        self._to_dead_letters(item, "mailbox-full")
 
     def _has_mail(self) -> bool:
         mbox = self._mbox
@@ -454,7 +473,12 @@ class Context:
             if item.kind != K_USER:
                 return
             if item.promise is not None and not item.promise.done():
-                item.promise.set_exception(ActorStoppedError(f"{self._path()} is {reason}"))
+                error: Exception = (
+                    MailboxFullError(f"mailbox of {self._path()} is full")
+                    if reason == "mailbox-full"
+                    else ActorStoppedError(f"{self._path()} is {reason}")
+                )
+                item.promise.set_exception(error)
                 return
             self._system._dead_letter(item.message, item.sender, self._ref, reason)
         else:

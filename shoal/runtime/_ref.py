@@ -116,8 +116,8 @@ class LocalActorRef(ActorRef):
                 if mbox is CLOSED:
                     promise.set_exception(ActorStoppedError(f"{cell._path()} is stopped"))
                     return
-                if mbox is not None:
-                    promise.set_exception(MailboxFullError(f"{cell._path()} mailbox is full"))
+                if mbox is not None and not cell._drop_oldest:
+                    promise.set_exception(MailboxFullError(f"mailbox of {cell._path()} is full"))
                     return
             cell._enqueue_slow(item)
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -9,6 +10,17 @@ from ._supervision import SupervisorStrategy
 
 if TYPE_CHECKING:
     from ._clock import Clock
+
+
+class MailboxOverflow(enum.Enum):
+    """What a full mailbox does with one more message (``tell`` never raises)."""
+
+    DEAD_LETTER = "dead-letter"
+    """Refuse the new message: it becomes a dead letter (the default). An
+    ``ask`` fails at once with :class:`MailboxFullError`."""
+    DROP_OLDEST = "drop-oldest"
+    """Evict the oldest queued message to dead letters and enqueue the new one:
+    for streams where only recent messages matter (readings, UI updates)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +34,9 @@ class Settings:
     mailbox_capacity: int = 10_000
     """Messages a mailbox holds before ``tell`` sends to dead letters and
     ``send`` waits. Memory bound per actor = capacity x message size."""
+
+    mailbox_overflow: MailboxOverflow = MailboxOverflow.DEAD_LETTER
+    """The overflow policy of mailboxes that do not choose their own."""
 
     throughput: int = 300
     """Messages an actor handles per turn before yielding to others. Higher

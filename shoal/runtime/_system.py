@@ -17,7 +17,7 @@ from ._messages import DeadLetter
 from ._path import ActorPath, valid_name
 from ._ref import ActorRef, AskTimeouts, LocalActorRef
 from ._serialization import Serialization
-from ._settings import Settings
+from ._settings import MailboxOverflow, Settings
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -100,6 +100,11 @@ class _DeadRef(ActorRef):
 
     def __hash__(self) -> int:
         return hash(self._target)
+
+
+def _complete(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class ActorSystem:
@@ -204,11 +209,14 @@ class ActorSystem:
         name: str | None = None,
         capacity: int | None = None,
         throughput: int | None = None,
+        overflow: MailboxOverflow | None = None,
     ) -> LocalActorRef:
         """Create a top-level actor under ``/user`` (see :meth:`Context.spawn`)."""
         if not self._running:
             raise SystemNotRunningError(f"actor system {self._name} is shut down")
-        return self._user.spawn(factory, name=name, capacity=capacity, throughput=throughput)
+        return self._user.spawn(
+            factory, name=name, capacity=capacity, throughput=throughput, overflow=overflow
+        )
 
     def spawn_system_actor(
         self, factory: Callable[[], Actor], *, name: str | None = None
@@ -334,22 +342,40 @@ class ActorSystem:
 
     async def _shutdown(self) -> None:
         timeout = self._settings.shutdown_timeout
-        try:
-            await asyncio.wait_for(self._user._request_stop(), timeout)
-        except TimeoutError:
+        if not await self._within(self._user._request_stop(), timeout):
             _log.error("[%s] user actors did not stop within %s s", self.address, timeout)
         for ext in reversed(list(self._extensions.values())):
             aclose = getattr(ext, "aclose", None)
             if aclose is not None:
                 try:
-                    await asyncio.wait_for(aclose(), timeout)
+                    if not await self._within(asyncio.ensure_future(aclose()), timeout):
+                        _log.error("[%s] extension %r did not close in time", self.address, ext)
                 except Exception:
                     _log.exception("[%s] closing extension %r failed", self.address, ext)
-        try:
-            await asyncio.wait_for(self._system._request_stop(), timeout)
-        except TimeoutError:
+        if not await self._within(self._system._request_stop(), timeout):
             _log.error("[%s] system actors did not stop within %s s", self.address, timeout)
         self._ask_timeouts.close()
+
+    async def _within(self, future: asyncio.Future[Any], timeout: float) -> bool:
+        """Wait for ``future`` up to ``timeout`` seconds of the system clock.
+
+        Returns whether it completed (its exception, if any, is raised). The
+        future is cancelled on timeout.
+        """
+        if future.done():
+            future.result()
+            return True
+        expired: asyncio.Future[None] = self._loop.create_future()
+        handle = self._clock.call_later(timeout, _complete, expired)
+        try:
+            await asyncio.wait((future, expired), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            handle.cancel()
+        if future.done():
+            future.result()
+            return True
+        future.cancel()
+        return False
 
     async def __aenter__(self) -> ActorSystem:
         return self

@@ -43,6 +43,7 @@ def test_runtime_exports() -> None:
             "LocalActorRef",
             "LoopClock",
             "MailboxFullError",
+            "MailboxOverflow",
             "ReceiveTimeout",
             "RefProvider",
             "Reply",
@@ -59,6 +60,7 @@ def test_runtime_exports() -> None:
             "UnknownManifestError",
             "manifest_of",
             "message",
+            "run",
         ]
     )
     for name in shoal.runtime.__all__:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -13,11 +14,16 @@ from shoal.runtime import (
     ActorInitializationError,
     ActorPath,
     ActorSystem,
+    DeadLetter,
     InvalidActorNameError,
+    MailboxFullError,
+    MailboxOverflow,
     Settings,
     SystemNotRunningError,
+    run,
 )
-from shoal.runtime.testing import Probe, settle
+from shoal.runtime._run import loop_name
+from shoal.runtime.testing import ManualClock, Probe, settle
 
 
 @message
@@ -316,3 +322,106 @@ async def test_systems_in_one_process_share_nothing() -> None:
 def test_a_system_needs_a_running_loop() -> None:
     with pytest.raises(SystemNotRunningError):
         ActorSystem("no-loop")
+
+
+async def test_plain_receive_creates_no_task_per_message(system: ActorSystem) -> None:
+    created = 0
+    loop = asyncio.get_running_loop()
+    default_factory = loop.get_task_factory()
+
+    def counting_factory(
+        loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
+    ) -> asyncio.Future[Any]:
+        nonlocal created
+        created += 1
+        if default_factory is not None:
+            return default_factory(loop, coro, **kwargs)  # type: ignore[arg-type]
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    counter = system.spawn(Counter)
+    await counter.ask(Get())
+    loop.set_task_factory(counting_factory)  # type: ignore[arg-type]
+    try:
+        for _ in range(10_000):
+            counter.tell(Add(1))
+        await settle()
+        tasks_during_tells = created
+    finally:
+        loop.set_task_factory(default_factory)
+    assert tasks_during_tells == 0
+    assert await counter.ask(Get()) == 10_000
+
+
+async def test_drop_oldest_overflow_keeps_the_newest_messages(system: ActorSystem) -> None:
+    gate = asyncio.Event()
+    probe = Probe(system)
+    system.event_stream.subscribe(probe.ref, DeadLetter)
+
+    class Latest(Actor):
+        def __init__(self) -> None:
+            self.seen: list[object] = []
+
+        async def receive(self, msg: object) -> object:
+            if msg == "dump":
+                return self.seen
+            if msg == "block":
+                await gate.wait()
+            else:
+                self.seen.append(msg)
+            return None
+
+    ref = system.spawn(Latest, capacity=3, overflow=MailboxOverflow.DROP_OLDEST)
+    ref.tell("block")
+    await settle()
+    for i in range(5):
+        ref.tell(i)
+    evicted = [await probe.receive(), await probe.receive()]
+    assert [d.message for d in evicted if isinstance(d, DeadLetter)] == [0, 1]
+    gate.set()
+    await settle()  # drain first: with this policy the ask itself would evict 2
+    assert await ref.ask("dump", timeout=1.0) == [2, 3, 4]
+
+
+async def test_ask_to_a_full_mailbox_fails_fast(system: ActorSystem) -> None:
+    gate = asyncio.Event()
+
+    class Blocked(Actor):
+        async def receive(self, msg: object) -> None:
+            await gate.wait()
+
+    ref = system.spawn(Blocked, capacity=1)
+    ref.tell("in handler")
+    await settle()
+    ref.tell("queued")
+    with pytest.raises(MailboxFullError):
+        await ref.ask("one too many")
+    gate.set()
+
+
+async def test_shutdown_gives_up_on_actors_that_never_stop_after_the_timeout() -> None:
+    clock = ManualClock()
+    never = asyncio.Event()
+
+    class Stubborn(Actor):
+        def receive(self, msg: object) -> None:
+            pass
+
+        async def stopped(self) -> None:
+            await never.wait()
+
+    system = ActorSystem("stubborn", Settings.testing(clock=clock, shutdown_timeout=5.0))
+    system.spawn(Stubborn)
+    shutting = asyncio.ensure_future(system.shutdown())
+    await settle()
+    assert not shutting.done()
+    clock.advance(5.0)
+    await settle()
+    clock.advance(5.0)  # the system guardian gets its own timeout
+    await asyncio.wait_for(shutting, 5.0)
+
+
+def test_run_uses_the_fastest_loop() -> None:
+    async def which() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert run(which()).startswith("uvloop" if loop_name() == "uvloop" else "asyncio")
