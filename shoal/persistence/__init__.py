@@ -1,0 +1,69 @@
+"""Event-sourced persistence: the journal and snapshot-store plugin API and its plugins.
+
+Plugins: memory (tests), SQLite (the embedded default) and Cassandra. Events
+and snapshots are stored as the runtime serialization registry's
+``(serializer_id, manifest, payload)``; nothing is ever pickled.
+"""
+
+from ._cassandra import CassandraJournal as CassandraJournal
+from ._cassandra_session import CassandraSession as CassandraSession
+from ._cassandra_session import CassandraSettings as CassandraSettings
+from ._cassandra_snapshots import CassandraSnapshotStore as CassandraSnapshotStore
+from ._codec import decode_event as decode_event
+from ._codec import decode_snapshot as decode_snapshot
+from ._errors import EventDecodeError as EventDecodeError
+from ._errors import JournalCorruptionError as JournalCorruptionError
+from ._errors import JournalError as JournalError
+from ._errors import JournalReadError as JournalReadError
+from ._errors import JournalWriteError as JournalWriteError
+from ._errors import PersistenceError as PersistenceError
+from ._errors import PluginClosedError as PluginClosedError
+from ._errors import SequenceConflictError as SequenceConflictError
+from ._errors import SnapshotDecodeError as SnapshotDecodeError
+from ._errors import SnapshotStoreError as SnapshotStoreError
+from ._journal import MAX_SEQUENCE_NR as MAX_SEQUENCE_NR
+from ._journal import Journal as Journal
+from ._journal import PersistentRepr as PersistentRepr
+from ._memory import MemoryJournal as MemoryJournal
+from ._memory import MemorySnapshotStore as MemorySnapshotStore
+from ._snapshot import SnapshotMetadata as SnapshotMetadata
+from ._snapshot import SnapshotRecord as SnapshotRecord
+from ._snapshot import SnapshotSelectionCriteria as SnapshotSelectionCriteria
+from ._snapshot import SnapshotStore as SnapshotStore
+from ._sqlite import SqliteJournal as SqliteJournal
+from ._sqlite import SqliteSnapshotStore as SqliteSnapshotStore
+from ._sqlite_db import SqliteSettings as SqliteSettings
+
+__all__ = [
+    # plugin API
+    "MAX_SEQUENCE_NR",
+    "Journal",
+    "PersistentRepr",
+    "SnapshotMetadata",
+    "SnapshotRecord",
+    "SnapshotSelectionCriteria",
+    "SnapshotStore",
+    "decode_event",
+    "decode_snapshot",
+    # plugins
+    "MemoryJournal",
+    "MemorySnapshotStore",
+    "SqliteJournal",
+    "SqliteSettings",
+    "SqliteSnapshotStore",
+    "CassandraJournal",
+    "CassandraSession",
+    "CassandraSettings",
+    "CassandraSnapshotStore",
+    # errors
+    "PersistenceError",
+    "PluginClosedError",
+    "JournalError",
+    "JournalWriteError",
+    "SequenceConflictError",
+    "JournalReadError",
+    "JournalCorruptionError",
+    "EventDecodeError",
+    "SnapshotStoreError",
+    "SnapshotDecodeError",
+]

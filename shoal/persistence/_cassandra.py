@@ -1,0 +1,371 @@
+"""The Cassandra journal.
+
+Tables (in the configured keyspace, created on demand)::
+
+    messages (persistence_id, partition_nr, sequence_nr, writer_uuid, timestamp,
+              ser_id, ser_manifest, event,
+              PRIMARY KEY ((persistence_id, partition_nr), sequence_nr, writer_uuid))
+    metadata (persistence_id PRIMARY KEY, deleted_to)
+
+Writes: the events of one write all lie in one partition (a write that
+straddles a partition boundary goes whole into its last event's partition;
+see :mod:`._partitions` for why that beats a LOGGED batch), so Cassandra
+applies them atomically and in isolation. Writes queued during one event-loop
+turn share requests (UNLOGGED batches of a few partitions each, see
+:mod:`._cassandra_grouping`): group commit, as the SQLite journal does.
+
+``writer_uuid`` is part of the row key so that two writers storing the same
+sequence number (see *Fencing*) never overwrite each other's acknowledged
+event: both rows stay, and replay reports the duplicate
+(:class:`JournalCorruptionError`) instead of silently losing one.
+
+Fencing without a lightweight transaction on the write path (a Paxos round
+per append would cost four round trips): each journal instance remembers the
+highest sequence number of every persistence id it has written or read the
+highest of (recovery does), and refuses a write that does not continue it.
+This is exact for every writer using the same journal instance: one node's
+stale incarnation of an entity is refused. Across nodes it is only as good as
+the single-writer guarantee above it (cluster sharding runs one incarnation
+per entity; a node that lost its shards is downed): a second node's writer
+recovering meanwhile is detected on the next replay, not prevented.
+
+Deletes raise a ``deleted_to`` marker first, then drop the rows with range
+tombstones; the marker keeps the highest sequence number when every event is
+gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Final, NamedTuple
+
+from cassandra import ConsistencyLevel
+from cassandra.query import BatchStatement, BatchType
+
+from ._cassandra_grouping import group_writes, write_size
+from ._cassandra_replay import ChunkQuery, HighestWalk, ReplayWalk
+from ._cassandra_session import CassandraSession, CassandraSettings
+from ._errors import JournalError, JournalReadError, JournalWriteError, PluginClosedError
+from ._journal import MAX_SEQUENCE_NR, Journal, PersistentRepr, check_write, fence
+from ._partitions import partition_nr, write_partition
+
+__all__ = ["CassandraJournal"]
+
+_FENCE_CACHE_LIMIT: Final = 100_000  # ids; past it the cache restarts (a miss costs one read)
+_DELETE_CONCURRENCY: Final = 32  # range deletes in flight at once
+
+
+def _tables(ks: str) -> tuple[str, ...]:
+    return (
+        f"""CREATE TABLE IF NOT EXISTS {ks}.messages (
+            persistence_id text, partition_nr bigint, sequence_nr bigint, writer_uuid text,
+            timestamp bigint, ser_id int, ser_manifest text, event blob,
+            PRIMARY KEY ((persistence_id, partition_nr), sequence_nr, writer_uuid))
+            WITH CLUSTERING ORDER BY (sequence_nr ASC, writer_uuid ASC)""",
+        f"""CREATE TABLE IF NOT EXISTS {ks}.metadata (
+            persistence_id text PRIMARY KEY, deleted_to bigint)""",
+    )
+
+
+class _Statements:
+    """The journal's prepared statements (prepared once, on the executor)."""
+
+    def __init__(self, session: Any, settings: CassandraSettings) -> None:
+        ks = settings.keyspace
+        write_cl = ConsistencyLevel.name_to_value[settings.write_consistency]
+        read_cl = ConsistencyLevel.name_to_value[settings.read_consistency]
+        cols = "sequence_nr, writer_uuid, timestamp, ser_id, ser_manifest, event"
+        where = "persistence_id = ? AND partition_nr = ?"
+
+        def prepare(cql: str, cl: int) -> Any:
+            stmt = session.prepare(cql)
+            stmt.consistency_level = cl
+            return stmt
+
+        self.write_cl = write_cl
+        self.insert = prepare(
+            f"INSERT INTO {ks}.messages (persistence_id, partition_nr, {cols}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            write_cl,
+        )
+        self.insert.is_idempotent = True  # same key, same values: safe to retry
+        self.read_from = prepare(
+            f"SELECT {cols} FROM {ks}.messages WHERE {where} "
+            "AND (sequence_nr) >= (?) AND (sequence_nr) <= (?) LIMIT ?",
+            read_cl,
+        )
+        self.read_after = prepare(
+            f"SELECT {cols} FROM {ks}.messages WHERE {where} "
+            "AND (sequence_nr, writer_uuid) > (?, ?) AND (sequence_nr) <= (?) LIMIT ?",
+            read_cl,
+        )
+        self.largest = prepare(
+            f"SELECT sequence_nr FROM {ks}.messages WHERE {where} "
+            "ORDER BY sequence_nr DESC LIMIT 1",
+            read_cl,
+        )
+        self.deleted_to = prepare(
+            f"SELECT deleted_to FROM {ks}.metadata WHERE persistence_id = ?", read_cl
+        )
+        self.set_deleted_to = prepare(
+            f"UPDATE {ks}.metadata SET deleted_to = ? WHERE persistence_id = ?", write_cl
+        )
+        self.delete_range = prepare(
+            f"DELETE FROM {ks}.messages WHERE {where} AND sequence_nr <= ?", write_cl
+        )
+
+
+class _Queued(NamedTuple):
+    rows: list[tuple[str, int, int, str, int, int, str, bytes]]
+    size: int
+    fut: asyncio.Future[None]
+
+
+def _settle_group(writes: list[_Queued], sent: asyncio.Future[list[Any]]) -> None:
+    """Acknowledge (or fail) every write of one request."""
+    exc = None if sent.cancelled() else sent.exception()
+    for write in writes:
+        if write.fut.done():
+            continue
+        if sent.cancelled():
+            write.fut.cancel()
+        elif exc is not None:
+            write.fut.set_exception(exc)
+        else:
+            write.fut.set_result(None)
+
+
+class CassandraJournal(Journal):
+    """The production journal on Apache Cassandra (module docstring: layout, atomicity, fencing).
+
+    Pass ``session`` to share one driver session with a
+    :class:`CassandraSnapshotStore`; the journal then leaves closing it to
+    the caller.
+    """
+
+    def __init__(
+        self, settings: CassandraSettings, *, session: CassandraSession | None = None
+    ) -> None:
+        self.settings = settings
+        self._owns_session = session is None
+        self._session = session if session is not None else CassandraSession(settings)
+        self._statements: _Statements | None = None
+        self._highest: dict[str, int] = {}  # the fence: see the module docstring
+        self._queued: list[_Queued] = []  # writes waiting for the end of this loop turn
+        self._in_flight: set[asyncio.Future[list[Any]]] = set()
+        self._closed = False
+
+    async def _ready(self) -> _Statements:
+        if self._closed:
+            raise PluginClosedError("the cassandra journal is closed")
+        if self._statements is None:
+            settings = self.settings
+
+            def setup(session: Any) -> _Statements:
+                if settings.tables_autocreate:
+                    for ddl in _tables(settings.keyspace):
+                        session.execute(ddl)
+                return _Statements(session, settings)
+
+            statements = await self._session.run_blocking(setup)
+            if self._statements is None:
+                self._statements = statements
+        return self._statements
+
+    async def start(self) -> None:
+        """Connect, create the tables if configured and prepare statements (else done lazily)."""
+        try:
+            await self._ready()
+        except JournalError:
+            raise
+        except Exception as exc:
+            raise JournalReadError(f"cassandra journal unavailable: {exc}") from exc
+
+    # -- writing ----------------------------------------------------------------------
+
+    async def write(self, events: Sequence[PersistentRepr]) -> None:
+        pid = check_write(events)
+        first, last = events[0].sequence_nr, events[-1].sequence_nr
+        partition = write_partition(first, last, self.settings.partition_size)
+        try:
+            st = await self._ready()
+            known = self._highest.get(pid)
+            if known is None:
+                found = await self._read_highest(st, pid, 0)
+                known = self._highest.setdefault(pid, found)  # a concurrent writer may have won
+        except (PluginClosedError, JournalWriteError):
+            raise
+        except Exception as exc:
+            raise JournalWriteError(f"cassandra write of {pid!r} at {first} failed: {exc}") from exc
+        fence(pid, known, first)
+        if len(self._highest) >= _FENCE_CACHE_LIMIT:
+            self._highest.clear()
+        self._highest[pid] = last  # claimed now, so a concurrent stale write is refused
+        rows = [
+            (pid, partition, e.sequence_nr, e.writer_uuid, e.timestamp,
+             e.serializer_id, e.manifest, e.payload)
+            for e in events
+        ]  # fmt: skip
+        size = write_size(pid, [(e.manifest, e.payload, e.writer_uuid) for e in events])
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._queued.append(_Queued(rows, size, fut))
+        if len(self._queued) == 1:
+            loop.call_soon(self._flush, st)
+        try:
+            await fut
+        except BaseException as exc:
+            if self._highest.get(pid) == last:
+                del self._highest[pid]  # the outcome is unknown: re-read before the next write
+            if isinstance(exc, Exception):
+                raise JournalWriteError(
+                    f"cassandra write of {pid!r} sequence numbers {first}..{last} failed "
+                    f"(it may or may not be stored): {exc}"
+                ) from exc
+            raise
+
+    def _flush(self, st: _Statements) -> None:
+        """Send every write queued during the last loop turn, grouped (``_cassandra_grouping``)."""
+        queued, self._queued = self._queued, []
+        for group in group_writes([q.size for q in queued]):
+            writes = [queued[i] for i in group]
+            if len(writes) == 1 and len(writes[0].rows) == 1:
+                statement = st.insert.bind(writes[0].rows[0])
+            else:
+                statement = BatchStatement(
+                    batch_type=BatchType.UNLOGGED, consistency_level=st.write_cl
+                )
+                for write in writes:
+                    for row in write.rows:
+                        statement.add(st.insert, row)
+            try:
+                sent = self._session.execute(statement)
+            except Exception as exc:  # the driver refused to send it (e.g. shut down)
+                for write in writes:
+                    if not write.fut.done():
+                        write.fut.set_exception(exc)
+                continue
+            self._in_flight.add(sent)
+            sent.add_done_callback(self._in_flight.discard)
+            sent.add_done_callback(functools.partial(_settle_group, writes))
+
+    # -- reading ----------------------------------------------------------------------
+
+    async def _deleted_to(self, st: _Statements, pid: str) -> int:
+        rows = await self._session.execute(st.deleted_to, (pid,))
+        return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+    async def _read_highest(self, st: _Statements, pid: str, hint: int) -> int:
+        walk = HighestWalk(max(hint, await self._deleted_to(st, pid)), self.settings.partition_size)
+        probe: int | None = walk.first()
+        while probe is not None:
+            rows = await self._session.execute(st.largest, (pid, probe))
+            probe = walk.advance(probe, int(rows[0][0]) if rows else None)
+        return walk.highest
+
+    async def highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int = 0) -> int:
+        try:
+            st = await self._ready()
+            found = await self._read_highest(st, persistence_id, from_sequence_nr)
+        except PluginClosedError:
+            raise
+        except Exception as exc:
+            raise JournalReadError(
+                f"cassandra: highest sequence number of {persistence_id!r} failed: {exc}"
+            ) from exc
+        if found > self._highest.get(persistence_id, -1):  # keep a claim of a write in flight
+            self._highest[persistence_id] = found
+        return found
+
+    def _fetch(self, st: _Statements, pid: str, q: ChunkQuery) -> asyncio.Future[list[Any]]:
+        if q.after is None:
+            return self._session.execute(
+                st.read_from, (pid, q.partition_nr, q.lower, q.upper, q.limit)
+            )
+        seq, writer = q.after
+        return self._session.execute(
+            st.read_after, (pid, q.partition_nr, seq, writer, q.upper, q.limit)
+        )
+
+    async def replay(
+        self,
+        persistence_id: str,
+        from_sequence_nr: int = 1,
+        to_sequence_nr: int = MAX_SEQUENCE_NR,
+        max_count: int = MAX_SEQUENCE_NR,
+    ) -> AsyncIterator[Sequence[PersistentRepr]]:
+        pid = persistence_id
+        ahead: asyncio.Future[list[Any]] | None = None
+        try:
+            st = await self._ready()
+            start = max(from_sequence_nr, await self._deleted_to(st, pid) + 1)
+            walk = ReplayWalk(
+                pid,
+                start,
+                to_sequence_nr,
+                max_count,
+                self.settings.partition_size,
+                self.settings.replay_chunk_size,
+            )
+            query = walk.first()
+            ahead = self._fetch(st, pid, query) if query is not None else None
+            while query is not None and ahead is not None:
+                rows = await ahead
+                ahead = None
+                chunk = [
+                    PersistentRepr(pid, seq, ser, manifest, event, writer, ts)
+                    for seq, writer, ts, ser, manifest, event in rows
+                ]
+                following = walk.advance(query, chunk)
+                if following is not None:
+                    ahead = self._fetch(st, pid, following)  # read ahead of the consumer
+                query = following
+                if chunk:
+                    yield chunk
+        except (JournalError, PluginClosedError):
+            raise
+        except Exception as exc:
+            raise JournalReadError(f"cassandra replay of {pid!r} failed: {exc}") from exc
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+
+    # -- deleting ---------------------------------------------------------------------
+
+    async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
+        pid = persistence_id
+        try:
+            st = await self._ready()
+            deleted = await self._deleted_to(st, pid)
+            highest = await self._read_highest(st, pid, 0)
+            to = min(to_sequence_nr, highest)
+            if to <= deleted:
+                return
+            await self._session.execute(st.set_deleted_to, (to, pid))
+            size = self.settings.partition_size
+            # an event <= to may have moved into the partition after its own
+            partitions = range(partition_nr(deleted + 1, size), partition_nr(to, size) + 2)
+            for i in range(0, len(partitions), _DELETE_CONCURRENCY):
+                await asyncio.gather(
+                    *(
+                        self._session.execute(st.delete_range, (pid, p, to))
+                        for p in partitions[i : i + _DELETE_CONCURRENCY]
+                    )
+                )
+        except PluginClosedError:
+            raise
+        except Exception as exc:
+            raise JournalWriteError(
+                f"cassandra: deleting {pid!r} up to {to_sequence_nr} failed: {exc}"
+            ) from exc
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._queued and self._statements is not None:
+            self._flush(self._statements)
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight))
+        if self._owns_session:
+            await self._session.close()

@@ -1,0 +1,134 @@
+"""In-memory journal and snapshot store, for tests and examples.
+
+Nothing survives the process. Every operation completes within one event-loop
+step, so they are trivially atomic; ``replay_chunk_size`` lets tests exercise
+chunked replays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+
+from ._errors import PluginClosedError
+from ._journal import MAX_SEQUENCE_NR, Journal, PersistentRepr, check_write, fence
+from ._snapshot import LATEST, SnapshotRecord, SnapshotSelectionCriteria, SnapshotStore
+
+__all__ = ["MemoryJournal", "MemorySnapshotStore"]
+
+
+@dataclass(slots=True)
+class _Stream:
+    events: list[PersistentRepr] = field(default_factory=list)  # ascending, after deleted_to
+    deleted_to: int = 0
+
+    @property
+    def highest(self) -> int:
+        return self.events[-1].sequence_nr if self.events else self.deleted_to
+
+
+class MemoryJournal(Journal):
+    """A journal held in a dict; fencing is exact (one process, one store)."""
+
+    def __init__(self, *, replay_chunk_size: int = 1000) -> None:
+        if replay_chunk_size < 1:
+            raise ValueError("replay_chunk_size must be positive")
+        self._streams: dict[str, _Stream] = {}
+        self._chunk = replay_chunk_size
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PluginClosedError("the memory journal is closed")
+
+    async def write(self, events: Sequence[PersistentRepr]) -> None:
+        self._check_open()
+        pid = check_write(events)
+        stream = self._streams.get(pid)
+        if stream is None:
+            stream = self._streams[pid] = _Stream()
+        fence(pid, stream.highest, events[0].sequence_nr)
+        stream.events.extend(events)
+
+    async def replay(
+        self,
+        persistence_id: str,
+        from_sequence_nr: int = 1,
+        to_sequence_nr: int = MAX_SEQUENCE_NR,
+        max_count: int = MAX_SEQUENCE_NR,
+    ) -> AsyncIterator[Sequence[PersistentRepr]]:
+        self._check_open()
+        stream = self._streams.get(persistence_id)
+        if stream is None or not stream.events or max_count <= 0:
+            return
+        events = stream.events  # a delete replaces the list; appends are past ``stop``
+        base = events[0].sequence_nr
+        start = max(from_sequence_nr, base) - base
+        stop = min(to_sequence_nr - base + 1, start + max_count)
+        while start < stop:
+            end = min(start + self._chunk, stop)
+            chunk = events[start:end]
+            if not chunk:
+                return
+            yield chunk
+            start = end
+            await asyncio.sleep(0)  # yield to the loop between chunks, like real plugins
+
+    async def highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int = 0) -> int:
+        self._check_open()
+        stream = self._streams.get(persistence_id)
+        return stream.highest if stream is not None else 0
+
+    async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
+        self._check_open()
+        stream = self._streams.get(persistence_id)
+        if stream is None:
+            return
+        to = min(to_sequence_nr, stream.highest)
+        if to <= stream.deleted_to:
+            return
+        stream.deleted_to = to
+        stream.events = [e for e in stream.events if e.sequence_nr > to]
+
+    async def close(self) -> None:
+        self._closed = True
+
+
+class MemorySnapshotStore(SnapshotStore):
+    """A snapshot store held in a dict."""
+
+    def __init__(self) -> None:
+        self._snapshots: dict[str, dict[int, SnapshotRecord]] = {}
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PluginClosedError("the memory snapshot store is closed")
+
+    async def save(self, snapshot: SnapshotRecord) -> None:
+        self._check_open()
+        meta = snapshot.metadata
+        self._snapshots.setdefault(meta.persistence_id, {})[meta.sequence_nr] = snapshot
+
+    async def load(
+        self,
+        persistence_id: str,
+        criteria: SnapshotSelectionCriteria = LATEST,
+    ) -> SnapshotRecord | None:
+        self._check_open()
+        found = [
+            s
+            for s in self._snapshots.get(persistence_id, {}).values()
+            if criteria.matches(s.metadata)
+        ]
+        return max(found, key=lambda s: s.metadata.sequence_nr, default=None)
+
+    async def delete(self, persistence_id: str, criteria: SnapshotSelectionCriteria) -> None:
+        self._check_open()
+        stored = self._snapshots.get(persistence_id, {})
+        for seq in [seq for seq, s in stored.items() if criteria.matches(s.metadata)]:
+            del stored[seq]
+
+    async def close(self) -> None:
+        self._closed = True

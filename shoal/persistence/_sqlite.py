@@ -1,0 +1,282 @@
+"""The SQLite journal and snapshot store: the embedded default.
+
+One database file in WAL mode. The journal owns two threads, each with its
+own connection: a *writer* that group-commits and a *reader* for replays and
+highest-sequence-number queries (WAL lets them run side by side). The event
+loop never blocks on SQLite.
+
+Group commit: :meth:`SqliteJournal.write` queues the write and, unless a
+flush is already queued, queues one on the writer thread. A flush takes
+*every* write queued by then, commits them in one transaction (one fsync at
+most) and acknowledges them all with one callback into the loop. While it
+commits, new writes queue up for the next flush, so the batch size adapts to
+the load with no added latency when idle. Every acknowledged write is
+committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import TypeVar
+
+from ._errors import (
+    JournalReadError,
+    JournalWriteError,
+    PluginClosedError,
+    SnapshotStoreError,
+)
+from ._journal import MAX_SEQUENCE_NR, Journal, PersistentRepr, check_write
+from ._snapshot import (
+    LATEST,
+    SnapshotMetadata,
+    SnapshotRecord,
+    SnapshotSelectionCriteria,
+    SnapshotStore,
+)
+from ._sqlite_db import GroupCommitter, SqliteSettings, connect, delete_to, highest, read_chunk
+from ._thread_worker import ThreadWorker
+
+__all__ = ["SqliteJournal", "SqliteSettings", "SqliteSnapshotStore"]
+
+_T = TypeVar("_T")
+
+_Pending = tuple[Sequence[PersistentRepr], "asyncio.Future[None]"]
+
+
+def _settings(settings: SqliteSettings | str | os.PathLike[str]) -> SqliteSettings:
+    if isinstance(settings, SqliteSettings):
+        return settings
+    return SqliteSettings(path=settings)
+
+
+def _close(conn: sqlite3.Connection) -> None:
+    conn.close()
+
+
+def _complete(batch: list[_Pending], outcomes: Sequence[Exception | None]) -> None:
+    """On the loop: acknowledge (or fail) every write of one flush."""
+    for (_, fut), outcome in zip(batch, outcomes, strict=True):
+        if fut.done():  # the writer stopped waiting; the outcome stands regardless
+            continue
+        if outcome is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(outcome)
+
+
+class SqliteJournal(Journal):
+    """The embedded journal: one SQLite file, WAL, group commit.
+
+    Durability: see :class:`SqliteSettings` ``synchronous``. Fencing is exact
+    for every writer of the file, in this process or another: each write is
+    checked against the committed highest sequence number inside the
+    transaction that stores it.
+    """
+
+    def __init__(self, settings: SqliteSettings | str | os.PathLike[str]) -> None:
+        self.settings = _settings(settings)
+        opener = self._open
+        self._writer: ThreadWorker[sqlite3.Connection] = ThreadWorker(
+            "shoal-sqlite-journal-writer", opener, _close
+        )
+        self._reader: ThreadWorker[sqlite3.Connection] = ThreadWorker(
+            "shoal-sqlite-journal-reader", opener, _close
+        )
+        self._committer = GroupCommitter()
+        self._lock = threading.Lock()  # guards _pending and _flush_queued across the two threads
+        self._pending: list[_Pending] = []
+        self._flush_queued = False
+        self._closed = False
+
+    def _open(self) -> sqlite3.Connection:
+        return connect(self.settings)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise PluginClosedError(f"the sqlite journal {self.settings.path!s} is closed")
+
+    async def write(self, events: Sequence[PersistentRepr]) -> None:
+        check_write(events)
+        self._check_open()
+        fut: asyncio.Future[None] = self._writer.loop.create_future()
+        with self._lock:
+            self._pending.append((tuple(events), fut))
+            queue_flush = not self._flush_queued
+            self._flush_queued = True
+        if queue_flush:
+            self._writer.submit_nowait(self._flush, self._fail_flush)
+        await fut
+
+    def _take_pending(self) -> list[_Pending]:
+        with self._lock:
+            batch, self._pending = self._pending, []
+            self._flush_queued = False
+        return batch
+
+    def _flush(self, conn: sqlite3.Connection) -> None:
+        """On the writer thread: commit every queued write in one transaction."""
+        batch = self._take_pending()
+        if not batch:
+            return
+        outcomes: Sequence[Exception | None]
+        try:
+            outcomes = self._committer.commit(conn, [events for events, _ in batch])
+        except Exception as exc:  # not a storage error (those are per write): fail them all
+            self._committer.forget()
+            err = JournalWriteError(f"sqlite journal {self.settings.path!s}: {exc!r}")
+            err.__cause__ = exc
+            outcomes = [err] * len(batch)
+        self._writer.post(_complete, batch, outcomes)
+
+    def _fail_flush(self, exc: Exception) -> None:
+        """On the writer thread: the flush could not run (the database did not open)."""
+        batch = self._take_pending()
+        err = JournalWriteError(f"sqlite journal {self.settings.path!s} unavailable: {exc}")
+        err.__cause__ = exc
+        self._writer.post(_complete, batch, [err] * len(batch))
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], _T], what: str) -> _T:
+        self._check_open()
+        try:
+            return await self._reader.submit(fn)
+        except sqlite3.Error as exc:
+            raise JournalReadError(f"sqlite journal: {what} failed: {exc}") from exc
+
+    async def replay(
+        self,
+        persistence_id: str,
+        from_sequence_nr: int = 1,
+        to_sequence_nr: int = MAX_SEQUENCE_NR,
+        max_count: int = MAX_SEQUENCE_NR,
+    ) -> AsyncIterator[Sequence[PersistentRepr]]:
+        chunk_size = self.settings.replay_chunk_size
+        pid = persistence_id
+        what = f"replay of {pid!r} from {from_sequence_nr}"
+
+        def fetch(start: int, limit: int) -> asyncio.Future[list[PersistentRepr]]:
+            return asyncio.ensure_future(
+                self._read(lambda c: read_chunk(c, pid, start, to_sequence_nr, limit), what)
+            )
+
+        remaining = max_count
+        if remaining <= 0 or from_sequence_nr > to_sequence_nr:
+            return
+        limit = min(chunk_size, remaining)
+        ahead: asyncio.Future[list[PersistentRepr]] | None = fetch(from_sequence_nr, limit)
+        try:
+            while ahead is not None:
+                chunk = await ahead
+                ahead = None
+                if not chunk:
+                    return
+                remaining -= len(chunk)
+                if len(chunk) == limit and remaining > 0:  # a full chunk: there may be more
+                    limit = min(chunk_size, remaining)
+                    ahead = fetch(chunk[-1].sequence_nr + 1, limit)  # read ahead of the consumer
+                yield chunk
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+
+    async def highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int = 0) -> int:
+        return await self._read(lambda c: highest(c, persistence_id), "highest sequence number")
+
+    async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
+        self._check_open()
+
+        def job(conn: sqlite3.Connection) -> None:
+            delete_to(conn, persistence_id, to_sequence_nr)
+
+        try:
+            await self._writer.submit(job)
+        except sqlite3.Error as exc:
+            raise JournalWriteError(
+                f"sqlite journal: deleting {persistence_id!r} up to {to_sequence_nr} failed: {exc}"
+            ) from exc
+
+    async def close(self) -> None:
+        self._closed = True
+        await self._writer.stop()
+        await self._reader.stop()
+
+
+_LOAD = """SELECT sequence_nr, timestamp, serializer_id, manifest, payload FROM snapshots
+    WHERE persistence_id = ? AND sequence_nr BETWEEN ? AND ? AND timestamp BETWEEN ? AND ?
+    ORDER BY sequence_nr DESC LIMIT 1"""
+_DELETE = """DELETE FROM snapshots
+    WHERE persistence_id = ? AND sequence_nr BETWEEN ? AND ? AND timestamp BETWEEN ? AND ?"""
+
+
+def _criteria_args(pid: str, c: SnapshotSelectionCriteria) -> tuple[str, int, int, int, int]:
+    return (pid, c.min_sequence_nr, c.max_sequence_nr, c.min_timestamp, c.max_timestamp)
+
+
+class SqliteSnapshotStore(SnapshotStore):
+    """Snapshots in the same SQLite file as the journal (or another), on their own thread."""
+
+    def __init__(self, settings: SqliteSettings | str | os.PathLike[str]) -> None:
+        self.settings = _settings(settings)
+        self._worker: ThreadWorker[sqlite3.Connection] = ThreadWorker(
+            "shoal-sqlite-snapshots", lambda: connect(self.settings), _close
+        )
+        self._closed = False
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], _T], what: str) -> _T:
+        if self._closed:
+            raise PluginClosedError(f"the sqlite snapshot store {self.settings.path!s} is closed")
+        try:
+            return await self._worker.submit(fn)
+        except sqlite3.Error as exc:
+            raise SnapshotStoreError(f"sqlite snapshot store: {what} failed: {exc}") from exc
+
+    async def save(self, snapshot: SnapshotRecord) -> None:
+        m = snapshot.metadata
+        row = (
+            m.persistence_id,
+            m.sequence_nr,
+            m.timestamp,
+            snapshot.serializer_id,
+            snapshot.manifest,
+            snapshot.payload,
+        )
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?)", row)
+
+        await self._run(job, f"saving {m.persistence_id!r} at {m.sequence_nr}")
+
+    async def load(
+        self,
+        persistence_id: str,
+        criteria: SnapshotSelectionCriteria = LATEST,
+    ) -> SnapshotRecord | None:
+        if criteria.is_empty():
+            return None
+        args = _criteria_args(persistence_id, criteria)
+
+        def job(conn: sqlite3.Connection) -> SnapshotRecord | None:
+            row = conn.execute(_LOAD, args).fetchone()
+            if row is None:
+                return None
+            seq, ts, ser, manifest, payload = row
+            return SnapshotRecord(SnapshotMetadata(persistence_id, seq, ts), ser, manifest, payload)
+
+        return await self._run(job, f"loading {persistence_id!r}")
+
+    async def delete(self, persistence_id: str, criteria: SnapshotSelectionCriteria) -> None:
+        if criteria.is_empty():
+            return
+        args = _criteria_args(persistence_id, criteria)
+
+        def job(conn: sqlite3.Connection) -> None:
+            conn.execute(_DELETE, args)
+
+        await self._run(job, f"deleting snapshots of {persistence_id!r}")
+
+    async def close(self) -> None:
+        self._closed = True
+        await self._worker.stop()
