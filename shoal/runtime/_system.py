@@ -8,12 +8,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from prometheus_client import CollectorRegistry
+
 from ._actor import Actor
 from ._cell import Context
 from ._clock import Clock, LoopClock
 from ._errors import ActorStoppedError, SystemNotRunningError
 from ._eventstream import EventStream
 from ._messages import DeadLetter
+from ._metrics import RuntimeCollector
 from ._path import ActorPath, valid_name
 from ._ref import ActorRef, AskTimeouts, LocalActorRef
 from ._serialization import Serialization
@@ -141,6 +144,7 @@ class ActorSystem:
         self._ask_timeouts = AskTimeouts(self._clock)
         self._room_waiters: dict[Context, deque[asyncio.Future[None]]] = {}
         self._extensions: dict[object, object] = {}
+        self._metrics: CollectorRegistry | None = None
         self._processed = 0
         self._spawned = 0
         self._stopped = 0
@@ -308,6 +312,18 @@ class ActorSystem:
             "actors_stopped": self._stopped,
             "dead_letters": self._dead_letters,
         }
+
+    @property
+    def metrics(self) -> CollectorRegistry:
+        """This system's Prometheus registry; layers add their collectors to it.
+
+        ``prometheus_client.generate_latest(system.metrics)`` renders it.
+        """
+        registry = self._metrics
+        if registry is None:
+            registry = self._metrics = CollectorRegistry(auto_describe=True)
+            registry.register(RuntimeCollector(self))
+        return registry
 
     # -- extensions ----------------------------------------------------------------------------
 

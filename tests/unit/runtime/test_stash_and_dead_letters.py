@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY, generate_latest
 
 from shoal.runtime import (
     Actor,
@@ -108,3 +109,15 @@ async def test_dead_letter_logging_is_rate_limited(
     lines = [r for r in caplog.records if "dead letter" in r.getMessage()]
     assert len(lines) == system.settings.dead_letter_log_limit
     assert system.stats()["dead_letters"] == 100
+
+
+async def test_metrics_are_per_system_and_read_at_scrape_time(system: ActorSystem) -> None:
+    gate = system.spawn(Gate)
+    gate.tell("open")
+    await gate.ask("dump")
+    system.dead_letters.tell("lost")
+    text = generate_latest(system.metrics).decode()
+    assert 'shoal_dead_letters_total{address="test"} 1.0' in text
+    assert 'shoal_actors_live{address="test"} 1.0' in text
+    assert "shoal_messages_processed_total" in text
+    assert REGISTRY.get_sample_value("shoal_dead_letters_total", {"address": "test"}) is None
