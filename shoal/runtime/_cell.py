@@ -531,6 +531,8 @@ class Context:
             if self._state != _RUNNING:
                 break
         self._system._processed += head - start
+        if self._state == _RUNNING:
+            self._current = None  # an idle actor must not pin its last message
         if self._rt is not None:
             self._rt.touch()
         if self._mbox is not mbox:
@@ -621,6 +623,7 @@ class Context:
         self._task = None
         if promise is not None and not self._detached and not promise.done():
             promise.set_result(result)
+        self._current = None
         self._after_busy()
 
     def _after_busy(self) -> None:
