@@ -155,11 +155,16 @@ class CassandraJournal(Journal):
         self._highest: dict[str, int] = {}  # the fence: see the module docstring
         self._queued: list[_Queued] = []  # writes waiting for the end of this loop turn
         self._in_flight: set[asyncio.Future[list[Any]]] = set()
+        self._writes = 0  # write() calls under way; close() waits for them
+        self._idle: asyncio.Event | None = None
         self._closed = False
 
-    async def _ready(self) -> _Statements:
+    def _check_open(self) -> None:
         if self._closed:
             raise PluginClosedError("the cassandra journal is closed")
+
+    async def _ready(self) -> _Statements:
+        """Set up on first use (not checking ``_closed``: writes under way may finish)."""
         if self._statements is None:
             settings = self.settings
 
@@ -176,6 +181,7 @@ class CassandraJournal(Journal):
 
     async def start(self) -> None:
         """Connect, create the tables if configured and prepare statements (else done lazily)."""
+        self._check_open()
         try:
             await self._ready()
         except JournalError:
@@ -187,6 +193,16 @@ class CassandraJournal(Journal):
 
     async def write(self, events: Sequence[PersistentRepr]) -> None:
         pid = check_write(events)
+        self._check_open()
+        self._writes += 1
+        try:
+            await self._write(pid, events)
+        finally:
+            self._writes -= 1
+            if self._writes == 0 and self._idle is not None:
+                self._idle.set()
+
+    async def _write(self, pid: str, events: Sequence[PersistentRepr]) -> None:
         first, last = events[0].sequence_nr, events[-1].sequence_nr
         partition = write_partition(first, last, self.settings.partition_size)
         try:
@@ -266,6 +282,7 @@ class CassandraJournal(Journal):
         return walk.highest
 
     async def highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int = 0) -> int:
+        self._check_open()
         try:
             st = await self._ready()
             found = await self._read_highest(st, persistence_id, from_sequence_nr)
@@ -297,6 +314,7 @@ class CassandraJournal(Journal):
         max_count: int = MAX_SEQUENCE_NR,
     ) -> AsyncIterator[Sequence[PersistentRepr]]:
         pid = persistence_id
+        self._check_open()
         ahead: asyncio.Future[list[Any]] | None = None
         try:
             st = await self._ready()
@@ -336,6 +354,7 @@ class CassandraJournal(Journal):
 
     async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
         pid = persistence_id
+        self._check_open()
         try:
             st = await self._ready()
             deleted = await self._deleted_to(st, pid)
@@ -363,9 +382,8 @@ class CassandraJournal(Journal):
 
     async def close(self) -> None:
         self._closed = True
-        if self._queued and self._statements is not None:
-            self._flush(self._statements)
-        if self._in_flight:
-            await asyncio.wait(set(self._in_flight))
+        if self._writes:
+            self._idle = asyncio.Event()
+            await self._idle.wait()
         if self._owns_session:
             await self._session.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from shoal.runtime._errors import SerializationError
+from shoal.runtime import SerializationError
 
 from ._errors import EventDecodeError, SnapshotDecodeError
 from ._journal import PersistentRepr

@@ -6,7 +6,7 @@ exported from the package. Each docstring says who raises it and when.
 
 from __future__ import annotations
 
-from shoal.runtime._errors import ShoalError
+from shoal.runtime import ShoalError
 
 
 class PersistenceError(ShoalError):

@@ -41,7 +41,9 @@ class PersistentRepr(msgspec.Struct, frozen=True, gc=False):
 
     ``serializer_id``, ``manifest`` and ``payload`` are what
     ``Serialization.serialize`` returned for the event. ``writer_uuid``
-    identifies the incarnation that wrote it; ``timestamp`` is milliseconds
+    identifies the incarnation that wrote it (unique per incarnation: the
+    Cassandra journal keys rows by it so two writers never overwrite each
+    other's events); ``timestamp`` is milliseconds
     since the epoch on the writer's clock (informational: never used for
     ordering).
     """
@@ -100,13 +102,14 @@ def validate_chunk(persistence_id: str, expected: int, chunk: Sequence[Persisten
     number at the first row out of place.
     """
     for event in chunk:
-        if event.sequence_nr != expected:
-            problem = (
-                "stored twice (two writers?)"
-                if event.sequence_nr < expected
-                else f"gap: next stored event is {event.sequence_nr}"
+        if event.sequence_nr < expected:
+            raise JournalCorruptionError(
+                persistence_id, event.sequence_nr, "stored twice (by two writers?)"
             )
-            raise JournalCorruptionError(persistence_id, expected, problem)
+        if event.sequence_nr > expected:
+            raise JournalCorruptionError(
+                persistence_id, expected, f"missing (the next stored is {event.sequence_nr})"
+            )
         expected += 1
     return expected
 

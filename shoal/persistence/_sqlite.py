@@ -29,7 +29,7 @@ from ._errors import (
     PluginClosedError,
     SnapshotStoreError,
 )
-from ._journal import MAX_SEQUENCE_NR, Journal, PersistentRepr, check_write
+from ._journal import MAX_SEQUENCE_NR, Journal, PersistentRepr, check_write, validate_chunk
 from ._snapshot import (
     LATEST,
     SnapshotMetadata,
@@ -166,6 +166,7 @@ class SqliteJournal(Journal):
         if remaining <= 0 or from_sequence_nr > to_sequence_nr:
             return
         limit = min(chunk_size, remaining)
+        expected: int | None = None  # past a deletion the first event is later than asked
         ahead: asyncio.Future[list[PersistentRepr]] | None = fetch(from_sequence_nr, limit)
         try:
             while ahead is not None:
@@ -173,6 +174,9 @@ class SqliteJournal(Journal):
                 ahead = None
                 if not chunk:
                     return
+                if expected is None:
+                    expected = chunk[0].sequence_nr
+                expected = validate_chunk(pid, expected, chunk)
                 remaining -= len(chunk)
                 if len(chunk) == limit and remaining > 0:  # a full chunk: there may be more
                     limit = min(chunk_size, remaining)
