@@ -1,10 +1,11 @@
-"""Event-sourced persistence: the journal and snapshot-store plugin API and its plugins.
+"""Event-sourced persistence: ``PersistentActor``, the journal and snapshot-store API, plugins.
 
 Plugins: memory (tests), SQLite (the embedded default) and Cassandra. Events
 and snapshots are stored as the runtime serialization registry's
 ``(serializer_id, manifest, payload)``; nothing is ever pickled.
 """
 
+from ._actor import PersistentActor as PersistentActor
 from ._cassandra import CassandraJournal as CassandraJournal
 from ._cassandra_session import CassandraSession as CassandraSession
 from ._cassandra_session import CassandraSettings as CassandraSettings
@@ -12,15 +13,19 @@ from ._cassandra_snapshots import CassandraSnapshotStore as CassandraSnapshotSto
 from ._codec import decode_event as decode_event
 from ._codec import decode_snapshot as decode_snapshot
 from ._errors import EventDecodeError as EventDecodeError
+from ._errors import EventRejectedError as EventRejectedError
 from ._errors import JournalCorruptionError as JournalCorruptionError
 from ._errors import JournalError as JournalError
 from ._errors import JournalReadError as JournalReadError
 from ._errors import JournalWriteError as JournalWriteError
 from ._errors import PersistenceError as PersistenceError
 from ._errors import PluginClosedError as PluginClosedError
+from ._errors import RecoveryError as RecoveryError
 from ._errors import SequenceConflictError as SequenceConflictError
 from ._errors import SnapshotDecodeError as SnapshotDecodeError
 from ._errors import SnapshotStoreError as SnapshotStoreError
+from ._extension import Persistence as Persistence
+from ._extension import PersistenceSettings as PersistenceSettings
 from ._journal import MAX_SEQUENCE_NR as MAX_SEQUENCE_NR
 from ._journal import Journal as Journal
 from ._journal import PersistentRepr as PersistentRepr
@@ -35,6 +40,10 @@ from ._sqlite import SqliteSnapshotStore as SqliteSnapshotStore
 from ._sqlite_db import SqliteSettings as SqliteSettings
 
 __all__ = [
+    # persistent actors
+    "PersistentActor",
+    "Persistence",
+    "PersistenceSettings",
     # plugin API
     "MAX_SEQUENCE_NR",
     "Journal",
@@ -58,6 +67,8 @@ __all__ = [
     # errors
     "PersistenceError",
     "PluginClosedError",
+    "EventRejectedError",
+    "RecoveryError",
     "JournalError",
     "JournalWriteError",
     "SequenceConflictError",

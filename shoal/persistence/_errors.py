@@ -121,3 +121,22 @@ class SnapshotDecodeError(PersistenceError):
         )
         self.persistence_id = persistence_id
         self.sequence_nr = sequence_nr
+
+
+class EventRejectedError(PersistenceError):
+    """An event that cannot be persisted: the serializer refused it (or it cannot be stored).
+
+    Raised by :meth:`PersistentActor.persist` / ``persist_all`` before
+    anything is written. Only that persist fails: the actor keeps running
+    with its state and sequence number unchanged.
+    """
+
+
+class RecoveryError(PersistenceError):
+    """A persistent actor could not recover its state.
+
+    Logged (with the persistence id) when loading the snapshot, reading the
+    journal, decoding a stored event or applying it fails; the actor then
+    stops without handling any command, and asks waiting for it fail with
+    ``ActorStoppedError``. ``__cause__`` is the underlying error.
+    """

@@ -1,0 +1,297 @@
+"""``PersistentActor``: an actor whose state is the fold of the events it persisted.
+
+Lifecycle of one incarnation::
+
+    started ── recovering ──(snapshot + replay done)── recovery_completed ── commands
+                    │                                                          │
+                    └─ failure: logged, actor stops        write failure: actor stops
+
+While it recovers, and while an ``async`` command handler awaits a persist,
+the runtime handles no other message of this actor: commands arriving
+meanwhile wait in the mailbox and are handled afterwards, in order (the
+mailbox does the stashing; its capacity bounds how many may wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Awaitable, Sequence
+from typing import Any, ClassVar, final
+
+from shoal.runtime import Actor, SerializationError
+
+from ._codec import decode_snapshot
+from ._errors import (
+    EventDecodeError,
+    EventRejectedError,
+    JournalError,
+    PluginClosedError,
+    RecoveryError,
+)
+from ._extension import Persistence
+from ._journal import PersistentRepr
+from ._snapshot import (
+    LATEST,
+    SnapshotMetadata,
+    SnapshotRecord,
+    SnapshotSelectionCriteria,
+)
+
+__all__ = ["PersistentActor"]
+
+_log = logging.getLogger(__name__)
+
+
+class PersistentActor(Actor):
+    """An event-sourced actor: commands in, events persisted, state rebuilt by replay.
+
+    Subclasses define :attr:`persistence_id`, :meth:`on_command` (an
+    ``async`` method to persist) and :meth:`on_event`. To use snapshots,
+    also define :meth:`snapshot_state` and :meth:`apply_snapshot`, and set
+    :attr:`snapshot_every` or call :meth:`save_snapshot`.
+
+    Guarantees: an event is applied (``on_event``) only after the journal
+    acknowledged it, so the state never runs ahead of the journal; sequence
+    numbers are gap-free; a journal write failure stops the actor (logged
+    with the persistence id); an event the serializer rejects fails only
+    that persist (:class:`EventRejectedError`). The journal's fencing refuses
+    the writes of a second, stale incarnation of the same persistence id.
+
+    Do not override :meth:`started` (recovery runs there); use
+    :meth:`recovery_completed`.
+    """
+
+    snapshot_every: ClassVar[int | None] = None
+    """Save a snapshot each time the sequence number crosses a multiple of this
+    (``None``: only on demand). Saving runs in the background; a failure is
+    logged and does not affect the actor."""
+
+    recovery_criteria: ClassVar[SnapshotSelectionCriteria] = LATEST
+    """Which snapshot recovery starts from; ``SnapshotSelectionCriteria.none()``
+    replays every event."""
+
+    _pers_seq: int = 0
+    _pers_busy: bool = False
+    _pers_writer: str = ""
+    _pers_saving: set[asyncio.Task[None]] | None = None
+
+    # -- what subclasses define -------------------------------------------------------
+
+    @property
+    def persistence_id(self) -> str:
+        """The stable id of this actor's event stream (e.g. ``"account|alice"``)."""
+        raise NotImplementedError(f"{type(self).__qualname__} does not define persistence_id")
+
+    def on_command(self, command: Any) -> Any:
+        """Handle a command (plain or ``async``); the return value answers an ``ask``."""
+        raise NotImplementedError(f"{type(self).__qualname__} does not implement on_command")
+
+    def on_event(self, event: Any) -> None:
+        """Apply one persisted event to the state.
+
+        Called after each persist and for every event replayed in recovery,
+        so it must be deterministic and do no I/O; a plain method.
+        """
+        raise NotImplementedError(f"{type(self).__qualname__} does not implement on_event")
+
+    def snapshot_state(self) -> object:
+        """The state to store in a snapshot (a serializable value)."""
+        raise NotImplementedError(f"{type(self).__qualname__} does not define snapshot_state")
+
+    def apply_snapshot(self, state: Any) -> None:
+        """Restore the state from a snapshot's value, before later events are replayed."""
+        raise NotImplementedError(f"{type(self).__qualname__} does not define apply_snapshot")
+
+    def recovery_completed(self) -> Awaitable[None] | None:
+        """Called once recovery is complete, before the first command (plain or ``async``)."""
+        return None
+
+    # -- state --------------------------------------------------------------------------
+
+    @property
+    def last_sequence_nr(self) -> int:
+        """The sequence number of the last event applied (0 before any)."""
+        return self._pers_seq
+
+    @property
+    def persistence(self) -> Persistence:
+        """The system's :class:`Persistence` extension (journal and snapshot store)."""
+        return self.ctx.system.extension(Persistence)
+
+    # -- the runtime's hooks -------------------------------------------------------------
+
+    def receive(self, message: Any) -> Any:
+        return self.on_command(message)
+
+    @final
+    async def started(self) -> None:
+        """Recover: latest snapshot, highest sequence number, replay; then the hook."""
+        self._pers_writer = uuid.uuid4().hex
+        try:
+            await self._recover()
+        except Exception as exc:  # CancelledError (a stop meanwhile) passes through
+            error = RecoveryError(f"recovery of {self._describe()} failed: {exc}")
+            error.__cause__ = exc
+            _log.error("%s: %s; stopping", self.ctx.ref.path, error, exc_info=exc)
+            self.ctx.stop()
+            return
+        hook = self.recovery_completed()
+        if hook is not None:
+            await hook
+
+    def _describe(self) -> str:
+        try:
+            return repr(self.persistence_id)
+        except Exception:
+            return f"a {type(self).__qualname__}"
+
+    async def _recover(self) -> None:
+        pid = self.persistence_id
+        ext = self.persistence
+        serialization = self.ctx.system.serialization
+        snapshot = await ext.snapshot_store.load(pid, self.recovery_criteria)
+        start = 0
+        if snapshot is not None:
+            start = snapshot.metadata.sequence_nr
+            self.apply_snapshot(decode_snapshot(serialization, snapshot))
+        self._pers_seq = start
+        # The highest first (it also primes the journal's fence), then replay up to it.
+        highest = await ext.journal.highest_sequence_nr(pid, start)
+        deserialize = serialization.deserialize
+        on_event = self.on_event
+        async for chunk in ext.journal.replay(pid, start + 1, highest):
+            for stored in chunk:
+                try:
+                    event = deserialize(stored.serializer_id, stored.manifest, stored.payload)
+                except SerializationError as exc:
+                    raise EventDecodeError(
+                        pid, stored.sequence_nr, stored.serializer_id, stored.manifest, str(exc)
+                    ) from exc
+                on_event(event)
+            self._pers_seq = chunk[-1].sequence_nr
+        # Events between the last replayed and the highest were deleted: skip their numbers.
+        self._pers_seq = max(self._pers_seq, highest)
+
+    # -- persisting ---------------------------------------------------------------------
+
+    async def persist(self, event: object) -> None:
+        """Persist one event, then apply it (see :meth:`persist_all`)."""
+        await self.persist_all((event,))
+
+    async def persist_all(self, events: Sequence[object]) -> None:
+        """Write ``events`` atomically, then apply each with :meth:`on_event`.
+
+        Returns once they are written and applied. Raises
+        :class:`EventRejectedError` if one cannot be serialized (nothing is
+        written; the actor carries on). Any journal failure (including a
+        fencing refusal) is logged with the persistence id, stops the actor
+        and is raised; no event of the write is applied. Call it from this
+        actor's own handler, one persist at a time.
+        """
+        if not events:
+            return
+        if self._pers_busy:
+            raise RuntimeError("persist called while another persist of this actor is in flight")
+        pid = self.persistence_id
+        ext = self.persistence
+        serialize = self.ctx.system.serialization.serialize
+        stamp = int(ext.settings.wall_clock() * 1000)
+        writer = self._pers_writer
+        first = self._pers_seq + 1
+        reprs = []
+        for seq, event in enumerate(events, first):
+            try:
+                s = serialize(event)
+            except SerializationError as exc:
+                raise EventRejectedError(
+                    f"event {type(event).__qualname__} for {pid!r} rejected: {exc}"
+                ) from exc
+            reprs.append(
+                PersistentRepr(pid, seq, s.serializer_id, s.manifest, s.payload, writer, stamp)
+            )
+        self._pers_busy = True
+        try:
+            await ext.journal.write(reprs)
+        except ValueError as exc:  # the journal cannot hold this write (e.g. too many events)
+            raise EventRejectedError(f"events for {pid!r} rejected: {exc}") from exc
+        except (JournalError, PluginClosedError) as exc:
+            _log.error(
+                "%s: persisting events %d..%d of %r failed; stopping so the state cannot "
+                "run ahead of the journal: %s",
+                self.ctx.ref.path,
+                first,
+                first + len(reprs) - 1,
+                pid,
+                exc,
+            )
+            self.ctx.stop()
+            raise
+        finally:
+            self._pers_busy = False
+        before = self._pers_seq
+        on_event = self.on_event
+        for seq, event in enumerate(events, first):
+            self._pers_seq = seq
+            on_event(event)
+        every = self.snapshot_every
+        if every is not None and self._pers_seq // every != before // every:
+            self._snapshot_in_background()
+
+    # -- snapshots and deletion -----------------------------------------------------------
+
+    def _snapshot_record(self) -> SnapshotRecord:
+        state = self.snapshot_state()
+        s = self.ctx.system.serialization.serialize(state)
+        stamp = int(self.persistence.settings.wall_clock() * 1000)
+        meta = SnapshotMetadata(self.persistence_id, self._pers_seq, stamp)
+        return SnapshotRecord(meta, s.serializer_id, s.manifest, s.payload)
+
+    async def save_snapshot(self) -> SnapshotMetadata:
+        """Store the current state as a snapshot now; returns what was stored.
+
+        Raises ``SerializationError`` if the state cannot be serialized and
+        :class:`SnapshotStoreError` if the store fails.
+        """
+        record = self._snapshot_record()
+        await self.persistence.snapshot_store.save(record)
+        return record.metadata
+
+    def _snapshot_in_background(self) -> None:
+        try:
+            record = self._snapshot_record()  # the state as of now, not as of later
+        except Exception:
+            _log.exception("%s: snapshot of %r failed", self.ctx.ref.path, self.persistence_id)
+            return
+        saving = self._pers_saving
+        if saving is None:
+            saving = self._pers_saving = set()
+        task = asyncio.ensure_future(self._save_quietly(record))
+        saving.add(task)
+        task.add_done_callback(saving.discard)
+
+    async def _save_quietly(self, record: SnapshotRecord) -> None:
+        try:
+            await self.persistence.snapshot_store.save(record)
+        except Exception as exc:
+            _log.warning(
+                "snapshot %d of %r failed: %s",
+                record.metadata.sequence_nr,
+                record.metadata.persistence_id,
+                exc,
+            )
+
+    async def delete_events(self, to_sequence_nr: int) -> None:
+        """Delete this actor's events up to ``to_sequence_nr`` (at most the last one).
+
+        Recovery then starts from a snapshot at or after that number, so
+        take one first. Raises the journal's error on failure.
+        """
+        await self.persistence.journal.delete_to(
+            self.persistence_id, min(to_sequence_nr, self._pers_seq)
+        )
+
+    async def delete_snapshots(self, criteria: SnapshotSelectionCriteria = LATEST) -> None:
+        """Delete this actor's snapshots matching ``criteria`` (default: all)."""
+        await self.persistence.snapshot_store.delete(self.persistence_id, criteria)
