@@ -1,0 +1,47 @@
+"""Node-to-node messaging over gRPC: remote actor refs, remote ask and death watch.
+
+Start remoting once per actor system; from then on actors of other nodes are
+reached exactly like local ones::
+
+    async with ActorSystem("app") as system:
+        remoting = await Remoting.start(system, RemoteSettings(port=2552))
+        counter = system.resolve("shoal://app@10.0.0.2:2552/user/counter")
+        counter.tell(Add(1))
+        total = await counter.ask(Get())
+
+One ordered gRPC stream carries everything from one node to another;
+envelopes are batched per peer and flushed at the end of the loop turn.
+Refs inside messages travel as paths, so replies and forwarding work across
+nodes. See ``proto/remote.proto`` for the wire format.
+"""
+
+from ._errors import NodeGoneError as NodeGoneError
+from ._errors import OutboxFullError as OutboxFullError
+from ._errors import RemoteAskError as RemoteAskError
+from ._errors import RemoteError as RemoteError
+from ._errors import RemotingStartError as RemotingStartError
+from ._errors import UnreachableError as UnreachableError
+from ._metrics import RemoteMetrics as RemoteMetrics
+from ._ref import RemoteActorRef as RemoteActorRef
+from ._remoting import PeerStatus as PeerStatus
+from ._remoting import Remoting as Remoting
+from ._settings import RemoteSettings as RemoteSettings
+from ._settings import TlsSettings as TlsSettings
+
+__all__ = [
+    # the transport
+    "Remoting",
+    "RemoteActorRef",
+    "PeerStatus",
+    "RemoteMetrics",
+    # settings
+    "RemoteSettings",
+    "TlsSettings",
+    # errors
+    "NodeGoneError",
+    "OutboxFullError",
+    "RemoteAskError",
+    "RemoteError",
+    "RemotingStartError",
+    "UnreachableError",
+]

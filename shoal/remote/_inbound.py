@@ -1,0 +1,346 @@
+"""The receiving side: the gRPC handler of peers' streams and batch delivery.
+
+Each peer stream is one handler task: it checks the handshake, then reads
+batches in order and hands each envelope to its local target with the
+runtime's hooks (``tell``/``_deliver`` with a promise for asks, ``_watch``...).
+A frame that breaks the protocol ends that stream only; an envelope that
+cannot be delivered is dropped alone. Both are counted and logged at a rate
+limit. Nothing here blocks, and nothing received is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import logging
+from functools import partial
+from typing import TYPE_CHECKING, Any, Final, NoReturn
+
+import grpc
+
+from shoal.runtime import (
+    ActorRef,
+    ActorStoppedError,
+    AskTimeout,
+    LocalActorRef,
+    MailboxFullError,
+    SerializationError,
+    UnknownManifestError,
+)
+
+from ._errors import RemoteAskError
+from ._grpc import EOF
+from ._ref import RemoteActorRef
+from ._wire import (
+    BAD_CLUSTER,
+    BAD_HANDSHAKE,
+    BAD_NO_HANDSHAKE,
+    BAD_PAYLOAD,
+    BAD_QUARANTINED,
+    BAD_SECRET,
+    BAD_UNEXPECTED,
+    BAD_UNKNOWN_MANIFEST,
+    BAD_UNKNOWN_TARGET,
+    K_FAILURE,
+    K_MESSAGE,
+    K_REPLY,
+    K_STOP,
+    K_TERMINATED,
+    K_TERMINATED_UNCONFIRMED,
+    K_UNWATCH,
+    K_WATCH,
+    PROTOCOL_VERSION,
+    FrameError,
+    InBatch,
+    decode_failure,
+    decode_frame,
+    encode_ack,
+    read_batch,
+)
+
+if TYPE_CHECKING:
+    from shoal._proto import remote_pb2 as pb
+
+    from ._association import Association
+    from ._remoting import Remoting
+
+_log: Final = logging.getLogger("shoal.remote")
+
+# Remote failures re-raised as the runtime's own errors: ask callers handle
+# them the same way whether the target is local or not.
+_RUNTIME_ERRORS: Final[dict[str, type[Exception]]] = {
+    "ActorStoppedError": ActorStoppedError,
+    "MailboxFullError": MailboxFullError,
+    "AskTimeout": AskTimeout,
+}
+
+# (kind, target, sender, serializer id, manifest, target path, target unknown)
+_Resolved = tuple[int, ActorRef | None, ActorRef | None, int, str, str, bool]
+
+
+class _Refusal(Exception):
+    def __init__(self, kind: str, code: grpc.StatusCode, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.code = code
+
+
+def remote_failure(error_type: str, message: str) -> Exception:
+    """The exception an asker raises for a failure its peer reported."""
+    runtime_error = _RUNTIME_ERRORS.get(error_type)
+    if runtime_error is not None:
+        return runtime_error(message)
+    return RemoteAskError(error_type, message)
+
+
+class Inbound:
+    """Serves peers' streams to this node (the ``Remoting/Stream`` handler)."""
+
+    def __init__(self, remoting: Remoting) -> None:
+        self._remoting = remoting
+        self._system = remoting.system
+        self._metrics = remoting.metrics
+        self._bad_log = remoting.bad_log
+        self._max_frame = remoting.settings.max_frame_bytes
+        self._deserialize = remoting.system.serialization.deserialize
+
+    async def serve(
+        self, request_iterator: object, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> None:
+        """Handle one peer stream until it ends, breaks the protocol, or is refused."""
+        read = context.read
+        data = await read()
+        if data is EOF:
+            return
+        try:
+            assoc, uid = self._accept(self._handshake(data))
+        except FrameError as exc:
+            await self._drop_stream(context, exc.kind, str(exc), grpc.StatusCode.INVALID_ARGUMENT)
+        except _Refusal as exc:
+            await self._drop_stream(context, exc.kind, str(exc), exc.code)
+        await context.write(encode_ack(self._remoting.address, self._remoting.uid))
+        task = asyncio.current_task()
+        assert task is not None
+        assoc.inbound[task] = uid
+        metrics = self._metrics
+        try:
+            while True:
+                data = await read()
+                if data is EOF:
+                    return
+                metrics.frames_received += 1
+                metrics.bytes_received += len(data)
+                try:
+                    batch = self._batch(data)
+                except FrameError as exc:
+                    await self._drop_stream(
+                        context,
+                        exc.kind,
+                        f"{exc} (from {assoc.address} uid {uid})",
+                        grpc.StatusCode.INVALID_ARGUMENT,
+                    )
+                metrics.envelopes_received += len(batch.route)
+                self.deliver(batch, assoc)
+        finally:
+            assoc.inbound.pop(task, None)
+
+    async def _drop_stream(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        kind: str,
+        detail: str,
+        code: grpc.StatusCode,
+    ) -> NoReturn:
+        self._metrics.count_bad(kind)
+        self._bad_log.warning(
+            kind, "[%s] dropping stream from %s: %s", self._remoting.address, context.peer(), detail
+        )
+        await context.abort(code, detail)
+
+    def _handshake(self, data: bytes) -> pb.Handshake:
+        frame = decode_frame(data, self._max_frame)
+        if frame.WhichOneof("kind") != "handshake":
+            raise FrameError(BAD_NO_HANDSHAKE, "the first frame is not a handshake")
+        return frame.handshake
+
+    def _batch(self, data: bytes) -> InBatch:
+        frame = decode_frame(data, self._max_frame)
+        if frame.WhichOneof("kind") != "batch":
+            raise FrameError(BAD_UNEXPECTED, "a handshake frame after the handshake")
+        return read_batch(frame.batch)
+
+    def _accept(self, hs: pb.Handshake) -> tuple[Association, int]:
+        remoting = self._remoting
+        settings = remoting.settings
+        if hs.protocol_version != PROTOCOL_VERSION:
+            raise _Refusal(
+                BAD_HANDSHAKE,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"protocol version {hs.protocol_version} (this node speaks {PROTOCOL_VERSION})",
+            )
+        if hs.cluster_name != settings.cluster_name:
+            raise _Refusal(
+                BAD_CLUSTER,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{hs.from_address} belongs to cluster {hs.cluster_name!r}",
+            )
+        secret = settings.cluster_secret
+        if secret is not None and not hmac.compare_digest(hs.cluster_secret, secret):
+            raise _Refusal(
+                BAD_SECRET,
+                grpc.StatusCode.UNAUTHENTICATED,
+                f"{hs.from_address} presented a wrong cluster secret",
+            )
+        if hs.to_address != remoting.address:
+            raise _Refusal(
+                BAD_HANDSHAKE,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"{hs.from_address} wants {hs.to_address}; this is {remoting.address}",
+            )
+        system, at, _ = hs.from_address.partition("@")
+        if system != remoting.system.name or not at or not hs.from_uid:
+            raise _Refusal(
+                BAD_HANDSHAKE,
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"invalid sender {hs.from_address!r} uid {hs.from_uid}",
+            )
+        if remoting.is_quarantined(hs.from_address, hs.from_uid):
+            raise _Refusal(
+                BAD_QUARANTINED,
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{hs.from_address} uid {hs.from_uid} is quarantined",
+            )
+        try:
+            assoc = remoting.association(hs.from_address)
+        except ValueError as exc:
+            raise _Refusal(BAD_HANDSHAKE, grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
+        remoting.learned_uid(assoc, hs.from_uid)
+        self._metrics.handshakes_accepted += 1
+        return assoc, hs.from_uid
+
+    # -- delivery -------------------------------------------------------------------------
+
+    def _resolve(self, batch: InBatch) -> list[_Resolved]:
+        """Resolve each route's target and sender once per batch."""
+        remoting = self._remoting
+        resolved: list[_Resolved] = []
+        for kind, target, sender, serializer_id, manifest in batch.routes:
+            target_ref: ActorRef | None = None
+            unknown = False
+            if target:
+                target_ref = remoting.local_target(target)
+                unknown = type(target_ref) is not LocalActorRef
+            sender_ref = remoting.resolve_or_none(sender) if sender else None
+            resolved.append(
+                (kind, target_ref, sender_ref, serializer_id, manifest, target, unknown)
+            )
+        return resolved
+
+    def deliver(self, batch: InBatch, assoc: Association) -> None:
+        """Hand every envelope of ``batch`` (from ``assoc``'s peer) to its target, in order."""
+        routes = self._resolve(batch)
+        deserialize = self._deserialize
+        correlations = batch.correlations or itertools.repeat(0)
+        create_future = self._system.loop.create_future
+        answer = self._answer
+        for index, payload, correlation in zip(
+            batch.route, batch.payloads, correlations, strict=False
+        ):
+            kind, target, sender, serializer_id, manifest, path, unknown = routes[index]
+            if kind == K_MESSAGE:
+                if unknown:
+                    self._count(BAD_UNKNOWN_TARGET, "no actor at %s", path)
+                try:
+                    message = deserialize(serializer_id, manifest, payload)
+                except SerializationError as exc:
+                    self._undecodable(exc, path, assoc, correlation)
+                    continue
+                if target is None:
+                    self._misaddressed(message, sender, path, assoc, correlation)
+                elif correlation:
+                    promise: asyncio.Future[Any] = create_future()
+                    promise.add_done_callback(partial(answer, assoc, correlation))
+                    target._deliver(message, sender, promise)
+                else:
+                    target.tell(message, sender)
+            else:
+                self._control(
+                    kind, target, sender, serializer_id, manifest, payload, correlation, assoc
+                )
+
+    def _control(
+        self,
+        kind: int,
+        target: ActorRef | None,
+        sender: ActorRef | None,
+        serializer_id: int,
+        manifest: str,
+        payload: bytes,
+        correlation: int,
+        assoc: Association,
+    ) -> None:
+        if kind in (K_REPLY, K_FAILURE):
+            future = assoc.pending.pop(correlation, None)
+            if future is None or future.done():
+                return  # the asker gave up (timeout) or the node was declared gone meanwhile
+            if kind == K_FAILURE:
+                future.set_exception(remote_failure(*decode_failure(payload)))
+                return
+            try:
+                future.set_result(self._deserialize(serializer_id, manifest, payload))
+            except SerializationError as exc:
+                self._count_decode_error(exc, "a reply")
+                future.set_exception(exc)
+        elif kind in (K_WATCH, K_UNWATCH):
+            if target is None or type(sender) is not RemoteActorRef:
+                return  # a watch of another node's actor, or by no one: nothing to do
+            if kind == K_WATCH:
+                assoc.remote_watch(target, sender)
+            else:
+                assoc.remote_unwatch(target, sender)
+        elif kind in (K_TERMINATED, K_TERMINATED_UNCONFIRMED):
+            if target is not None and type(sender) is RemoteActorRef:
+                assoc.remote_terminated(sender, target, kind == K_TERMINATED)
+        elif kind == K_STOP and target is not None:
+            target.stop().add_done_callback(lambda _: assoc.send_reply(correlation, None))
+
+    def _answer(self, assoc: Association, correlation: int, promise: asyncio.Future[Any]) -> None:
+        """Send the outcome of a remote ask back to the asking node."""
+        if promise.cancelled():
+            assoc.send_failure(correlation, "CancelledError", "the ask was cancelled")
+            return
+        error = promise.exception()
+        if error is None:
+            assoc.send_reply(correlation, promise.result())
+        else:
+            assoc.send_failure(correlation, type(error).__name__, str(error))
+
+    def _undecodable(
+        self, error: SerializationError, path: str, assoc: Association, correlation: int
+    ) -> None:
+        self._count_decode_error(error, f"a message to {path}")
+        if correlation:
+            assoc.send_failure(correlation, type(error).__name__, str(error))
+
+    def _count_decode_error(self, error: SerializationError, what: str) -> None:
+        kind = BAD_UNKNOWN_MANIFEST if isinstance(error, UnknownManifestError) else BAD_PAYLOAD
+        self._count(kind, "dropped %s: %s", what, error)
+
+    def _misaddressed(
+        self,
+        message: object,
+        sender: ActorRef | None,
+        path: str,
+        assoc: Association,
+        correlation: int,
+    ) -> None:
+        self._system._dead_letter(message, sender, None, "remote-misaddressed")
+        if correlation:
+            assoc.send_failure(
+                correlation, "ActorStoppedError", f"no actor at {path} on {self._remoting.address}"
+            )
+
+    def _count(self, kind: str, msg: str, *args: object) -> None:
+        self._metrics.count_bad(kind)
+        self._bad_log.warning(kind, f"[%s] {msg}", self._remoting.address, *args)

@@ -1,0 +1,158 @@
+"""Remote transport counters, their Prometheus collector, and rate-limited logging.
+
+Counters are plain ints bumped on the event loop (per batch on the hot
+path, never per message); Prometheus reads them only when scraped, through a
+custom collector registered on a per-node registry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from shoal.runtime import Clock
+
+
+class RemoteMetrics:
+    """This node's remote transport counters (monotonic since start).
+
+    ``bad_input`` and ``dead_letters`` are keyed by kind/reason. Read them
+    through :meth:`snapshot` or Prometheus; only the transport writes them.
+    """
+
+    __slots__ = (
+        "bad_input",
+        "bytes_received",
+        "bytes_sent",
+        "connects",
+        "dead_letters",
+        "envelopes_received",
+        "envelopes_sent",
+        "frames_received",
+        "frames_sent",
+        "handshakes_accepted",
+        "incarnations_replaced",
+        "quarantines",
+    )
+
+    def __init__(self) -> None:
+        self.frames_sent = 0
+        self.bytes_sent = 0
+        self.envelopes_sent = 0
+        self.frames_received = 0
+        self.bytes_received = 0
+        self.envelopes_received = 0
+        self.connects = 0
+        self.handshakes_accepted = 0
+        self.incarnations_replaced = 0
+        self.quarantines = 0
+        self.bad_input: dict[str, int] = {}
+        self.dead_letters: dict[str, int] = {}
+
+    def count_bad(self, kind: str, n: int = 1) -> None:
+        self.bad_input[kind] = self.bad_input.get(kind, 0) + n
+
+    def count_dead(self, reason: str, n: int = 1) -> None:
+        self.dead_letters[reason] = self.dead_letters.get(reason, 0) + n
+
+    def snapshot(self) -> dict[str, object]:
+        """Every counter, as plain data (for tests, logs and management endpoints)."""
+        data: dict[str, object] = {name: getattr(self, name) for name in self.__slots__}
+        data["bad_input"] = dict(self.bad_input)
+        data["dead_letters"] = dict(self.dead_letters)
+        return data
+
+
+class RemoteCollector:
+    """Exposes :class:`RemoteMetrics` (and live gauges) to a Prometheus registry."""
+
+    def __init__(
+        self, metrics: RemoteMetrics, gauges: Callable[[], dict[str, tuple[str, float]]]
+    ) -> None:
+        self._metrics = metrics
+        self._gauges = gauges
+
+    def collect(self) -> Iterable[Metric]:
+        m = self._metrics
+        for name, doc, value in (
+            ("shoal_remote_frames_sent", "Frames written to peers.", m.frames_sent),
+            ("shoal_remote_bytes_sent", "Frame bytes written to peers.", m.bytes_sent),
+            ("shoal_remote_envelopes_sent", "Envelopes written to peers.", m.envelopes_sent),
+            ("shoal_remote_frames_received", "Frames read from peers.", m.frames_received),
+            ("shoal_remote_bytes_received", "Frame bytes read from peers.", m.bytes_received),
+            (
+                "shoal_remote_envelopes_received",
+                "Envelopes read from peers.",
+                m.envelopes_received,
+            ),
+            ("shoal_remote_connects", "Outbound streams established.", m.connects),
+            (
+                "shoal_remote_handshakes_accepted",
+                "Inbound handshakes accepted.",
+                m.handshakes_accepted,
+            ),
+            (
+                "shoal_remote_incarnations_replaced",
+                "Peers seen restarted with a new incarnation.",
+                m.incarnations_replaced,
+            ),
+            ("shoal_remote_quarantines", "Peer incarnations quarantined.", m.quarantines),
+        ):
+            yield CounterMetricFamily(name, doc, value=value)
+        bad = CounterMetricFamily(
+            "shoal_remote_bad_input", "Bad input from peers, by kind.", labels=["kind"]
+        )
+        for kind, value in sorted(m.bad_input.items()):
+            bad.add_metric([kind], value)
+        yield bad
+        dead = CounterMetricFamily(
+            "shoal_remote_dead_letters",
+            "Envelopes that could not be sent, by reason.",
+            labels=["reason"],
+        )
+        for reason, value in sorted(m.dead_letters.items()):
+            dead.add_metric([reason], value)
+        yield dead
+        for gauge, (doc, level) in self._gauges().items():
+            yield GaugeMetricFamily(gauge, doc, value=level)
+
+
+class RateLimitedLog:
+    """Logs at most ``limit`` lines per key per ``interval`` (on the clock), then a summary.
+
+    Bad input can arrive at line rate; one log line per frame would turn a
+    misbehaving peer into a disk-filling one.
+    """
+
+    __slots__ = ("_clock", "_interval", "_limit", "_logger", "_windows")
+
+    def __init__(self, logger: logging.Logger, clock: Clock, limit: int, interval: float) -> None:
+        self._logger = logger
+        self._clock = clock
+        self._limit = limit
+        self._interval = interval
+        self._windows: dict[str, list[float]] = {}  # key -> [window start, logged, suppressed]
+
+    def warning(self, key: str, msg: str, *args: object) -> None:
+        now = self._clock.now()
+        window = self._windows.get(key)
+        if window is None or now - window[0] >= self._interval:
+            if window is not None and window[2]:
+                self._logger.warning(
+                    "%d more %s events in the last %.0f s (not logged one by one)",
+                    int(window[2]),
+                    key,
+                    now - window[0],
+                )
+            window = self._windows[key] = [now, 0.0, 0.0]
+        if window[1] < self._limit:
+            window[1] += 1
+            self._logger.warning(msg, *args)
+        else:
+            window[2] += 1

@@ -1,0 +1,128 @@
+"""Refs to actors of other nodes."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from shoal.runtime import ActorRef
+
+if TYPE_CHECKING:
+    from shoal.runtime import ActorPath
+
+    from ._association import Association
+    from ._remoting import Remoting
+
+
+class RemoteActorRef(ActorRef):
+    """A ref to an actor on another node; behaves like a local ref.
+
+    ``tell`` queues the message in the peer's outbox and returns at once: it
+    never raises and never blocks (an outbox that is full, a peer that stays
+    unreachable, or a message that cannot be serialized sends it to dead
+    letters). ``ask`` raises what the remote handler raised (see
+    :class:`RemoteAskError`), ``AskTimeout`` on the system clock, or a
+    :class:`RemoteError` when the message cannot be delivered. ``send``
+    waits while the peer's outbox is full. Watching works as for local
+    actors, including ``Terminated(existence_confirmed=False)`` when the
+    node is declared gone.
+
+    Refs compare and hash equal by path. Obtain them with
+    ``system.resolve("shoal://system@host:port/user/name")`` or from
+    messages (refs inside messages travel as paths).
+    """
+
+    __slots__ = ("_assoc", "_path", "_remoting", "path_str")
+
+    def __init__(
+        self, remoting: Remoting, association: Association, path: ActorPath, path_str: str
+    ) -> None:
+        self._remoting = remoting
+        self._assoc = association
+        self._path = path
+        self.path_str = path_str
+
+    @property
+    def path(self) -> ActorPath:
+        return self._path
+
+    def tell(self, message: object, sender: ActorRef | None = None) -> None:
+        self._assoc.tell(self.path_str, message, sender, 0)
+
+    async def ask(self, message: object, timeout: float | None = None) -> Any:
+        remoting = self._remoting
+        future: asyncio.Future[Any] = remoting.loop.create_future()
+        correlation = remoting.next_id()
+        assoc = self._assoc
+        pending = assoc.pending
+        pending[correlation] = future
+        assoc.tell(self.path_str, message, None, correlation)
+        if future.done():
+            return future.result()
+        if timeout is None:
+            timeout = remoting.system._settings.ask_timeout
+        timeouts = remoting.system._ask_timeouts
+        timeouts.add(future, timeout, self, message)
+        try:
+            return await future
+        finally:
+            timeouts.finished(timeout)
+            pending.pop(correlation, None)
+
+    async def send(self, message: object, sender: ActorRef | None = None) -> None:
+        await self._assoc.wait_for_room()
+        self.tell(message, sender)
+
+    def stop(self) -> asyncio.Future[None]:
+        """Ask the remote node to stop the actor; completes once it stopped there.
+
+        Fails with ``AskTimeout`` after the system's ask timeout, or a
+        :class:`RemoteError` if the node is unreachable or gone.
+        """
+        future: asyncio.Future[None] = self._remoting.loop.create_future()
+        correlation = self._track(future, self)
+        self._assoc.send_stop(self.path_str, correlation)
+        return future
+
+    def _deliver(
+        self, message: object, sender: ActorRef | None, promise: asyncio.Future[Any] | None
+    ) -> None:
+        if promise is None:
+            self._assoc.tell(self.path_str, message, sender, 0)
+            return
+        # A forwarded ask: the answer completes the original asker's promise.
+        correlation = self._track(promise, message)
+        self._assoc.tell(self.path_str, message, sender, correlation)
+
+    def _track(self, future: asyncio.Future[Any], message: object) -> int:
+        """Register ``future`` for an answer, expiring after the default ask timeout."""
+        remoting = self._remoting
+        correlation = remoting.next_id()
+        pending = self._assoc.pending
+        pending[correlation] = future
+        timeout = remoting.system._settings.ask_timeout
+        timeouts = remoting.system._ask_timeouts
+        timeouts.add(future, timeout, self, message)
+
+        def settled(_: asyncio.Future[Any]) -> None:
+            timeouts.finished(timeout)
+            pending.pop(correlation, None)
+
+        future.add_done_callback(settled)
+        return correlation
+
+    def _watch(self, watcher: ActorRef) -> None:
+        self._assoc.watch(self, watcher)
+
+    def _unwatch(self, watcher: ActorRef) -> None:
+        self._assoc.unwatch(self, watcher)
+
+    def _terminated(self, ref: ActorRef, existence_confirmed: bool = True) -> None:
+        # This ref is a watcher on the peer; ``ref`` is an actor of this node.
+        self._assoc.notify_terminated(self, ref, existence_confirmed)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RemoteActorRef) and other.path_str == self.path_str
+
+    def __hash__(self) -> int:
+        return hash(self.path_str)

@@ -1,0 +1,329 @@
+"""The remoting extension: a node's gRPC server, its peers, and the hooks the cluster calls."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import secrets
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from prometheus_client import CollectorRegistry
+
+from shoal.runtime import ActorPath, ActorRef, LocalActorRef
+
+from ._association import Association, State
+from ._errors import RemotingStartError
+from ._grpc import Credentials, start_server
+from ._inbound import Inbound
+from ._metrics import RateLimitedLog, RemoteCollector, RemoteMetrics
+from ._ref import RemoteActorRef
+from ._settings import RemoteSettings
+
+if TYPE_CHECKING:
+    import grpc.aio
+
+    from shoal.runtime import ActorSystem
+
+_log: Final = logging.getLogger("shoal.remote")
+
+# Bounds of the path <-> ref caches: misses only cost a path parse or a
+# tree walk, so they are simply cleared when full.
+_CACHE_LIMIT: Final = 50_000
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    """What this node knows about one peer (a snapshot)."""
+
+    address: str
+    uid: int | None
+    """The peer's incarnation, once a handshake told it."""
+    state: str
+    """``idle``, ``connecting``, ``connected``, ``backoff`` or ``closed`` (outbound stream)."""
+    queued: int
+    """Envelopes waiting in its outbox."""
+    watching: int
+    """Its actors watched by actors of this node."""
+    watched_by: int
+    """Actors of this node watched by its actors."""
+
+
+class Remoting:
+    """A node's remote transport: start it once per :class:`ActorSystem`.
+
+    ::
+
+        remoting = await Remoting.start(system, RemoteSettings(port=2552))
+        ref = system.resolve("shoal://app@10.0.0.2:2552/user/counter")
+        ref.tell(Add(1))
+
+    After ``start`` the system's address is ``name@host:port`` and every
+    local ref's path carries it; ``system.resolve`` returns
+    :class:`RemoteActorRef` for other nodes' paths. The extension is closed
+    with the system (``aclose`` flushes outboxes, then closes streams).
+
+    Hooks for the cluster layer: :meth:`node_gone` and :meth:`quarantine`.
+    All methods are called on the system's event loop.
+    """
+
+    def __init__(self, system: ActorSystem) -> None:
+        # Created by ``system.extension(Remoting)``; ``start()`` does the rest.
+        self.system = system
+        self.loop = system.loop
+        self.settings = RemoteSettings()
+        self.metrics = RemoteMetrics()
+        self.uid = 0
+        self.port = 0
+        self.rng = random.Random()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.bad_log = RateLimitedLog(_log, system.clock, 5, 10.0)
+        self.credentials = Credentials(None)
+        self.next_id = itertools.count(1).__next__
+        self._address = system.name
+        self._prefix = ""
+        self._server: grpc.aio.Server | None = None
+        self._collector: RemoteCollector | None = None
+        self._associations: dict[str, Association] = {}
+        self._remote_refs: dict[str, RemoteActorRef] = {}
+        self._local_refs: dict[str, LocalActorRef] = {}
+        self._paths: dict[ActorRef, str] = {}
+        self._quarantined: set[tuple[str, int]] = set()
+        self._started = False
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    @classmethod
+    async def start(cls, system: ActorSystem, settings: RemoteSettings | None = None) -> Remoting:
+        """Listen on ``settings.host:port`` and make ``system`` reachable from other nodes.
+
+        Raises :class:`RemotingStartError` if remoting already runs on this
+        system, the address cannot be bound, or the TLS files cannot be read.
+        """
+        remoting = system.extension(cls)
+        if remoting._started:
+            raise RemotingStartError(f"remoting already runs on {remoting.address}")
+        await remoting._start(settings if settings is not None else RemoteSettings())
+        return remoting
+
+    @classmethod
+    def get(cls, system: ActorSystem) -> Remoting:
+        """The started remoting of ``system``; raises :class:`RemotingStartError` if none."""
+        remoting = system.extension(cls)
+        if not remoting._started:
+            raise RemotingStartError(f"remoting is not started on {system.name}")
+        return remoting
+
+    async def _start(self, settings: RemoteSettings) -> None:
+        self.settings = settings
+        self.rng = settings.rng if settings.rng is not None else random.Random()
+        self.bad_log = RateLimitedLog(
+            _log, self.system.clock, settings.bad_input_log_limit, settings.bad_input_log_interval
+        )
+        self.uid = secrets.randbits(63) or 1
+        self.credentials = await asyncio.to_thread(Credentials, settings.tls)
+        server, port = start_server(settings, self.credentials, Inbound(self).serve)
+        host = settings.public_host
+        self.port = port
+        self._address = f"{self.system.name}@{f'[{host}]' if ':' in host else host}:{port}"
+        self._prefix = f"shoal://{self._address}/"
+        try:
+            self.system.install_provider(self)
+        except ValueError as exc:
+            await server.stop(None)
+            raise RemotingStartError(str(exc)) from exc
+        await server.start()
+        self._server = server
+        if settings.registry is not None:
+            self.registry = settings.registry
+        self._collector = RemoteCollector(self.metrics, self._gauges)
+        self.registry.register(self._collector)
+        self._started = True
+        _log.info("[%s] remoting listening (uid %d)", self._address, self.uid)
+
+    async def aclose(self) -> None:
+        """Flush outboxes (bounded by ``shutdown_flush_timeout``), close streams and the server.
+
+        Idempotent; called by the system's shutdown. Asks still waiting fail
+        with :class:`UnreachableError`.
+        """
+        if not self._started or self._closed:
+            return
+        self._closed = True
+        await asyncio.gather(*(a.aclose() for a in list(self._associations.values())))
+        if self._server is not None:
+            await self._server.stop(None)
+        if self._collector is not None:
+            self.registry.unregister(self._collector)
+        _log.info("[%s] remoting closed", self._address)
+
+    # -- identity and the RefProvider protocol --------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """This node's address, ``system@host:port``."""
+        return self._address
+
+    def resolve(self, path: ActorPath) -> ActorRef:
+        """A ref for ``path`` on another node (called by ``system.resolve``)."""
+        return self.remote_ref(str(path))
+
+    @property
+    def peers(self) -> dict[str, PeerStatus]:
+        """A snapshot of every peer this node has talked to, by address."""
+        return {
+            address: PeerStatus(
+                address,
+                a.uid,
+                a.state.value,
+                a.queued,
+                sum(len(w) for w in a.watching.values()),
+                sum(len(w) for w in a.watched_by.values()),
+            )
+            for address, a in self._associations.items()
+        }
+
+    # -- hooks for the cluster layer ------------------------------------------------------
+
+    def node_gone(self, address: str) -> None:
+        """Declare the node at ``address`` gone (its current incarnation).
+
+        Every actor of this node watching one of its actors gets
+        ``Terminated(ref, existence_confirmed=False)``; its watches of this
+        node's actors are dropped; asks waiting for it fail with
+        :class:`NodeGoneError`; its outbox goes to dead letters. Talking to
+        the address later starts afresh. Idempotent.
+        """
+        assoc = self._associations.get(address)
+        if assoc is not None:
+            assoc.declare_gone("gone")
+
+    def quarantine(self, address: str, uid: int) -> None:
+        """Refuse incarnation ``uid`` of ``address`` from now on, and declare it gone.
+
+        Its streams to this node are closed and its handshakes refused;
+        frames this node would send it go to dead letters. A new incarnation
+        (another uid) at the same address is accepted. Idempotent.
+        """
+        key = (address, uid)
+        if key in self._quarantined:
+            return
+        self._quarantined.add(key)
+        self.metrics.quarantines += 1
+        _log.warning("[%s] quarantined %s uid %d", self._address, address, uid)
+        assoc = self._associations.get(address)
+        if assoc is not None and assoc.uid in (uid, None):
+            assoc.declare_gone("quarantined")
+            assoc.abort_stream()
+            assoc.cancel_inbound(uid)
+
+    def is_quarantined(self, address: str, uid: int) -> bool:
+        return (address, uid) in self._quarantined
+
+    def learned_uid(self, assoc: Association, uid: int) -> None:
+        """A handshake (either direction) told the peer's incarnation."""
+        old = assoc.uid
+        if old == uid:
+            return
+        assoc.uid = uid
+        if old is None:
+            return
+        # A new incarnation at the same address: the old one is gone for good.
+        self.metrics.incarnations_replaced += 1
+        self._quarantined.add((assoc.address, old))
+        _log.info("[%s] %s restarted (uid %d, was %d)", self._address, assoc.address, uid, old)
+        assoc.incarnation_gone("restarted")
+        assoc.cancel_inbound(old)
+
+    # -- peers, refs and paths -------------------------------------------------------------
+
+    def association(self, address: str) -> Association:
+        """The state kept for peer ``address``; raises ``ValueError`` for a bad address."""
+        assoc = self._associations.get(address)
+        if assoc is None:
+            system, at, host_port = address.partition("@")
+            _, colon, port = host_port.rpartition(":")
+            if system != self.system.name or not at or not colon or not port.isdigit():
+                raise ValueError(f"not a peer address of system {self.system.name}: {address!r}")
+            if address == self._address:
+                raise ValueError(f"{address} is this node")
+            if self._closed:
+                raise ValueError("remoting is closed")
+            assoc = self._associations[address] = Association(self, address)
+        return assoc
+
+    def remote_ref(self, path: str) -> RemoteActorRef:
+        """The (cached) ref for an actor path of another node; ``ValueError`` if malformed."""
+        ref = self._remote_refs.get(path)
+        if ref is None:
+            parsed = ActorPath.parse(path)
+            if parsed.host_port is None:
+                raise ValueError(f"actor path without a host and port: {path!r}")
+            ref = RemoteActorRef(self, self.association(parsed.address), parsed, path)
+            if len(self._remote_refs) >= _CACHE_LIMIT:
+                self._remote_refs.clear()
+            self._remote_refs[path] = ref
+        return ref
+
+    def path_of(self, ref: ActorRef) -> str:
+        """``str(ref.path)``, cached: senders and watchers are encoded on the hot path."""
+        path = self._paths.get(ref)
+        if path is None:
+            if type(ref) is RemoteActorRef:
+                return ref.path_str
+            path = str(ref.path)
+            if len(self._paths) >= _CACHE_LIMIT:
+                self._paths.clear()
+            self._paths[ref] = path
+        return path
+
+    def local_target(self, path: str) -> ActorRef | None:
+        """The live local actor at ``path``, a dead-letter ref for a path of this node
+        with no actor, or ``None`` for a path that is not of this node."""
+        ref = self._local_refs.get(path)
+        if ref is not None and ref.is_alive:
+            return ref
+        if not path.startswith(self._prefix):
+            return None
+        try:
+            found = self.system.resolve(path)
+        except ValueError:
+            return None
+        if type(found) is LocalActorRef:
+            if len(self._local_refs) >= _CACHE_LIMIT:
+                self._local_refs.clear()
+            self._local_refs[path] = found
+        return found
+
+    def resolve_or_none(self, path: str) -> ActorRef | None:
+        """Any ref for ``path`` (local, remote or dead), ``None`` if empty or malformed."""
+        if not path:
+            return None
+        ref = self._remote_refs.get(path)
+        if ref is not None:
+            return ref
+        if path.startswith(self._prefix):
+            return self.local_target(path)
+        try:
+            return self.system.resolve(path)
+        except ValueError:
+            return None
+
+    def _gauges(self) -> dict[str, tuple[str, float]]:
+        assocs = self._associations.values()
+        return {
+            "shoal_remote_peers_connected": (
+                "Peers with an open outbound stream.",
+                sum(1 for a in assocs if a.state is State.CONNECTED),
+            ),
+            "shoal_remote_outbox_envelopes": (
+                "Envelopes queued for peers.",
+                sum(a.queued for a in assocs),
+            ),
+        }
+
+    def __repr__(self) -> str:
+        return f"<Remoting {self._address} uid={self.uid}>"
