@@ -399,14 +399,20 @@ def _logback_xml(log_path: Path) -> str:
 """
 
 
-def _prepare_run_dir(run_dir: Path | None) -> Path:
+def _check_run_dir(run_dir: Path | None) -> Path | None:
     if run_dir is None:
-        return Path(tempfile.mkdtemp(prefix="shoal-cassandra-"))
+        return None
     run_dir = run_dir.expanduser().resolve()
     # Old data from another run (another cluster name, tokens or ports) makes
     # the node refuse to start or behave differently, so only empty dirs.
     if run_dir.exists() and any(run_dir.iterdir()):
         raise CassandraError(f"run directory {run_dir} is not empty")
+    return run_dir
+
+
+def _make_run_dir(run_dir: Path | None) -> Path:
+    if run_dir is None:
+        return Path(tempfile.mkdtemp(prefix="shoal-cassandra-"))
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
@@ -431,11 +437,12 @@ def launch(
     this Python process is gone, however it died (even SIGKILL), so a killed
     test run does not leave a JVM behind.
     """
+    run_dir = _check_run_dir(run_dir)  # before the download, which may take minutes
     lib = fetch(version)
     java = find_java()
     if java is None:
         raise CassandraError(f"no supported java found ({check_message()})")
-    run_dir = _prepare_run_dir(run_dir)
+    run_dir = _make_run_dir(run_dir)
     logs = run_dir / "logs"
     logs.mkdir()
     storage_port, native_port = _free_port(), _free_port()
