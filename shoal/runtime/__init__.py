@@ -7,7 +7,6 @@ Shoal; every other layer builds on it.
 
 from ._actor import Actor as Actor
 from ._cell import Context as Context
-from ._cell import Reply as Reply
 from ._cell import StashOverflowError as StashOverflowError
 from ._clock import Cancellable as Cancellable
 from ._clock import Clock as Clock
@@ -28,6 +27,7 @@ from ._messages import Terminated as Terminated
 from ._path import ActorPath as ActorPath
 from ._ref import ActorRef as ActorRef
 from ._ref import LocalActorRef as LocalActorRef
+from ._reply import Reply as Reply
 from ._run import run as run
 from ._serialization import Serialization as Serialization
 from ._serialization import Serialized as Serialized

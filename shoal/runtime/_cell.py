@@ -1,4 +1,4 @@
-"""The actor cell: mailbox, dispatch and lifecycle of one actor.
+"""The actor cell: mailbox and dispatch of one actor.
 
 The cell *is* the actor's :class:`Context` (users see only the public
 methods), so an actor costs one instance, one cell and one ref.
@@ -6,138 +6,45 @@ methods), so an actor costs one instance, one cell and one ref.
 Scheduling never creates a task per message: a cell with work is run by one
 ``loop.call_soon`` callback that drains up to ``throughput`` messages, then
 reschedules itself if more are waiting. Only ``async`` handlers and hooks
-run in a task, one at a time per actor.
-
-Lifecycle (``_state``)::
-
-    NEW --started()--> RUNNING <--> BUSY (async handler/hook in flight)
-      RUNNING --failure--> SUSPENDED (restart backoff, waiting for children)
-      any --stop--> STOPPING (children stopping, stopped() hook) --> STOPPED
+run in a task, one at a time per actor. Lifecycle, death watch and
+supervision are in ``_lifecycle``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import types
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from ._actor import Actor, constructing
+from . import _lifecycle as lc
+from ._actor import Actor
 from ._envelope import CLOSED, K_RECEIVE_TIMEOUT, K_TERMINATED, K_TIMER, K_USER, Envelope
 from ._errors import (
-    ActorInitializationError,
     ActorStoppedError,
     InvalidActorNameError,
     MailboxFullError,
     ShoalError,
 )
-from ._messages import ReceiveTimeout, Terminated
+from ._lifecycle import BUSY, NEW, RUNNING, STOPPING
+from ._messages import Terminated
 from ._path import ActorPath, valid_name
 from ._ref import ActorRef, LocalActorRef
+from ._reply import PromiseRef, Reply
 from ._settings import MailboxOverflow
-from ._supervision import DEFAULT_STRATEGY, Directive, SupervisorStrategy
 from ._timers import TimerFire, Timers
 
 if TYPE_CHECKING:
-    from ._clock import Cancellable, Clock
+    from ._clock import Clock
     from ._system import ActorSystem
 
 _log: Final = logging.getLogger("shoal.runtime")
-_Coroutine: Final = types.CoroutineType
-
-_NEW: Final = 0
-_RUNNING: Final = 1
-_BUSY: Final = 2
-_SUSPENDED: Final = 3
-_STOPPING: Final = 4
-_STOPPED: Final = 5
+_Coroutine: Final = lc.Coroutine
 
 
 class StashOverflowError(ShoalError):
     """Raised by :meth:`Context.stash` when the stash is at its capacity."""
-
-
-class Reply:
-    """A handle to answer the current message later (see :meth:`Context.reply_later`).
-
-    Answering twice, or after the asker gave up, is ignored.
-    """
-
-    __slots__ = ("_promise", "_self", "_sender")
-
-    def __init__(
-        self, promise: asyncio.Future[Any] | None, sender: ActorRef | None, me: ActorRef
-    ) -> None:
-        self._promise = promise
-        self._sender = sender
-        self._self = me
-
-    def send(self, value: object) -> None:
-        """Answer with ``value`` (to the asker, or told to the sender)."""
-        if self._promise is not None:
-            if not self._promise.done():
-                self._promise.set_result(value)
-        elif self._sender is not None:
-            self._sender.tell(value, self._self)
-
-    def fail(self, error: Exception) -> None:
-        """Fail the ask with ``error`` (a plain sender gets nothing)."""
-        if self._promise is not None and not self._promise.done():
-            self._promise.set_exception(error)
-
-
-class _PromiseRef(ActorRef):
-    """``ctx.sender`` of an ask: telling it answers the ask."""
-
-    __slots__ = ("_promise", "_target")
-
-    def __init__(self, promise: asyncio.Future[Any], target: ActorRef) -> None:
-        self._promise = promise
-        self._target = target
-
-    @property
-    def path(self) -> ActorPath:
-        return self._target.path.child("$ask")
-
-    def tell(self, message: object, sender: ActorRef | None = None) -> None:
-        if not self._promise.done():
-            self._promise.set_result(message)
-
-    def _deliver(
-        self, message: object, sender: ActorRef | None, promise: asyncio.Future[Any] | None
-    ) -> None:
-        self.tell(message, sender)
-        if promise is not None and not promise.done():
-            promise.set_result(None)
-
-    def stop(self) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = self._promise.get_loop().create_future()
-        future.set_result(None)
-        return future
-
-    def _watch(self, watcher: ActorRef) -> None:
-        watcher._terminated(self, existence_confirmed=False)
-
-    def _unwatch(self, watcher: ActorRef) -> None:
-        pass
-
-    def _terminated(self, ref: ActorRef, existence_confirmed: bool = True) -> None:
-        pass
-
-
-class _Supervision:
-    """Restart bookkeeping, created on a cell's first restart."""
-
-    __slots__ = ("attempts", "handle", "last_failure", "pending_error", "times")
-
-    def __init__(self) -> None:
-        self.times: deque[float] = deque()
-        self.attempts = 0
-        self.last_failure = 0.0
-        self.handle: Cancellable | None = None
-        self.pending_error: BaseException | None = None
 
 
 class Context:
@@ -149,9 +56,7 @@ class Context:
 
     __slots__ = (
         "_actor",
-        "_b36",
         "_capacity",
-        "_children",
         "_current",
         "_detached",
         "_drop_oldest",
@@ -163,20 +68,12 @@ class Context:
         "_name",
         "_parent",
         "_ref",
-        "_rel",
         "_rt",
         "_scheduled",
-        "_stash",
         "_state",
-        "_stop_future",
-        "_stop_requested",
-        "_supervision",
         "_system",
-        "_task",
         "_throughput",
-        "_timers",
-        "_watchers",
-        "_watching",
+        "_x",
     )
 
     def __init__(
@@ -205,21 +102,11 @@ class Context:
         self._head = 0
         self._limit = capacity
         self._scheduled = False
-        self._state = _NEW
+        self._state = NEW
         self._current: object = None
         self._detached = False
-        self._children: dict[str, Context] | None = None
-        self._watchers: set[ActorRef] | None = None
-        self._watching: set[ActorRef] | None = None
-        self._stash: list[object] | None = None
-        self._timers: Timers | None = None
-        self._rt: _ReceiveTimeout | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stop_future: asyncio.Future[None] | None = None
-        self._stop_requested = False
-        self._supervision: _Supervision | None = None
-        self._rel: str | None = None
-        self._b36 = 0
+        self._rt: lc.ReceiveTimeoutTimer | None = None
+        self._x: lc.Extras | None = None  # created when first needed
         self._ref = LocalActorRef(self)
         self._actor: Actor | None = None
 
@@ -249,17 +136,19 @@ class Context:
         if item.sender is not None:
             return item.sender
         if item.promise is not None:
-            return _PromiseRef(item.promise, self._ref)
+            return PromiseRef(item.promise, self._ref)
         return None
 
     @property
     def children(self) -> list[ActorRef]:
         """Refs of this actor's live children."""
-        return [c._ref for c in self._children.values()] if self._children else []
+        children = lc.children_of(self)
+        return [c._ref for c in children.values()] if children else []
 
     def child(self, name: str) -> ActorRef | None:
         """The live child called ``name``, if any."""
-        cell = self._children.get(name) if self._children else None
+        children = lc.children_of(self)
+        cell = children.get(name) if children else None
         return cell._ref if cell is not None else None
 
     @property
@@ -272,9 +161,10 @@ class Context:
     @property
     def timers(self) -> Timers:
         """This actor's timers."""
-        if self._timers is None:
-            self._timers = Timers(self)
-        return self._timers
+        x = lc.extras(self)
+        if x.timers is None:
+            x.timers = Timers(self)
+        return x.timers
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -299,14 +189,15 @@ class Context:
         mailbox does, ``throughput`` is how many messages it handles per turn
         (defaults from the system's settings).
         """
-        if self._state >= _STOPPING:
+        if self._state >= STOPPING:
             raise ShoalError(f"{self._path()} is stopping and cannot spawn children")
-        children = self._children
+        x = lc.extras(self)
+        children = x.children
         if children is None:
-            children = self._children = {}
+            children = x.children = {}
         if name is None:
-            self._b36 += 1
-            name = f"${self._b36:x}"
+            x.b36 += 1
+            name = f"${x.b36:x}"
         elif name in children or not valid_name(name):
             raise InvalidActorNameError(
                 f"actor name {name!r} is taken under {self._path()}"
@@ -324,14 +215,14 @@ class Context:
             (settings.mailbox_overflow if overflow is None else overflow)
             is MailboxOverflow.DROP_OLDEST,
         )
-        cell._actor = cell._instantiate()
+        cell._actor = lc.instantiate(cell)
         children[name] = cell
         self._system._spawned += 1
         if type(cell._actor).started is not Actor.started:
             cell._scheduled = True
             self._loop.call_soon(cell._run)
         else:
-            cell._state = _RUNNING
+            cell._state = RUNNING
         return cell._ref
 
     def stop(self, ref: ActorRef | None = None) -> asyncio.Future[None]:
@@ -340,22 +231,24 @@ class Context:
         The returned future completes once it and all its children stopped.
         """
         if ref is None or ref is self._ref:
-            return self._request_stop()
+            return lc.request_stop(self)
         return ref.stop()
 
     def watch(self, ref: ActorRef) -> ActorRef:
         """Get ``Terminated(ref)`` once, when ``ref`` stops (at once if it is dead)."""
-        if self._watching is None:
-            self._watching = set()
-        if ref not in self._watching:
-            self._watching.add(ref)
+        x = lc.extras(self)
+        if x.watching is None:
+            x.watching = set()
+        if ref not in x.watching:
+            x.watching.add(ref)
             ref._watch(self._ref)
         return ref
 
     def unwatch(self, ref: ActorRef) -> None:
         """Stop watching ``ref``; a ``Terminated`` not yet handled is dropped."""
-        if self._watching is not None and ref in self._watching:
-            self._watching.discard(ref)
+        x = self._x
+        if x is not None and x.watching is not None and ref in x.watching:
+            x.watching.discard(ref)
             ref._unwatch(self._ref)
 
     def stash(self) -> None:
@@ -363,9 +256,10 @@ class Context:
 
         An ask stashed this way is answered when the message is handled again.
         """
-        stash = self._stash
+        x = lc.extras(self)
+        stash = x.stash
         if stash is None:
-            stash = self._stash = []
+            stash = x.stash = []
         if len(stash) >= self._system._settings.stash_capacity:
             raise StashOverflowError(f"stash of {self._path()} is full")
         stash.append(self._current)
@@ -373,10 +267,11 @@ class Context:
 
     def unstash_all(self) -> None:
         """Put every stashed message back at the front of the mailbox, in order."""
-        stash = self._stash
+        x = self._x
+        stash = x.stash if x is not None else None
         if not stash or self._mbox is CLOSED:
             return
-        self._stash = None
+        x.stash = None  # type: ignore[union-attr]
         mbox = self._mbox
         if mbox is None:
             self._mbox = stash
@@ -396,7 +291,7 @@ class Context:
         if seconds is not None:
             if seconds <= 0:
                 raise ValueError("receive timeout must be positive")
-            self._rt = _ReceiveTimeout(self, seconds)
+            self._rt = lc.ReceiveTimeoutTimer(self, seconds)
 
     def reply_later(self) -> Reply:
         """Take over answering the current message; the handler's return value is ignored."""
@@ -500,9 +395,9 @@ class Context:
 
     def _run(self) -> None:
         self._scheduled = False
-        if self._state != _RUNNING:
-            if self._state == _NEW:
-                self._start()
+        if self._state != RUNNING:
+            if self._state == NEW:
+                lc.start(self)
             return
         mbox = self._mbox
         head = start = self._head
@@ -524,14 +419,14 @@ class Context:
                 try:
                     result = receive(item)
                 except Exception as exc:
-                    self._fail(exc, item)
+                    lc.fail(self, exc, item)
                 else:
                     if type(result) is _Coroutine:
                         self._run_async(result, item, None)
-            if self._state != _RUNNING:
+            if self._state != RUNNING:
                 break
         self._system._processed += head - start
-        if self._state == _RUNNING:
+        if self._state == RUNNING:
             self._current = None  # an idle actor must not pin its last message
         if self._rt is not None:
             self._rt.touch()
@@ -543,7 +438,7 @@ class Context:
                 head = 0
             self._head = head
             self._limit = head + self._capacity
-            if self._state == _RUNNING:
+            if self._state == RUNNING:
                 self._scheduled = True
                 self._loop.call_soon(self._run)
         else:
@@ -569,7 +464,7 @@ class Context:
         except Exception as exc:
             if promise is not None and not promise.done():
                 promise.set_exception(exc)
-            self._fail(exc, envelope)
+            lc.fail(self, exc, envelope)
             return
         if type(result) is _Coroutine:
             self._run_async(result, envelope, promise)
@@ -581,13 +476,11 @@ class Context:
         message = envelope.message
         if kind == K_TERMINATED:
             assert isinstance(message, Terminated)
-            if self._watching is None or message.ref not in self._watching:
-                return None
-            self._watching.discard(message.ref)
-            return message
+            return message if lc.take_terminated(self, message) else None
         if kind == K_TIMER:
             assert isinstance(message, TimerFire)
-            if self._timers is None or not self._timers._take(message):
+            x = self._x
+            if x is None or x.timers is None or not x.timers._take(message):
                 return None
             return message.message
         if kind == K_RECEIVE_TIMEOUT:
@@ -595,304 +488,69 @@ class Context:
         return None  # pragma: no cover - every kind is handled above
 
     def _run_async(self, coro: Any, item: object, promise: asyncio.Future[Any] | None) -> None:
-        self._state = _BUSY
-        self._task = self._loop.create_task(self._await_handler(coro, item, promise))
+        self._state = BUSY
+        lc.extras(self).task = self._loop.create_task(self._await_handler(coro, item, promise))
 
     async def _await_handler(
         self, coro: Any, item: object, promise: asyncio.Future[Any] | None
     ) -> None:
+        x = lc.extras(self)
         try:
             result = await coro
         except asyncio.CancelledError:
             if promise is not None and not promise.done():
                 promise.set_exception(ActorStoppedError(f"{self._path()} stopped while handling"))
-            self._task = None
+            x.task = None
             self._after_busy()
-            if not self._stop_requested:
+            if not x.stop_requested:
                 raise
             return
         except Exception as exc:
-            self._task = None
+            x.task = None
             if promise is not None and not promise.done():
                 promise.set_exception(exc)
-            if self._state == _BUSY:
-                self._state = _RUNNING
-            self._fail(exc, item)
+            if self._state == BUSY:
+                self._state = RUNNING
+            lc.fail(self, exc, item)
             self._after_busy()
             return
-        self._task = None
+        x.task = None
         if promise is not None and not self._detached and not promise.done():
             promise.set_result(result)
         self._current = None
         self._after_busy()
 
     def _after_busy(self) -> None:
-        if self._state == _BUSY:
-            self._state = _RUNNING
-        if self._stop_requested and self._state < _STOPPING:
-            self._begin_stop()
-        elif self._state == _RUNNING:
+        if self._state == BUSY:
+            self._state = RUNNING
+        x = self._x
+        if x is not None and x.stop_requested and self._state < STOPPING:
+            lc.begin_stop(self)
+        elif self._state == RUNNING:
             if self._rt is not None:
                 self._rt.touch()
             if self._has_mail():
                 self._schedule()
 
-    # -- lifecycle -----------------------------------------------------------------------
+    # -- lifecycle (see _lifecycle) ---------------------------------------------------------
 
     def _instantiate(self) -> Actor:
-        token = constructing.set(self)
-        try:
-            actor = self._factory()
-        except Exception as exc:
-            raise ActorInitializationError(
-                f"factory of {self._path()} raised {type(exc).__name__}: {exc}"
-            ) from exc
-        finally:
-            constructing.reset(token)
-        if not isinstance(actor, Actor):
-            raise ActorInitializationError(
-                f"factory of {self._path()} returned {type(actor).__qualname__}, not an Actor"
-            )
-        actor._ctx = self
-        return actor
-
-    def _start(self) -> None:
-        assert self._actor is not None
-        self._state = _RUNNING
-        self._current = None
-        try:
-            result = self._actor.started()
-        except Exception as exc:
-            self._fail(exc, None)
-        else:
-            if type(result) is _Coroutine:
-                self._run_async(result, None, None)
-                return
-        if self._state == _RUNNING and self._has_mail():
-            self._schedule()
+        return lc.instantiate(self)
 
     def _request_stop(self) -> asyncio.Future[None]:
-        future = self._stop_future
-        if future is None:
-            future = self._stop_future = self._loop.create_future()
-            if self._state == _STOPPED:
-                future.set_result(None)
-        if self._state >= _STOPPING:
-            return future
-        if self._state == _BUSY and self._task is not None:
-            self._stop_requested = True
-            if asyncio.current_task() is not self._task:
-                self._task.cancel()
-            return future
-        self._begin_stop()
-        return future
-
-    def _begin_stop(self) -> None:
-        self._state = _STOPPING
-        self._cancel_timers()
-        if self._supervision is not None and self._supervision.handle is not None:
-            self._supervision.handle.cancel()
-        if self._children:
-            for child in list(self._children.values()):
-                child._request_stop()
-        else:
-            self._loop.call_soon(self._finish_stop)
-
-    def _cancel_timers(self) -> None:
-        if self._timers is not None:
-            self._timers.cancel_all()
-        if self._rt is not None:
-            self._rt.cancel()
-            self._rt = None
-
-    def _child_terminated(self, child: Context) -> None:
-        if self._children is not None and self._children.get(child._name) is child:
-            del self._children[child._name]
-        if self._children:
-            return
-        if self._state == _STOPPING:
-            self._finish_stop()
-        elif self._state == _SUSPENDED and self._supervision is not None:
-            error = self._supervision.pending_error
-            if error is not None and self._supervision.handle is None:
-                self._complete_restart(error)
-
-    def _finish_stop(self) -> None:
-        if self._state == _STOPPED or self._children:
-            return
-        actor = self._actor
-        try:
-            result = actor.stopped() if actor is not None else None
-        except Exception:
-            _log.exception("stopped() hook of %s raised", self._path())
-        else:
-            if type(result) is _Coroutine:
-                self._loop.create_task(self._await_stopped_hook(result))
-                return
-        self._finalize()
-
-    async def _await_stopped_hook(self, coro: Any) -> None:
-        try:
-            await coro
-        except Exception:
-            _log.exception("stopped() hook of %s raised", self._path())
-        finally:
-            self._finalize()
-
-    def _finalize(self) -> None:
-        if self._state == _STOPPED:
-            return
-        self._state = _STOPPED
-        mbox, self._mbox = self._mbox, CLOSED
-        pending = mbox[self._head :] if mbox else None
-        self._head = 0
-        for item in _chain(self._stash, pending):
-            self._to_dead_letters(item, "stopped")
-        self._stash = None
-        self._wake_room_waiters()
-        watchers, self._watchers = self._watchers, None
-        if watchers:
-            for watcher in watchers:
-                watcher._terminated(self._ref)
-        watching, self._watching = self._watching, None
-        if watching:
-            for ref in watching:
-                ref._unwatch(self._ref)
-        self._actor = None
-        self._current = None
-        self._system._stopped += 1
-        if self._stop_future is None:
-            self._stop_future = self._loop.create_future()
-        if not self._stop_future.done():
-            self._stop_future.set_result(None)
-        if self._parent is not None:
-            self._parent._child_terminated(self)
-
-    def _add_watcher(self, watcher: ActorRef) -> None:
-        if self._state == _STOPPED:
-            watcher._terminated(self._ref)
-            return
-        if self._watchers is None:
-            self._watchers = set()
-        self._watchers.add(watcher)
-
-    def _remove_watcher(self, watcher: ActorRef) -> None:
-        if self._watchers is not None:
-            self._watchers.discard(watcher)
-
-    def _signal_terminated(self, terminated: Terminated) -> None:
-        self._enqueue_signal(Envelope(terminated, terminated.ref, None, K_TERMINATED))
-
-    # -- supervision ---------------------------------------------------------------------
-
-    def _strategy_for_children(self) -> SupervisorStrategy:
-        if self._actor is None:
-            return DEFAULT_STRATEGY
-        strategy = getattr(self._actor, "supervisor_strategy", None)
-        return strategy if strategy is not None else DEFAULT_STRATEGY
+        return lc.request_stop(self)
 
     def _fail(self, error: Exception, item: object) -> None:
-        """Apply the parent's strategy to a failure of this actor."""
-        parent = self._parent
-        strategy = parent._strategy_for_children() if parent is not None else DEFAULT_STRATEGY
-        try:
-            directive = strategy.decider(error)
-        except Exception:
-            _log.exception("supervisor decider of %s raised; stopping the child", self._path())
-            directive = Directive.STOP
-        message = item.message if type(item) is Envelope else item
-        if directive is Directive.RESUME:
-            _log.error(
-                "%s failed on %s; resumed",
-                self._path(),
-                type(message).__qualname__,
-                exc_info=error,
-            )
-        elif directive is Directive.RESTART:
-            self._restart(error, message, strategy)
-        elif directive is Directive.STOP:
-            _log.error("%s failed; stopping it", self._path(), exc_info=error)
-            self._request_stop()
-        else:
-            _log.error("%s failed; escalating to its parent", self._path(), exc_info=error)
-            if parent is None or parent._parent is None:
-                self._request_stop()
-            else:
-                parent._fail(error, None)
+        lc.fail(self, error, item)
 
-    def _restart(self, error: Exception, message: object, strategy: SupervisorStrategy) -> None:
-        if self._state >= _STOPPING:
-            return
-        sup = self._supervision
-        if sup is None:
-            sup = self._supervision = _Supervision()
-        now = self._system._clock.now()
-        if strategy.max_restarts is not None:
-            while sup.times and now - sup.times[0] > strategy.within:
-                sup.times.popleft()
-            if len(sup.times) >= strategy.max_restarts:
-                _log.error(
-                    "%s failed %d times within %s s; stopping it",
-                    self._path(),
-                    len(sup.times) + 1,
-                    strategy.within,
-                    exc_info=error,
-                )
-                self._request_stop()
-                return
-            sup.times.append(now)
-        _log.error("%s failed; restarting it", self._path(), exc_info=error)
-        if self._task is not None and asyncio.current_task() is not self._task:
-            self._task.cancel()
-        self._state = _SUSPENDED
-        sup.pending_error = error
-        actor = self._actor
-        if actor is not None:
-            try:
-                actor.before_restart(error, message)
-            except Exception:
-                _log.exception("before_restart() of %s raised", self._path())
-        self._cancel_timers()
-        if self._children:
-            for child in list(self._children.values()):
-                child._request_stop()
-        backoff = strategy.backoff
-        if backoff is not None:
-            if now - sup.last_failure > backoff.reset_after:
-                sup.attempts = 0
-            delay = backoff.delay(sup.attempts)
-            sup.attempts += 1
-            sup.last_failure = now
-            sup.handle = self._system._clock.call_later(delay, self._backoff_elapsed)
-        elif not self._children:
-            self._loop.call_soon(self._complete_restart, error)
+    def _add_watcher(self, watcher: ActorRef) -> None:
+        lc.add_watcher(self, watcher)
 
-    def _backoff_elapsed(self) -> None:
-        sup = self._supervision
-        assert sup is not None
-        sup.handle = None
-        if self._state == _SUSPENDED and not self._children and sup.pending_error is not None:
-            self._complete_restart(sup.pending_error)
+    def _remove_watcher(self, watcher: ActorRef) -> None:
+        lc.remove_watcher(self, watcher)
 
-    def _complete_restart(self, error: BaseException) -> None:
-        if self._state != _SUSPENDED:
-            return
-        assert self._supervision is not None
-        self._supervision.pending_error = None
-        try:
-            fresh = self._instantiate()
-        except ActorInitializationError:
-            _log.exception("restart of %s failed; stopping it", self._path())
-            self._state = _RUNNING
-            self._request_stop()
-            return
-        self._actor = fresh
-        try:
-            fresh.after_restart(error)
-        except Exception:
-            _log.exception("after_restart() of %s raised", self._path())
-        self._state = _NEW
-        self._schedule()
+    def _signal_terminated(self, terminated: Terminated) -> None:
+        lc.signal_terminated(self, terminated)
 
     # -- naming ----------------------------------------------------------------------------
 
@@ -900,54 +558,13 @@ class Context:
         return ActorPath(self._system.address, tuple(self._relative().split("/")[1:]))
 
     def _relative(self) -> str:
-        rel = self._rel
+        x = lc.extras(self)
+        rel = x.rel
         if rel is None:
             parent = self._parent
             rel = (parent._relative() if parent is not None else "") + "/" + self._name
-            self._rel = rel
+            x.rel = rel
         return rel
 
     def __repr__(self) -> str:
         return f"<Context of {self._path()}>"
-
-
-def _chain(*parts: Iterable[object] | None) -> Iterable[object]:
-    for part in parts:
-        if part:
-            yield from part
-
-
-class _ReceiveTimeout:
-    """One actor's receive timeout: fires after ``seconds`` of inactivity."""
-
-    __slots__ = ("_cell", "_handle", "_last", "_seconds")
-
-    def __init__(self, cell: Context, seconds: float) -> None:
-        self._cell = cell
-        self._seconds = seconds
-        self._last = cell._system._clock.now()
-        self._handle: Cancellable | None = cell._system._clock.call_later(seconds, self._check)
-
-    def touch(self) -> None:
-        self._last = self._cell._system._clock.now()
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-    def take(self, envelope: Envelope) -> bool:
-        return envelope.sender is None and self._cell._rt is self
-
-    def _check(self) -> None:
-        clock = self._cell._system._clock
-        idle = clock.now() - self._last
-        if idle < self._seconds:
-            self._handle = clock.call_later(self._seconds - idle, self._check)
-            return
-        cell = self._cell
-        if not cell._has_mail() and cell._state == _RUNNING:
-            cell._enqueue_signal(Envelope(ReceiveTimeout(), None, None, K_RECEIVE_TIMEOUT))
-            self._last = clock.now()
-        # Busy (async handler) or messages pending: activity resets the idle time.
-        self._handle = clock.call_later(self._seconds, self._check)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry
 
+from . import _lifecycle as lc
 from ._actor import Actor
 from ._cell import Context
 from ._clock import Clock, LoopClock
@@ -159,8 +160,8 @@ class ActorSystem:
 
     def _guardian(self, name: str, strategy: SupervisorStrategy) -> Context:
         cell = Context(self, None, name, lambda: _Guardian(strategy), 1 << 30, 100)
-        cell._actor = cell._instantiate()
-        cell._state = 1  # running: guardians have no started() hook
+        cell._actor = lc.instantiate(cell)
+        cell._state = lc.RUNNING  # guardians have no started() hook
         return cell
 
     # -- identity --------------------------------------------------------------------------
@@ -251,11 +252,12 @@ class ActorSystem:
             elif head == "system":
                 cell = self._system
             for name in rest:
-                if cell is None or not cell._children:
+                children = lc.children_of(cell) if cell is not None else None
+                if not children:
                     cell = None
                     break
-                cell = cell._children.get(name)
-            if cell is not None and cell._state < 5:
+                cell = children.get(name)
+            if cell is not None and cell._state < lc.STOPPED:
                 return cell._ref
             return _DeadRef(self, target, "no-such-actor")
         if self._provider is not None and target.system == self._name:

@@ -1,0 +1,441 @@
+"""An actor's lifecycle: start, stop, death watch, supervision and restart.
+
+Plain functions over a :class:`~shoal.runtime._cell.Context`, kept apart
+from the mailbox and dispatch code. States (``cell._state``)::
+
+    NEW --started()--> RUNNING <--> BUSY (async handler/hook in flight)
+      RUNNING --failure--> SUSPENDED (restart backoff, waiting for children)
+      any --stop--> STOPPING (children stopping, stopped() hook) --> STOPPED
+
+What few actors use (children, watchers, stash, timers, restart
+bookkeeping) lives in a lazily created :class:`Extras`, so that the many
+actors that never use it stay small and cheap for the garbage collector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import types
+from collections import deque
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final
+
+from ._actor import Actor, constructing
+from ._envelope import CLOSED, K_RECEIVE_TIMEOUT, K_TERMINATED, Envelope
+from ._errors import ActorInitializationError
+from ._messages import ReceiveTimeout, Terminated
+from ._supervision import DEFAULT_STRATEGY, Directive, SupervisorStrategy
+
+if TYPE_CHECKING:
+    from ._cell import Context
+    from ._clock import Cancellable
+    from ._ref import ActorRef
+    from ._timers import Timers
+
+log: Final = logging.getLogger("shoal.runtime")
+Coroutine: Final = types.CoroutineType
+
+NEW: Final = 0
+RUNNING: Final = 1
+BUSY: Final = 2
+SUSPENDED: Final = 3
+STOPPING: Final = 4
+STOPPED: Final = 5
+
+
+class Supervision:
+    """Restart bookkeeping, created on a cell's first restart."""
+
+    __slots__ = ("attempts", "handle", "last_failure", "pending_error", "times")
+
+    def __init__(self) -> None:
+        self.times: deque[float] = deque()
+        self.attempts = 0
+        self.last_failure = 0.0
+        self.handle: Cancellable | None = None
+        self.pending_error: BaseException | None = None
+
+
+class Extras:
+    """The state of an actor that most actors never need."""
+
+    __slots__ = (
+        "b36",
+        "children",
+        "rel",
+        "stash",
+        "stop_future",
+        "stop_requested",
+        "supervision",
+        "task",
+        "timers",
+        "watchers",
+        "watching",
+    )
+
+    def __init__(self) -> None:
+        self.children: dict[str, Context] | None = None
+        self.watchers: set[ActorRef] | None = None
+        self.watching: set[ActorRef] | None = None
+        self.stash: list[object] | None = None
+        self.timers: Timers | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.stop_future: asyncio.Future[None] | None = None
+        self.stop_requested = False
+        self.supervision: Supervision | None = None
+        self.rel: str | None = None
+        self.b36 = 0
+
+
+def extras(cell: Context) -> Extras:
+    x = cell._x
+    if x is None:
+        x = cell._x = Extras()
+    return x
+
+
+def children_of(cell: Context) -> dict[str, Context] | None:
+    x = cell._x
+    return x.children if x is not None else None
+
+
+# -- start -------------------------------------------------------------------------------
+
+
+def instantiate(cell: Context) -> Actor:
+    token = constructing.set(cell)
+    try:
+        actor = cell._factory()
+    except Exception as exc:
+        raise ActorInitializationError(
+            f"factory of {cell._path()} raised {type(exc).__name__}: {exc}"
+        ) from exc
+    finally:
+        constructing.reset(token)
+    if not isinstance(actor, Actor):
+        raise ActorInitializationError(
+            f"factory of {cell._path()} returned {type(actor).__qualname__}, not an Actor"
+        )
+    actor._ctx = cell
+    return actor
+
+
+def start(cell: Context) -> None:
+    assert cell._actor is not None
+    cell._state = RUNNING
+    cell._current = None
+    try:
+        result = cell._actor.started()
+    except Exception as exc:
+        fail(cell, exc, None)
+    else:
+        if type(result) is Coroutine:
+            cell._run_async(result, None, None)
+            return
+    if cell._state == RUNNING and cell._has_mail():
+        cell._schedule()
+
+
+# -- stop --------------------------------------------------------------------------------
+
+
+def request_stop(cell: Context) -> asyncio.Future[None]:
+    x = extras(cell)
+    future = x.stop_future
+    if future is None:
+        future = x.stop_future = cell._loop.create_future()
+        if cell._state == STOPPED:
+            future.set_result(None)
+    if cell._state >= STOPPING:
+        return future
+    if cell._state == BUSY and x.task is not None:
+        x.stop_requested = True
+        if asyncio.current_task() is not x.task:
+            x.task.cancel()
+        return future
+    begin_stop(cell)
+    return future
+
+
+def begin_stop(cell: Context) -> None:
+    cell._state = STOPPING
+    cancel_timers(cell)
+    x = cell._x
+    if x is not None and x.supervision is not None and x.supervision.handle is not None:
+        x.supervision.handle.cancel()
+    children = children_of(cell)
+    if children:
+        for child in list(children.values()):
+            request_stop(child)
+    else:
+        cell._loop.call_soon(finish_stop, cell)
+
+
+def cancel_timers(cell: Context) -> None:
+    x = cell._x
+    if x is not None and x.timers is not None:
+        x.timers.cancel_all()
+    if cell._rt is not None:
+        cell._rt.cancel()
+        cell._rt = None
+
+
+def child_terminated(cell: Context, child: Context) -> None:
+    children = children_of(cell)
+    if children is not None and children.get(child._name) is child:
+        del children[child._name]
+    if children:
+        return
+    if cell._state == STOPPING:
+        finish_stop(cell)
+    elif cell._state == SUSPENDED:
+        sup = extras(cell).supervision
+        if sup is not None and sup.pending_error is not None and sup.handle is None:
+            complete_restart(cell, sup.pending_error)
+
+
+def finish_stop(cell: Context) -> None:
+    if cell._state == STOPPED or children_of(cell):
+        return
+    actor = cell._actor
+    try:
+        result = actor.stopped() if actor is not None else None
+    except Exception:
+        log.exception("stopped() hook of %s raised", cell._path())
+    else:
+        if type(result) is Coroutine:
+            cell._loop.create_task(_await_stopped_hook(cell, result))
+            return
+    finalize(cell)
+
+
+async def _await_stopped_hook(cell: Context, coro: Any) -> None:
+    try:
+        await coro
+    except Exception:
+        log.exception("stopped() hook of %s raised", cell._path())
+    finally:
+        finalize(cell)
+
+
+def finalize(cell: Context) -> None:
+    if cell._state == STOPPED:
+        return
+    cell._state = STOPPED
+    x = extras(cell)
+    mbox, cell._mbox = cell._mbox, CLOSED
+    pending = mbox[cell._head :] if mbox else None
+    cell._head = 0
+    for item in _chain(x.stash, pending):
+        cell._to_dead_letters(item, "stopped")
+    x.stash = None
+    cell._wake_room_waiters()
+    watchers, x.watchers = x.watchers, None
+    if watchers:
+        for watcher in watchers:
+            watcher._terminated(cell._ref)
+    watching, x.watching = x.watching, None
+    if watching:
+        for ref in watching:
+            ref._unwatch(cell._ref)
+    cell._actor = None
+    cell._current = None
+    cell._system._stopped += 1
+    if x.stop_future is None:
+        x.stop_future = cell._loop.create_future()
+    if not x.stop_future.done():
+        x.stop_future.set_result(None)
+    if cell._parent is not None:
+        child_terminated(cell._parent, cell)
+
+
+def _chain(*parts: Iterable[object] | None) -> Iterable[object]:
+    for part in parts:
+        if part:
+            yield from part
+
+
+# -- death watch -------------------------------------------------------------------------
+
+
+def add_watcher(cell: Context, watcher: ActorRef) -> None:
+    if cell._state == STOPPED:
+        watcher._terminated(cell._ref)
+        return
+    x = extras(cell)
+    if x.watchers is None:
+        x.watchers = set()
+    x.watchers.add(watcher)
+
+
+def remove_watcher(cell: Context, watcher: ActorRef) -> None:
+    x = cell._x
+    if x is not None and x.watchers is not None:
+        x.watchers.discard(watcher)
+
+
+def signal_terminated(cell: Context, terminated: Terminated) -> None:
+    cell._enqueue_signal(Envelope(terminated, terminated.ref, None, K_TERMINATED))
+
+
+def take_terminated(cell: Context, terminated: Terminated) -> bool:
+    """Whether a dequeued Terminated is still wanted (delivered once, if watching)."""
+    x = cell._x
+    if x is None or x.watching is None or terminated.ref not in x.watching:
+        return False
+    x.watching.discard(terminated.ref)
+    return True
+
+
+# -- supervision -------------------------------------------------------------------------
+
+
+def strategy_for_children(cell: Context) -> SupervisorStrategy:
+    strategy = getattr(cell._actor, "supervisor_strategy", None)
+    return strategy if strategy is not None else DEFAULT_STRATEGY
+
+
+def fail(cell: Context, error: Exception, item: object) -> None:
+    """Apply the parent's strategy to a failure of ``cell``'s actor."""
+    parent = cell._parent
+    strategy = strategy_for_children(parent) if parent is not None else DEFAULT_STRATEGY
+    try:
+        directive = strategy.decider(error)
+    except Exception:
+        log.exception("supervisor decider of %s raised; stopping the child", cell._path())
+        directive = Directive.STOP
+    message = item.message if type(item) is Envelope else item
+    if directive is Directive.RESUME:
+        log.error(
+            "%s failed on %s; resumed", cell._path(), type(message).__qualname__, exc_info=error
+        )
+    elif directive is Directive.RESTART:
+        restart(cell, error, message, strategy)
+    elif directive is Directive.STOP:
+        log.error("%s failed; stopping it", cell._path(), exc_info=error)
+        request_stop(cell)
+    else:
+        log.error("%s failed; escalating to its parent", cell._path(), exc_info=error)
+        if parent is None or parent._parent is None:
+            request_stop(cell)
+        else:
+            fail(parent, error, None)
+
+
+def restart(cell: Context, error: Exception, message: object, strategy: SupervisorStrategy) -> None:
+    if cell._state >= STOPPING:
+        return
+    x = extras(cell)
+    sup = x.supervision
+    if sup is None:
+        sup = x.supervision = Supervision()
+    now = cell._system._clock.now()
+    if strategy.max_restarts is not None:
+        while sup.times and now - sup.times[0] > strategy.within:
+            sup.times.popleft()
+        if len(sup.times) >= strategy.max_restarts:
+            log.error(
+                "%s failed %d times within %s s; stopping it",
+                cell._path(),
+                len(sup.times) + 1,
+                strategy.within,
+                exc_info=error,
+            )
+            request_stop(cell)
+            return
+        sup.times.append(now)
+    log.error("%s failed; restarting it", cell._path(), exc_info=error)
+    if x.task is not None and asyncio.current_task() is not x.task:
+        x.task.cancel()
+    cell._state = SUSPENDED
+    sup.pending_error = error
+    actor = cell._actor
+    if actor is not None:
+        try:
+            actor.before_restart(error, message)
+        except Exception:
+            log.exception("before_restart() of %s raised", cell._path())
+    cancel_timers(cell)
+    if x.children:
+        for child in list(x.children.values()):
+            request_stop(child)
+    backoff = strategy.backoff
+    if backoff is not None:
+        if now - sup.last_failure > backoff.reset_after:
+            sup.attempts = 0
+        delay = backoff.delay(sup.attempts)
+        sup.attempts += 1
+        sup.last_failure = now
+        sup.handle = cell._system._clock.call_later(delay, _backoff_elapsed, cell)
+    elif not x.children:
+        cell._loop.call_soon(complete_restart, cell, error)
+
+
+def _backoff_elapsed(cell: Context) -> None:
+    sup = extras(cell).supervision
+    assert sup is not None
+    sup.handle = None
+    if cell._state == SUSPENDED and not children_of(cell) and sup.pending_error is not None:
+        complete_restart(cell, sup.pending_error)
+
+
+def complete_restart(cell: Context, error: BaseException) -> None:
+    if cell._state != SUSPENDED:
+        return
+    sup = extras(cell).supervision
+    assert sup is not None
+    sup.pending_error = None
+    try:
+        fresh = instantiate(cell)
+    except ActorInitializationError:
+        log.exception("restart of %s failed; stopping it", cell._path())
+        cell._state = RUNNING
+        request_stop(cell)
+        return
+    cell._actor = fresh
+    try:
+        fresh.after_restart(error)
+    except Exception:
+        log.exception("after_restart() of %s raised", cell._path())
+    cell._state = NEW
+    cell._schedule()
+
+
+# -- receive timeout ---------------------------------------------------------------------
+
+
+class ReceiveTimeoutTimer:
+    """One actor's receive timeout: fires after ``seconds`` of inactivity."""
+
+    __slots__ = ("_cell", "_handle", "_last", "_seconds")
+
+    def __init__(self, cell: Context, seconds: float) -> None:
+        self._cell = cell
+        self._seconds = seconds
+        self._last = cell._system._clock.now()
+        self._handle: Cancellable | None = cell._system._clock.call_later(seconds, self._check)
+
+    def touch(self) -> None:
+        self._last = self._cell._system._clock.now()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def take(self, envelope: Envelope) -> bool:
+        return envelope.sender is None and self._cell._rt is self
+
+    def _check(self) -> None:
+        clock = self._cell._system._clock
+        idle = clock.now() - self._last
+        if idle < self._seconds:
+            self._handle = clock.call_later(self._seconds - idle, self._check)
+            return
+        cell = self._cell
+        if not cell._has_mail() and cell._state == RUNNING:
+            cell._enqueue_signal(Envelope(ReceiveTimeout(), None, None, K_RECEIVE_TIMEOUT))
+            self._last = clock.now()
+        # Busy (async handler) or messages pending: activity resets the idle time.
+        self._handle = clock.call_later(self._seconds, self._check)
