@@ -17,10 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, ClassVar, final
 
-from shoal.runtime import Actor, SerializationError
+from shoal.runtime import Actor, SerializationError, Serialized
 
 from ._codec import decode_snapshot
 from ._errors import (
@@ -31,7 +31,7 @@ from ._errors import (
     RecoveryError,
 )
 from ._extension import Persistence
-from ._journal import PersistentRepr
+from ._journal import Journal, PersistentRepr
 from ._snapshot import (
     LATEST,
     SnapshotMetadata,
@@ -76,6 +76,10 @@ class PersistentActor(Actor):
     _pers_busy: bool = False
     _pers_writer: str = ""
     _pers_saving: set[asyncio.Task[None]] | None = None
+    # Set in started(): the hot path of persist_all looks nothing up.
+    _pers_journal: Journal
+    _pers_serialize: Callable[[object], Serialized]
+    _pers_wall_clock: Callable[[], float]
 
     # -- what subclasses define -------------------------------------------------------
 
@@ -129,6 +133,10 @@ class PersistentActor(Actor):
     async def started(self) -> None:
         """Recover: latest snapshot, highest sequence number, replay; then the hook."""
         self._pers_writer = uuid.uuid4().hex
+        ext = self.persistence
+        self._pers_journal = ext.journal
+        self._pers_serialize = self.ctx.system.serialization.serialize
+        self._pers_wall_clock = ext.settings.wall_clock
         try:
             await self._recover()
         except Exception as exc:  # CancelledError (a stop meanwhile) passes through
@@ -176,9 +184,12 @@ class PersistentActor(Actor):
 
     # -- persisting ---------------------------------------------------------------------
 
-    async def persist(self, event: object) -> None:
-        """Persist one event, then apply it (see :meth:`persist_all`)."""
-        await self.persist_all((event,))
+    def persist(self, event: object) -> Coroutine[Any, Any, None]:
+        """Persist one event, then apply it: ``await self.persist(event)``.
+
+        The same as ``persist_all((event,))`` (see there).
+        """
+        return self.persist_all((event,))
 
     async def persist_all(self, events: Sequence[object]) -> None:
         """Write ``events`` atomically, then apply each with :meth:`on_event`.
@@ -195,9 +206,8 @@ class PersistentActor(Actor):
         if self._pers_busy:
             raise RuntimeError("persist called while another persist of this actor is in flight")
         pid = self.persistence_id
-        ext = self.persistence
-        serialize = self.ctx.system.serialization.serialize
-        stamp = int(ext.settings.wall_clock() * 1000)
+        serialize = self._pers_serialize
+        stamp = int(self._pers_wall_clock() * 1000)
         writer = self._pers_writer
         first = self._pers_seq + 1
         reprs = []
@@ -213,7 +223,7 @@ class PersistentActor(Actor):
             )
         self._pers_busy = True
         try:
-            await ext.journal.write(reprs)
+            await self._pers_journal.write(reprs)
         except ValueError as exc:  # the journal cannot hold this write (e.g. too many events)
             raise EventRejectedError(f"events for {pid!r} rejected: {exc}") from exc
         except (JournalError, PluginClosedError) as exc:

@@ -14,7 +14,7 @@ concurrently, for the same or different persistence ids.
 from __future__ import annotations
 
 import abc
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Final
 
 import msgspec
@@ -125,8 +125,12 @@ class Journal(abc.ABC):
     """
 
     @abc.abstractmethod
-    async def write(self, events: Sequence[PersistentRepr]) -> None:
-        """Store ``events`` atomically: all of them or none, ever.
+    def write(self, events: Sequence[PersistentRepr]) -> Awaitable[None]:
+        """Store ``events`` atomically: all of them or none, ever; await the result.
+
+        Plugins may implement it as ``async def`` or return a future (the
+        SQLite journal does, saving a coroutine per write); a malformed or
+        refused call may then raise when called rather than when awaited.
 
         ``events`` belong to one persistence id and carry consecutive sequence
         numbers (``ValueError`` otherwise, see :func:`check_write`). The first

@@ -6,17 +6,18 @@ highest-sequence-number queries (WAL lets them run side by side). The event
 loop never blocks on SQLite.
 
 Group commit: :meth:`SqliteJournal.write` queues the write and, unless a
-flush is already queued, queues one on the writer thread. A flush takes
-*every* write queued by then, commits them in one transaction (one fsync at
-most) and acknowledges them all with one callback into the loop. While it
-commits, new writes queue up for the next flush, so the batch size adapts to
-the load with no added latency when idle. Every acknowledged write is
-committed.
+flush is already queued, queues one on the writer thread at the end of the
+current loop turn. A flush takes *every* write queued by then, commits them
+in one statement (one transaction, one fsync at most) and acknowledges them
+all with one callback into the loop. While it commits, new writes queue up
+for the next flush, so the batch size adapts to the load with no added
+latency when idle. Every acknowledged write is committed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import threading
@@ -37,12 +38,21 @@ from ._snapshot import (
     SnapshotSelectionCriteria,
     SnapshotStore,
 )
-from ._sqlite_db import GroupCommitter, SqliteSettings, connect, delete_to, highest, read_chunk
+from ._sqlite_db import (
+    GroupCommitter,
+    SqliteSettings,
+    checkpoint,
+    connect,
+    delete_to,
+    highest,
+    read_chunk,
+)
 from ._thread_worker import ThreadWorker
 
 __all__ = ["SqliteJournal", "SqliteSettings", "SqliteSnapshotStore"]
 
 _T = TypeVar("_T")
+_log = logging.getLogger(__name__)
 
 _Pending = tuple[Sequence[PersistentRepr], "asyncio.Future[None]"]
 
@@ -55,6 +65,10 @@ def _settings(settings: SqliteSettings | str | os.PathLike[str]) -> SqliteSettin
 
 def _close(conn: sqlite3.Connection) -> None:
     conn.close()
+
+
+def _log_checkpoint_failure(exc: Exception) -> None:
+    _log.warning("sqlite journal: WAL checkpoint failed (the next will retry): %s", exc)
 
 
 def _complete(batch: list[_Pending], outcomes: Sequence[Exception | None]) -> None:
@@ -90,6 +104,7 @@ class SqliteJournal(Journal):
         self._lock = threading.Lock()  # guards _pending and _flush_queued across the two threads
         self._pending: list[_Pending] = []
         self._flush_queued = False
+        self._unchecked = 0  # bytes written since the last checkpoint request (writer thread)
         self._closed = False
 
     def _open(self) -> sqlite3.Connection:
@@ -99,17 +114,22 @@ class SqliteJournal(Journal):
         if self._closed:
             raise PluginClosedError(f"the sqlite journal {self.settings.path!s} is closed")
 
-    async def write(self, events: Sequence[PersistentRepr]) -> None:
+    def write(self, events: Sequence[PersistentRepr]) -> asyncio.Future[None]:
         check_write(events)
         self._check_open()
-        fut: asyncio.Future[None] = self._writer.loop.create_future()
+        loop = self._writer.loop
+        fut: asyncio.Future[None] = loop.create_future()
         with self._lock:
             self._pending.append((tuple(events), fut))
             queue_flush = not self._flush_queued
             self._flush_queued = True
         if queue_flush:
-            self._writer.submit_nowait(self._flush, self._fail_flush)
-        await fut
+            # Queued at the end of this loop turn, not now: every actor resumed in
+            # this turn adds its write first, so one flush takes them all. Waking
+            # the writer at the first write would split the group, and each extra
+            # flush costs the writer thread GIL hand-offs with the busy loop.
+            loop.call_soon(self._writer.submit_nowait, self._flush, self._fail_flush)
+        return fut
 
     def _take_pending(self) -> list[_Pending]:
         with self._lock:
@@ -131,6 +151,16 @@ class SqliteJournal(Journal):
             err.__cause__ = exc
             outcomes = [err] * len(batch)
         self._writer.post(_complete, batch, outcomes)
+        # Approximate WAL growth: payloads plus ~100 bytes of keys and headers a row.
+        self._unchecked += sum(len(e.payload) + 100 for events, _ in batch for e in events)
+        if self._unchecked >= self.settings.checkpoint_bytes:
+            self._unchecked = 0
+            self._writer.post(self._checkpoint_soon)
+
+    def _checkpoint_soon(self) -> None:
+        """On the loop: have the reader thread checkpoint (see ``SqliteSettings``)."""
+        if not self._closed:
+            self._reader.submit_nowait(checkpoint, _log_checkpoint_failure)
 
     def _fail_flush(self, exc: Exception) -> None:
         """On the writer thread: the flush could not run (the database did not open)."""

@@ -135,6 +135,18 @@ async def test_fencing_across_instances(journal_kit: JournalKit, pid: str) -> No
         with pytest.raises(SequenceConflictError):
             await first.write([ev(pid, 4)])
         assert await seqs(second, pid) == [1, 2, 3, 4]
+        await second.write([ev(pid, 5)])
+        # A stale write refused inside a group does not fail the others.
+        outcomes = await asyncio.gather(
+            first.write([ev(pid, 5)]),
+            first.write([ev(f"{pid}-a", 1)]),
+            first.write([ev(f"{pid}-b", 1)]),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[0], SequenceConflictError)
+        assert outcomes[1:] == [None, None]
+        await first.write([ev(pid, 6)])
+        assert await seqs(second, pid) == [1, 2, 3, 4, 5, 6]
     else:  # Cassandra fences per instance: the stale one writes, and replay reports it
         stale = PersistentRepr(pid, 4, 4, "tck:Event", b"stale", "writer-2", 0)
         await first.write([stale])
@@ -191,6 +203,13 @@ async def test_many_ids_concurrently(journal: Journal, pid: str) -> None:
     assert highs == [15] * len(ids)
     for p in ids[:: len(ids) // 10]:
         assert await journal.events(p) == evs(p, 1, 15)
+
+
+async def test_a_write_of_many_events(journal: Journal, pid: str) -> None:
+    await journal.write([ev(pid, 1)])
+    await journal.write(evs(pid, 2, 6001))
+    assert await journal.highest_sequence_nr(pid) == 6001
+    assert await seqs(journal, pid, 5990) == list(range(5990, 6002))
 
 
 async def test_large_payloads(journal: Journal, pid: str) -> None:

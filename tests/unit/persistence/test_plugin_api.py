@@ -30,6 +30,9 @@ def r(seq: int, pid: str = "p") -> PersistentRepr:
 def test_public_names_are_pinned() -> None:
     assert sorted(shoal.persistence.__all__) == sorted(
         [
+            "PersistentActor",
+            "Persistence",
+            "PersistenceSettings",
             "MAX_SEQUENCE_NR",
             "Journal",
             "PersistentRepr",
@@ -50,6 +53,8 @@ def test_public_names_are_pinned() -> None:
             "CassandraSnapshotStore",
             "PersistenceError",
             "PluginClosedError",
+            "EventRejectedError",
+            "RecoveryError",
             "JournalError",
             "JournalWriteError",
             "SequenceConflictError",

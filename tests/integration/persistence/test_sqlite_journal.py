@@ -1,0 +1,75 @@
+"""What only the SQLite journal does: checkpoints, schema strictness, corrupt rows."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from shoal.persistence import (
+    JournalCorruptionError,
+    JournalReadError,
+    JournalWriteError,
+    PersistentRepr,
+    SqliteJournal,
+    SqliteSettings,
+)
+
+
+def ev(pid: str, seq: int, payload: bytes = b"x") -> PersistentRepr:
+    return PersistentRepr(pid, seq, 1, "", payload, "w", 0)
+
+
+async def test_checkpoints_keep_up_with_writes(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal = SqliteJournal(SqliteSettings(path=path, checkpoint_bytes=4096))
+    try:
+        for n in range(1, 51):
+            await asyncio.gather(*(journal.write([ev(f"p{i}", n, b"y" * 200)]) for i in range(20)))
+        assert [e.sequence_nr for e in await journal.events("p7")] == list(range(1, 51))
+    finally:
+        await journal.close()
+    # Every committed row is readable by a fresh connection (WAL or checkpointed).
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM journal").fetchone() == (1000,)
+
+
+async def test_the_schema_refuses_mistyped_rows(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal = SqliteJournal(path)
+    await journal.write([ev("p", 1)])
+    await journal.close()
+    conn = sqlite3.connect(path)
+    try:
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("INSERT INTO journal VALUES ('p', 2, 1, '', 'not bytes', 'w', 0)")
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("INSERT INTO journal VALUES ('p', 1, 1, '', x'00', 'w', 0)")
+    finally:
+        conn.close()
+
+
+async def test_a_gap_in_stored_rows_is_reported_with_its_number(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal = SqliteJournal(path)
+    try:
+        await journal.write([ev("acct", 1), ev("acct", 2), ev("acct", 3)])
+        with sqlite3.connect(path) as conn:
+            conn.execute("DELETE FROM journal WHERE sequence_nr = 2")
+        with pytest.raises(JournalCorruptionError, match="'acct' at sequence number 2: missing"):
+            await journal.events("acct")
+    finally:
+        await journal.close()
+
+
+async def test_an_unopenable_database_fails_writes_and_reads(tmp_path: Path) -> None:
+    journal = SqliteJournal(tmp_path / "missing-dir" / "j.db")
+    try:
+        with pytest.raises(JournalWriteError, match="unable to open"):
+            await journal.write([ev("p", 1)])
+        with pytest.raises(JournalReadError, match="unable to open"):
+            await journal.highest_sequence_nr("p")
+    finally:
+        await journal.close()
