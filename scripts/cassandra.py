@@ -66,11 +66,11 @@ CASSANDRA_VERSION = "5.0.9"
 HOST = "127.0.0.1"
 READY_TIMEOUT = 240.0
 STOP_GRACE = 20.0
-# The heap may grow to DEFAULT_HEAP (memtables get a quarter of the maximum);
-# it starts at DEFAULT_INITIAL_HEAP because the JVM touches what it commits:
-# -Xms768M costs ~1.2 GiB RSS at idle against ~650 MiB for -Xms256M, and a
-# test instance rarely needs more. Benchmarks wanting a steady state pass
-# the same value for both.
+# The heap may grow to DEFAULT_HEAP (memtables get a quarter of the maximum)
+# but starts at DEFAULT_INITIAL_HEAP: Cassandra mlockall()s its memory at start
+# (as root nothing limits it), so the whole initial heap becomes resident.
+# Measured here: -Xms768M idles at ~1.2 GiB RSS, -Xms256M at ~650 MiB. Benchmarks
+# wanting a steady state pass the same value for both.
 DEFAULT_HEAP = "768M"
 DEFAULT_INITIAL_HEAP = "256M"
 
@@ -79,7 +79,8 @@ _COMPLETE_MARKER = ".complete"
 _HANDLE_FILE = "handle.json"
 _READY_LINES = ("Starting listening for CQL clients", "Startup complete")
 _POLL_INTERVAL = 0.2
-_SUPPORTED_JAVA = (17, 11)  # Cassandra 5.0 runs on these; 21 needs extra flags, 24+ cannot.
+# Preferred first. Cassandra 5.0 runs on these; 21 needs extra flags, 24+ cannot.
+_SUPPORTED_JAVA = (17, 11)
 
 # What bin/cassandra and conf/jvm17-server.options add on Java 17: Cassandra
 # reaches into JDK internals and dies at start without these.
@@ -155,7 +156,7 @@ class CassandraHandle:
         return f"{self.host}:{self.native_port}"
 
     def to_json(self) -> dict[str, object]:
-        """The JSON-serialisable fields (everything but ``process``)."""
+        """The JSON-serialisable fields (all but ``process`` and ``watchdog``)."""
         return {
             "host": self.host,
             "port": self.native_port,
@@ -199,17 +200,16 @@ def find_java() -> Path | None:
     candidates.extend(sorted(Path("/usr/lib/jvm").glob("*/bin/java")))
     if on_path := shutil.which("java"):
         candidates.append(Path(on_path))
-    by_version: dict[int, Path] = {}
+    fallback: Path | None = None
     for candidate in candidates:
         if not os.access(candidate, os.X_OK):
             continue
         major = _java_major(candidate)
-        if major in _SUPPORTED_JAVA and major not in by_version:
-            by_version[major] = candidate
-    for major in _SUPPORTED_JAVA:
-        if major in by_version:
-            return by_version[major]
-    return None
+        if major == _SUPPORTED_JAVA[0]:
+            return candidate
+        if major in _SUPPORTED_JAVA and fallback is None:
+            fallback = candidate
+    return fallback
 
 
 def find_mvn() -> Path | None:
@@ -339,7 +339,8 @@ def _free_port() -> int:
 def _cassandra_yaml(run_dir: Path, storage_port: int, native_port: int) -> str:
     data = run_dir / "data"
     # Tuned for a disposable single node on a small (2-core) machine: small
-    # caches and thread pools, nothing kept across runs, 5.0 on-disk formats.
+    # caches and thread pools, nothing kept across runs. Every key was checked
+    # against 5.0.9, which refuses unknown keys.
     return f"""\
 cluster_name: shoal-test
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
@@ -363,9 +364,12 @@ cdc_raw_directory: "{data / "cdc_raw"}"
 commitlog_sync: periodic
 commitlog_sync_period: 10000ms
 commitlog_segment_size: 16MiB
+# Dropped tables are not kept as snapshots: the data dies with the run.
 auto_snapshot: false
+# One node: there is no peer to keep hints for or to rank by latency.
 hinted_handoff_enabled: false
 dynamic_snitch: false
+# A fresh cluster never shares disks with 4.x, so use 5.0's own formats.
 storage_compatibility_mode: NONE
 concurrent_reads: 8
 concurrent_writes: 8
@@ -545,8 +549,13 @@ def load_handle(run_dir: Path) -> CassandraHandle:
     )
 
 
-def _tail(lines: Sequence[str], count: int) -> str:
-    return "\n".join(lines[-count:])
+def _tail(lines: Sequence[str], count: int, width: int = 400) -> str:
+    # Capped width: Cassandra logs its whole configuration and classpath on
+    # one line each, which would bury the lines that explain a failure.
+    return "\n".join(
+        line if len(line) <= width else f"{line[:width]}... [{len(line) - width} more]"
+        for line in lines[-count:]
+    )
 
 
 def log_tail(handle: CassandraHandle, count: int = 40) -> str:
