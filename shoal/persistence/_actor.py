@@ -78,6 +78,7 @@ class PersistentActor(Actor):
     _pers_saving: set[asyncio.Task[None]] | None = None
     # Set in started(): the hot path of persist_all looks nothing up.
     _pers_journal: Journal
+    _pers_pid: str
     _pers_serialize: Callable[[object], Serialized]
     _pers_wall_clock: Callable[[], float]
 
@@ -85,7 +86,10 @@ class PersistentActor(Actor):
 
     @property
     def persistence_id(self) -> str:
-        """The stable id of this actor's event stream (e.g. ``"account|alice"``)."""
+        """The id of this actor's event stream (e.g. ``"account|alice"``).
+
+        Read once, when the actor starts: it must not change afterwards.
+        """
         raise NotImplementedError(f"{type(self).__qualname__} does not define persistence_id")
 
     def on_command(self, command: Any) -> Any:
@@ -135,6 +139,7 @@ class PersistentActor(Actor):
         self._pers_writer = uuid.uuid4().hex
         ext = self.persistence
         self._pers_journal = ext.journal
+        self._pers_pid = self.persistence_id
         self._pers_serialize = self.ctx.system.serialization.serialize
         self._pers_wall_clock = ext.settings.wall_clock
         try:
@@ -205,7 +210,7 @@ class PersistentActor(Actor):
             return
         if self._pers_busy:
             raise RuntimeError("persist called while another persist of this actor is in flight")
-        pid = self.persistence_id
+        pid = self._pers_pid
         serialize = self._pers_serialize
         stamp = int(self._pers_wall_clock() * 1000)
         writer = self._pers_writer

@@ -245,7 +245,9 @@ class CassandraJournal(Journal):
     def _flush(self, st: _Statements) -> None:
         """Send every write queued during the last loop turn, grouped (``_cassandra_grouping``)."""
         queued, self._queued = self._queued, []
-        for group in group_writes([q.size for q in queued]):
+        settings = self.settings
+        sizes = [q.size for q in queued]
+        for group in group_writes(sizes, settings.group_max_partitions, settings.group_max_bytes):
             writes = [queued[i] for i in group]
             if len(writes) == 1 and len(writes[0].rows) == 1:
                 statement = st.insert.bind(writes[0].rows[0])

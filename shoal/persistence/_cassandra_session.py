@@ -56,6 +56,14 @@ class CassandraSettings:
     default ``LOCAL_QUORUM`` for both reads and writes means a read sees
     every acknowledged write. ``request_timeout_s`` bounds each request on
     the client side.
+
+    Group commit (see ``_cassandra_grouping``): writes queued in one loop
+    turn share UNLOGGED batches of at most ``group_max_partitions`` writes
+    and ``group_max_bytes``. The defaults stay under Cassandra's default
+    ``unlogged_batch_across_partitions_warn_threshold`` (10) and
+    ``batch_size_warn_threshold`` (5 KiB), so the server neither warns nor
+    refuses; raise them together with those server settings. 1 turns
+    grouping off.
     """
 
     contact_points: tuple[str, ...] = ("127.0.0.1:9042",)
@@ -71,6 +79,8 @@ class CassandraSettings:
     request_timeout_s: float = 10.0
     replay_chunk_size: int = 5000
     connect_timeout_s: float = 10.0
+    group_max_partitions: int = 10
+    group_max_bytes: int = 4096
 
     def __post_init__(self) -> None:
         if not _IDENT.fullmatch(self.keyspace):
@@ -84,6 +94,8 @@ class CassandraSettings:
                 raise ValueError(f"unknown consistency level {level!r}")
         if not self.contact_points:
             raise ValueError("at least one contact point is needed")
+        if self.group_max_partitions < 1 or self.group_max_bytes < 1:
+            raise ValueError("group_max_partitions and group_max_bytes must be positive")
 
     def replication_cql(self) -> str:
         """The replication map as a CQL literal."""

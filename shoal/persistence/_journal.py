@@ -131,6 +131,8 @@ class Journal(abc.ABC):
         Plugins may implement it as ``async def`` or return a future (the
         SQLite journal does, saving a coroutine per write); a malformed or
         refused call may then raise when called rather than when awaited.
+        The journal may keep ``events`` until the write completes: do not
+        mutate it meanwhile.
 
         ``events`` belong to one persistence id and carry consecutive sequence
         numbers (``ValueError`` otherwise, see :func:`check_write`). The first

@@ -120,7 +120,7 @@ class SqliteJournal(Journal):
         loop = self._writer.loop
         fut: asyncio.Future[None] = loop.create_future()
         with self._lock:
-            self._pending.append((tuple(events), fut))
+            self._pending.append((events, fut))  # the caller must not mutate it meanwhile
             queue_flush = not self._flush_queued
             self._flush_queued = True
         if queue_flush:
