@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-SOURCES := shoal tests benchmarks scripts examples
+SOURCES := shoal tests benchmarks scripts $(wildcard examples)
 
 .PHONY: test lint typecheck pytest proto proto-check bench clean
 
