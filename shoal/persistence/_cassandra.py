@@ -46,7 +46,7 @@ from cassandra.query import BatchStatement, BatchType
 
 from ._cassandra_grouping import group_writes, write_size
 from ._cassandra_replay import ChunkQuery, HighestWalk, ReplayWalk
-from ._cassandra_session import CassandraSession, CassandraSettings
+from ._cassandra_session import CassandraSession, CassandraSettings, Once
 from ._errors import JournalError, JournalReadError, JournalWriteError, PluginClosedError
 from ._journal import MAX_SEQUENCE_NR, Journal, PersistentRepr, check_write, fence
 from ._partitions import partition_nr, write_partition
@@ -152,6 +152,7 @@ class CassandraJournal(Journal):
         self._owns_session = session is None
         self._session = session if session is not None else CassandraSession(settings)
         self._statements: _Statements | None = None
+        self._setup: Once[_Statements] = Once()
         self._highest: dict[str, int] = {}  # the fence: see the module docstring
         self._queued: list[_Queued] = []  # writes waiting for the end of this loop turn
         self._in_flight: set[asyncio.Future[list[Any]]] = set()
@@ -165,19 +166,22 @@ class CassandraJournal(Journal):
 
     async def _ready(self) -> _Statements:
         """Set up on first use (not checking ``_closed``: writes under way may finish)."""
-        if self._statements is None:
-            settings = self.settings
+        statements = self._statements
+        if statements is None:
+            statements = self._statements = await self._setup.get(self._prepare)
+        return statements
 
-            def setup(session: Any) -> _Statements:
-                if settings.tables_autocreate:
-                    for ddl in _tables(settings.keyspace):
-                        session.execute(ddl)
-                return _Statements(session, settings)
+    async def _prepare(self) -> _Statements:
+        """Create the tables if configured and prepare the statements, once."""
+        settings = self.settings
 
-            statements = await self._session.run_blocking(setup)
-            if self._statements is None:
-                self._statements = statements
-        return self._statements
+        def setup(session: Any) -> _Statements:
+            if settings.tables_autocreate:
+                for ddl in _tables(settings.keyspace):
+                    session.execute(ddl)
+            return _Statements(session, settings)
+
+        return await self._session.run_blocking(setup)
 
     async def start(self) -> None:
         """Connect, create the tables if configured and prepare statements (else done lazily)."""

@@ -15,23 +15,44 @@ import asyncio
 import contextlib
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 from cassandra import ConsistencyLevel
-from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-from cassandra.connection import DefaultEndPoint
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable
+from cassandra.connection import ConnectionBusy, DefaultEndPoint
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import tuple_factory
 
-__all__ = ["CassandraSession", "CassandraSettings"]
+__all__ = ["CassandraSession", "CassandraSettings", "Once"]
 
 _T = TypeVar("_T")
 _IDENT: Final = re.compile(r"[a-z][a-z0-9_]{0,47}")
 _CONSISTENCY: Final = frozenset(
     {"ANY", "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE"}
 )
+
+
+class Once(Generic[_T]):
+    """An async setup run once: concurrent callers share one attempt; a failure is retried.
+
+    The next :meth:`get` after a failed (or cancelled) attempt starts a new one.
+    """
+
+    __slots__ = ("_attempt",)
+
+    def __init__(self) -> None:
+        self._attempt: asyncio.Future[_T] | None = None
+
+    async def get(self, make: Callable[[], Awaitable[_T]]) -> _T:
+        attempt = self._attempt
+        if attempt is None or (
+            attempt.done() and (attempt.cancelled() or attempt.exception() is not None)
+        ):
+            attempt = self._attempt = asyncio.ensure_future(make())
+        return await asyncio.shield(attempt)
 
 
 def _default_replication() -> dict[str, str | int]:
@@ -64,6 +85,10 @@ class CassandraSettings:
     ``batch_size_warn_threshold`` (5 KiB), so the server neither warns nor
     refuses; raise them together with those server settings. 1 turns
     grouping off.
+
+    ``max_in_flight`` requests (per session) are out at once; more wait, in
+    order, for earlier ones to complete: backpressure instead of failures
+    when the driver's socket buffers fill.
     """
 
     contact_points: tuple[str, ...] = ("127.0.0.1:9042",)
@@ -81,6 +106,7 @@ class CassandraSettings:
     connect_timeout_s: float = 10.0
     group_max_partitions: int = 10
     group_max_bytes: int = 4096
+    max_in_flight: int = 512
 
     def __post_init__(self) -> None:
         if not _IDENT.fullmatch(self.keyspace):
@@ -96,6 +122,8 @@ class CassandraSettings:
             raise ValueError("at least one contact point is needed")
         if self.group_max_partitions < 1 or self.group_max_bytes < 1:
             raise ValueError("group_max_partitions and group_max_bytes must be positive")
+        if self.max_in_flight < 1:
+            raise ValueError("max_in_flight must be positive")
 
     def replication_cql(self) -> str:
         """The replication map as a CQL literal."""
@@ -107,6 +135,32 @@ class CassandraSettings:
                 raise ValueError(f"invalid replication setting {key!r}: {value!r}")
             parts.append(f"'{key}': '{value}'")
         return "{" + ", ".join(parts) + "}"
+
+
+# Resending a request refused unsent (socket buffer full): first delay, doubling to the cap.
+_BUSY_FIRST_DELAY: Final = 0.001
+_BUSY_MAX_DELAY: Final = 0.05
+
+
+class _Request:
+    __slots__ = ("busy_retries", "busy_waited", "fut", "params", "statement")
+
+    def __init__(self, statement: Any, params: Any, fut: asyncio.Future[list[Any]]) -> None:
+        self.statement = statement
+        self.params = params
+        self.fut = fut
+        self.busy_retries = 0
+        self.busy_waited = 0.0
+
+
+def _unsent_busy(exc: BaseException) -> bool:
+    """Whether the driver refused a request *unsent*: every host's connection was busy."""
+    if isinstance(exc, ConnectionBusy):
+        return True
+    if not isinstance(exc, NoHostAvailable):
+        return False
+    errors: dict[Any, Any] = getattr(exc, "errors", None) or {}
+    return bool(errors) and all(isinstance(e, ConnectionBusy) for e in errors.values())
 
 
 def _endpoints(contact_points: tuple[str, ...]) -> list[Any]:
@@ -134,7 +188,9 @@ class CassandraSession:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._starting: asyncio.Future[None] | None = None
         self._lock = threading.Lock()  # guards _done between driver threads and the loop
-        self._done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        self._done: list[tuple[_Request, Any, BaseException | None]] = []
+        self._in_flight = 0  # requests sent and not yet drained (loop side)
+        self._waiting: deque[_Request] = deque()
         self._closed = False
 
     @property
@@ -187,44 +243,89 @@ class CassandraSession:
     def execute(self, statement: Any, params: Any = None) -> asyncio.Future[list[Any]]:
         """Send one statement; the future gets its rows (tuples) or the driver's error.
 
-        Must follow a completed :meth:`start`. Cancelling the future does not
-        cancel the request: it may still be applied.
+        Must follow a completed :meth:`start`. At most ``max_in_flight``
+        requests are out at once; later ones wait their turn, in order. A
+        request the driver refuses unsent because its connection's socket
+        buffer is full (``ConnectionBusy``, e.g. under a burst of large
+        rows) is sent again after a short backoff (1 ms doubling to 50 ms),
+        for up to ``request_timeout_s`` in all. Cancelling
+        the future does not cancel the request: it may still be applied.
         """
         loop = self._loop
         assert loop is not None, "execute() before start()"
         assert self._session is not None, "execute() after close()"
-        fut: asyncio.Future[list[Any]] = loop.create_future()
-        response = self._session.execute_async(statement, params)
+        request = _Request(statement, params, loop.create_future())
+        if self._in_flight < self.settings.max_in_flight and not self._waiting:
+            self._send(request)
+        else:
+            self._waiting.append(request)
+        return request.fut
+
+    def _send(self, request: _Request) -> None:
+        assert self._session is not None
+        try:
+            response = self._session.execute_async(request.statement, request.params)
+        except Exception as exc:  # refused synchronously (e.g. the driver shut down)
+            if not request.fut.done():
+                request.fut.set_exception(exc)
+            return
+        self._in_flight += 1
         response.add_callbacks(
-            self._on_result, self._on_error, callback_args=(fut,), errback_args=(fut,)
+            self._on_result, self._on_error, callback_args=(request,), errback_args=(request,)
         )
-        return fut
 
     # Driver-thread side: record, and wake the loop only for the first of a burst.
-    def _on_result(self, rows: Any, fut: asyncio.Future[Any]) -> None:
-        self._push(fut, rows, None)
+    def _on_result(self, rows: Any, request: _Request) -> None:
+        self._push(request, rows, None)
 
-    def _on_error(self, exc: BaseException, fut: asyncio.Future[Any]) -> None:
-        self._push(fut, None, exc)
+    def _on_error(self, exc: BaseException, request: _Request) -> None:
+        self._push(request, None, exc)
 
-    def _push(self, fut: asyncio.Future[Any], rows: Any, exc: BaseException | None) -> None:
+    def _push(self, request: _Request, rows: Any, exc: BaseException | None) -> None:
         with self._lock:
-            self._done.append((fut, rows, exc))
+            self._done.append((request, rows, exc))
             wake = len(self._done) == 1
         if wake and self._loop is not None:
             with contextlib.suppress(RuntimeError):  # loop closed: nobody waits any more
                 self._loop.call_soon_threadsafe(self._drain)
 
     def _drain(self) -> None:
+        """On the loop: settle finished requests, resend refused ones, send what waits."""
         with self._lock:
             done, self._done = self._done, []
-        for fut, rows, exc in done:
+        loop = asyncio.get_running_loop()
+        for request, rows, exc in done:
+            self._in_flight -= 1
+            fut = request.fut
+            if exc is not None and not fut.done() and _unsent_busy(exc):
+                # Never sent: the socket buffer was full. Try again a little later,
+                # backing off, until the request's own timeout has passed.
+                delay = min(_BUSY_MAX_DELAY, _BUSY_FIRST_DELAY * 2**request.busy_retries)
+                request.busy_retries += 1
+                request.busy_waited += delay
+                if request.busy_waited <= self.settings.request_timeout_s:
+                    loop.call_later(delay, self._resend, request)
+                    continue
             if fut.done():
                 continue
             if exc is not None:
                 fut.set_exception(exc)
             else:
                 fut.set_result(rows if rows is not None else [])
+        self._send_waiting()
+
+    def _resend(self, request: _Request) -> None:
+        if self._session is None:
+            if not request.fut.done():
+                request.fut.set_exception(ConnectionBusy("the session closed before a resend"))
+            return
+        self._waiting.appendleft(request)
+        self._send_waiting()
+
+    def _send_waiting(self) -> None:
+        limit = self.settings.max_in_flight
+        while self._waiting and self._in_flight < limit and self._session is not None:
+            self._send(self._waiting.popleft())
 
     async def close(self) -> None:
         """Shut the driver down (idempotent)."""

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from cassandra import ConsistencyLevel
 
-from ._cassandra_session import CassandraSession, CassandraSettings
+from ._cassandra_session import CassandraSession, CassandraSettings, Once
 from ._errors import PluginClosedError, SnapshotStoreError
 from ._journal import MAX_SEQUENCE_NR
 from ._snapshot import (
@@ -86,23 +86,27 @@ class CassandraSnapshotStore(SnapshotStore):
         self._owns_session = session is None
         self._session = session if session is not None else CassandraSession(settings)
         self._statements: _Statements | None = None
+        self._setup: Once[_Statements] = Once()
         self._closed = False
 
     async def _ready(self) -> _Statements:
         if self._closed:
             raise PluginClosedError("the cassandra snapshot store is closed")
-        if self._statements is None:
-            settings = self.settings
+        statements = self._statements
+        if statements is None:
+            statements = self._statements = await self._setup.get(self._prepare)
+        return statements
 
-            def setup(session: Any) -> _Statements:
-                if settings.tables_autocreate:
-                    session.execute(_table(settings.keyspace))
-                return _Statements(session, settings)
+    async def _prepare(self) -> _Statements:
+        """Create the tables if configured and prepare the statements, once."""
+        settings = self.settings
 
-            statements = await self._session.run_blocking(setup)
-            if self._statements is None:
-                self._statements = statements
-        return self._statements
+        def setup(session: Any) -> _Statements:
+            if settings.tables_autocreate:
+                session.execute(_table(settings.keyspace))
+            return _Statements(session, settings)
+
+        return await self._session.run_blocking(setup)
 
     async def save(self, snapshot: SnapshotRecord) -> None:
         m = snapshot.metadata

@@ -1,15 +1,18 @@
-"""A journal's process is SIGKILLed during a write burst: every acknowledged event replays.
+"""A plugin's process is SIGKILLed during a write burst: everything acknowledged survives.
 
-A real child process (``_kill_writer``) writes 3-event batches for many
-persistence ids at once and prints each acknowledgement. After the parent has
-read enough of them it kills the child with SIGKILL, then recovers with a
-fresh journal and checks: every acknowledged event is there with its exact
-payload, the events are gap-free from 1, and no batch is half-written.
+A real child process (``_kill_writer``) writes 3-event batches (or saves
+snapshots) for many persistence ids at once and prints each
+acknowledgement. After the parent has read enough of them it kills the child
+with SIGKILL, then opens a fresh plugin and checks: every acknowledged event
+is there with its exact payload, the events are gap-free from 1, and no
+batch is half-written; every acknowledged snapshot (or a newer one) loads,
+whole.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -19,9 +22,15 @@ from pathlib import Path
 
 import pytest
 
-from shoal.persistence import CassandraSettings, Journal
+from shoal.persistence import CassandraSettings, Journal, SnapshotStore
 
-from ._kill_writer import EVENTS_PER_WRITE, open_journal, payload
+from ._kill_writer import (
+    EVENTS_PER_WRITE,
+    SNAPSHOT_REPEAT,
+    open_journal,
+    open_snapshots,
+    payload,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 IDS = 40
@@ -55,7 +64,8 @@ async def _write_and_kill(config: dict[str, object]) -> dict[str, int]:
                 acked[words[1]] = int(words[2])
                 count += 1
     finally:
-        os.kill(child.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may have died by itself
+            os.kill(child.pid, signal.SIGKILL)
         await child.wait()
     assert child.returncode == -signal.SIGKILL
     # Lines already in the pipe were acknowledged before the kill too.
@@ -107,3 +117,50 @@ async def test_cassandra_survives_sigkill(cassandra_settings: CassandraSettings)
         await _check_recovery(journal, str(config["prefix"]), acked)
     finally:
         await journal.close()
+
+
+async def _check_snapshots(store: SnapshotStore, prefix: str, acked: dict[str, int]) -> None:
+    assert len(acked) > IDS // 2, "the burst should have reached most ids"
+    for i in range(IDS):
+        pid = f"{prefix}-{i}"
+        record = await store.load(pid)
+        if record is None:
+            assert pid not in acked, f"{pid}: acknowledged snapshot lost"
+            continue
+        seq = record.metadata.sequence_nr
+        assert seq >= acked.get(pid, 0), f"{pid}: acknowledged snapshot lost"
+        assert record.payload == payload(pid, seq) * SNAPSHOT_REPEAT, f"{pid}: torn snapshot"
+
+
+async def test_sqlite_snapshots_survive_sigkill(tmp_path: Path) -> None:
+    config: dict[str, object] = {
+        "plugin": "sqlite",
+        "path": str(tmp_path / "snapshots.db"),
+        "ids": IDS,
+        "prefix": "snap",
+        "target": "snapshots",
+    }
+    acked = await _write_and_kill(config)
+    store = open_snapshots(config)
+    try:
+        await _check_snapshots(store, "snap", acked)
+    finally:
+        await store.close()
+
+
+@pytest.mark.cassandra
+async def test_cassandra_snapshots_survive_sigkill(cassandra_settings: CassandraSettings) -> None:
+    config: dict[str, object] = {
+        "plugin": "cassandra",
+        "contact_points": list(cassandra_settings.contact_points),
+        "keyspace": cassandra_settings.keyspace,
+        "ids": IDS,
+        "prefix": f"snap-{uuid.uuid4().hex[:8]}",
+        "target": "snapshots",
+    }
+    acked = await _write_and_kill(config)
+    store = open_snapshots(config)
+    try:
+        await _check_snapshots(store, str(config["prefix"]), acked)
+    finally:
+        await store.close()
