@@ -137,12 +137,12 @@ class PersistentActor(Actor):
     async def started(self) -> None:
         """Recover: latest snapshot, highest sequence number, replay; then the hook."""
         self._pers_writer = uuid.uuid4().hex
-        ext = self.persistence
-        self._pers_journal = ext.journal
-        self._pers_pid = self.persistence_id
-        self._pers_serialize = self.ctx.system.serialization.serialize
-        self._pers_wall_clock = ext.settings.wall_clock
         try:
+            ext = self.persistence
+            self._pers_pid = self.persistence_id
+            self._pers_journal = ext.journal
+            self._pers_serialize = self.ctx.system.serialization.serialize
+            self._pers_wall_clock = ext.settings.wall_clock
             await self._recover()
         except Exception as exc:  # CancelledError (a stop meanwhile) passes through
             error = RecoveryError(f"recovery of {self._describe()} failed: {exc}")
@@ -161,7 +161,7 @@ class PersistentActor(Actor):
             return f"a {type(self).__qualname__}"
 
     async def _recover(self) -> None:
-        pid = self.persistence_id
+        pid = self._pers_pid
         ext = self.persistence
         serialization = self.ctx.system.serialization
         snapshot = await ext.snapshot_store.load(pid, self.recovery_criteria)

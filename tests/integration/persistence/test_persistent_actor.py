@@ -386,3 +386,19 @@ async def test_configure_after_use_is_refused(faulty: tuple[ActorSystem, FaultyJ
     _ = system.extension(Persistence).journal
     with pytest.raises(RuntimeError, match="already in use"):
         Persistence.configure(system, PersistenceSettings.testing())
+
+
+async def test_a_broken_persistence_id_stops_the_actor(
+    faulty: tuple[ActorSystem, FaultyJournal], caplog: pytest.LogCaptureFixture
+) -> None:
+    system, _ = faulty
+
+    class Broken(Account):
+        @property
+        def persistence_id(self) -> str:
+            raise KeyError("no id")
+
+    ref = system.spawn(lambda: Broken("x"))
+    with caplog.at_level(logging.ERROR), pytest.raises(ActorStoppedError):
+        await ref.ask(Balance())
+    assert "Broken failed: 'no id'; stopping" in caplog.text
