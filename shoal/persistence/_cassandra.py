@@ -44,7 +44,7 @@ from typing import Any, Final, NamedTuple
 from cassandra import ConsistencyLevel
 from cassandra.query import BatchStatement, BatchType
 
-from ._cassandra_grouping import group_writes, write_size
+from ._cassandra_grouping import ROW_OVERHEAD, group_writes
 from ._cassandra_replay import ChunkQuery, HighestWalk, ReplayWalk
 from ._cassandra_session import CassandraSession, CassandraSettings, Once
 from ._errors import JournalError, JournalReadError, JournalWriteError, PluginClosedError
@@ -155,7 +155,6 @@ class CassandraJournal(Journal):
         self._setup: Once[_Statements] = Once()
         self._highest: dict[str, int] = {}  # the fence: see the module docstring
         self._queued: list[_Queued] = []  # writes waiting for the end of this loop turn
-        self._in_flight: set[asyncio.Future[list[Any]]] = set()
         self._writes = 0  # write() calls under way; close() waits for them
         self._idle: asyncio.Event | None = None
         self._closed = False
@@ -199,52 +198,58 @@ class CassandraJournal(Journal):
         pid = check_write(events)
         self._check_open()
         self._writes += 1
+        first, last = events[0].sequence_nr, events[-1].sequence_nr
+        claimed = False
         try:
-            await self._write(pid, events)
+            partition = write_partition(first, last, self.settings.partition_size)
+            st = self._statements
+            known = self._highest.get(pid)
+            if st is None or known is None:
+                st, known = await self._before_first_write(pid, first)
+            fence(pid, known, first)
+            if len(self._highest) >= _FENCE_CACHE_LIMIT:
+                self._highest.clear()
+            self._highest[pid] = last  # claimed now, so a concurrent stale write is refused
+            claimed = True
+            rows = []
+            size = 0
+            for e in events:
+                rows.append((pid, partition, e.sequence_nr, e.writer_uuid, e.timestamp,
+                             e.serializer_id, e.manifest, e.payload))  # fmt: skip
+                size += len(pid) + len(e.manifest) + len(e.payload) + len(e.writer_uuid)
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[None] = loop.create_future()
+            self._queued.append(_Queued(rows, size + ROW_OVERHEAD * len(rows), fut))
+            if len(self._queued) == 1:
+                loop.call_soon(self._flush, st)
+            await fut
+        except BaseException as exc:
+            if claimed and self._highest.get(pid) == last:
+                del self._highest[pid]  # the outcome is unknown: re-read before the next write
+            if isinstance(exc, Exception) and not isinstance(
+                exc, (JournalError, PluginClosedError, ValueError)
+            ):
+                raise JournalWriteError(
+                    f"cassandra write of {pid!r} sequence numbers {first}..{last} failed "
+                    f"(it may or may not be stored): {exc}"
+                ) from exc
+            raise
         finally:
             self._writes -= 1
             if self._writes == 0 and self._idle is not None:
                 self._idle.set()
 
-    async def _write(self, pid: str, events: Sequence[PersistentRepr]) -> None:
-        first, last = events[0].sequence_nr, events[-1].sequence_nr
-        partition = write_partition(first, last, self.settings.partition_size)
+    async def _before_first_write(self, pid: str, first: int) -> tuple[_Statements, int]:
+        """Set up if needed, and read ``pid``'s highest sequence number if not known yet."""
         try:
             st = await self._ready()
             known = self._highest.get(pid)
             if known is None:
                 found = await self._read_highest(st, pid, 0)
                 known = self._highest.setdefault(pid, found)  # a concurrent writer may have won
-        except (PluginClosedError, JournalWriteError):
-            raise
         except Exception as exc:
             raise JournalWriteError(f"cassandra write of {pid!r} at {first} failed: {exc}") from exc
-        fence(pid, known, first)
-        if len(self._highest) >= _FENCE_CACHE_LIMIT:
-            self._highest.clear()
-        self._highest[pid] = last  # claimed now, so a concurrent stale write is refused
-        rows = [
-            (pid, partition, e.sequence_nr, e.writer_uuid, e.timestamp,
-             e.serializer_id, e.manifest, e.payload)
-            for e in events
-        ]  # fmt: skip
-        size = write_size(pid, [(e.manifest, e.payload, e.writer_uuid) for e in events])
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        self._queued.append(_Queued(rows, size, fut))
-        if len(self._queued) == 1:
-            loop.call_soon(self._flush, st)
-        try:
-            await fut
-        except BaseException as exc:
-            if self._highest.get(pid) == last:
-                del self._highest[pid]  # the outcome is unknown: re-read before the next write
-            if isinstance(exc, Exception):
-                raise JournalWriteError(
-                    f"cassandra write of {pid!r} sequence numbers {first}..{last} failed "
-                    f"(it may or may not be stored): {exc}"
-                ) from exc
-            raise
+        return st, known
 
     def _flush(self, st: _Statements) -> None:
         """Send every write queued during the last loop turn, grouped (``_cassandra_grouping``)."""
@@ -269,8 +274,6 @@ class CassandraJournal(Journal):
                     if not write.fut.done():
                         write.fut.set_exception(exc)
                 continue
-            self._in_flight.add(sent)
-            sent.add_done_callback(self._in_flight.discard)
             sent.add_done_callback(functools.partial(_settle_group, writes))
 
     # -- reading ----------------------------------------------------------------------
