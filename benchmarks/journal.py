@@ -24,8 +24,10 @@ and ``cassandra_vs_baseline`` the ratio.
 Cassandra: ``$SHOAL_CASSANDRA_CONTACT_POINTS`` if set, else a node started with
 ``scripts/cassandra.py`` (and stopped at the end); ``--no-cassandra`` skips it.
 
-Usage: ``python benchmarks/journal.py [--runs N] [--no-cassandra]`` (N > 1
-reports medians).
+SQLite is measured first, before a Cassandra node is started on the machine.
+
+Usage: ``python benchmarks/journal.py [--runs N] [--no-cassandra] [--verbose]``
+(N > 1 reports medians; ``--verbose`` prints every run to stderr).
 """
 
 from __future__ import annotations
@@ -308,81 +310,91 @@ def _launcher() -> ModuleType:
     return module
 
 
-def one_run(tmp: Path, cassandra: CassandraSettings | None) -> dict[str, float]:
+def sqlite_run(tmp: Path) -> dict[str, float]:
     result: dict[str, float] = {}
-    sqlite_settings = PersistenceSettings(
-        sqlite=SqliteSettings(path=tmp / f"{uuid.uuid4().hex}.db")
-    )
-    writes = run(bench_writes(sqlite_settings))
+    settings = PersistenceSettings(sqlite=SqliteSettings(path=tmp / f"{uuid.uuid4().hex}.db"))
+    writes = run(bench_writes(settings))
     result["sqlite_events_per_s"] = writes["events_per_s"]
     result["sqlite_persist_p50_ms"] = writes["persist_p50_ms"]
     result["sqlite_persist_p99_ms"] = writes["persist_p99_ms"]
     result["sqlite_recovery_events_per_s"] = RECOVERY_EVENTS / run(
-        bench_recovery(sqlite_settings, RECOVERY_EVENTS)
+        bench_recovery(settings, RECOVERY_EVENTS)
     )
-    result["sqlite_snapshot_recovery_ms"] = run(bench_snapshot_recovery(sqlite_settings)) * 1000
+    result["sqlite_snapshot_recovery_ms"] = run(bench_snapshot_recovery(settings)) * 1000
     result["sqlite_baseline_rows_per_s"] = baseline_sqlite(tmp / f"{uuid.uuid4().hex}.db")
     result["sqlite_vs_baseline"] = (
         result["sqlite_events_per_s"] / result["sqlite_baseline_rows_per_s"]
     )
-    if cassandra is not None:
-        plugins = PersistenceSettings(
-            journal=lambda: CassandraJournal(cassandra),
-            snapshot_store=lambda: CassandraSnapshotStore(cassandra),
-        )
-        writes = run(bench_writes(plugins))
-        result["cassandra_events_per_s"] = writes["events_per_s"]
-        result["cassandra_persist_p50_ms"] = writes["persist_p50_ms"]
-        result["cassandra_persist_p99_ms"] = writes["persist_p99_ms"]
-        result["cassandra_recovery_events_per_s"] = RECOVERY_EVENTS / run(
-            bench_recovery(plugins, RECOVERY_EVENTS)
-        )
-        result["cassandra_baseline_rows_per_s"] = baseline_cassandra(cassandra)
-        result["cassandra_vs_baseline"] = (
-            result["cassandra_events_per_s"] / result["cassandra_baseline_rows_per_s"]
-        )
     return result
+
+
+def cassandra_run(cassandra: CassandraSettings) -> dict[str, float]:
+    result: dict[str, float] = {}
+    plugins = PersistenceSettings(
+        journal=lambda: CassandraJournal(cassandra),
+        snapshot_store=lambda: CassandraSnapshotStore(cassandra),
+    )
+    writes = run(bench_writes(plugins))
+    result["cassandra_events_per_s"] = writes["events_per_s"]
+    result["cassandra_persist_p50_ms"] = writes["persist_p50_ms"]
+    result["cassandra_persist_p99_ms"] = writes["persist_p99_ms"]
+    result["cassandra_recovery_events_per_s"] = RECOVERY_EVENTS / run(
+        bench_recovery(plugins, RECOVERY_EVENTS)
+    )
+    result["cassandra_baseline_rows_per_s"] = baseline_cassandra(cassandra)
+    result["cassandra_vs_baseline"] = (
+        result["cassandra_events_per_s"] / result["cassandra_baseline_rows_per_s"]
+    )
+    return result
+
+
+def _medians(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: round(statistics.median(r[key] for r in runs), 3) for key in runs[0]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--runs", type=int, default=1)
-    parser.add_argument("--no-cassandra", action="store_true")
+    parser.add_argument("--runs", type=int, default=1, help="runs; medians are reported")
+    parser.add_argument("--no-cassandra", action="store_true", help="measure SQLite only")
+    parser.add_argument("--verbose", action="store_true", help="each run's figures to stderr")
     args = parser.parse_args()
-    launcher: ModuleType | None = None
-    handle: Any = None
-    cassandra: CassandraSettings | None = None
+    report: dict[str, Any] = {}
+    # SQLite first, before any Cassandra node runs on this machine and competes for CPU.
+    with tempfile.TemporaryDirectory(prefix="shoal-journal-bench-") as tmp:
+        runs = [sqlite_run(Path(tmp)) for _ in range(args.runs)]
+    report.update(_medians(runs))
+    if args.verbose:
+        print(json.dumps(runs), file=sys.stderr)
+    source = "skipped"
     if not args.no_cassandra:
+        launcher: ModuleType | None = None
+        handle: Any = None
         points = os.environ.get("SHOAL_CASSANDRA_CONTACT_POINTS", "").strip()
+        source = "external"
         if not points:
             launcher = _launcher()
             handle = launcher.start(heap="1G", initial_heap="1G")
             points = handle.contact_point
-        cassandra = CassandraSettings(
+            source = "scripts/cassandra.py"
+        settings = CassandraSettings(
             contact_points=tuple(p.strip() for p in points.split(",")),
             keyspace=f"shoal_bench_{uuid.uuid4().hex[:8]}",
             request_timeout_s=60.0,
         )
-    runs: list[dict[str, float]] = []
-    try:
-        with tempfile.TemporaryDirectory(prefix="shoal-journal-bench-") as tmp:
-            runs.extend(one_run(Path(tmp), cassandra) for _ in range(args.runs))
-    finally:
-        if launcher is not None and handle is not None:
-            launcher.stop(handle)
-    report: dict[str, Any] = {
-        key: round(statistics.median(r[key] for r in runs), 3) for key in runs[0]
-    }
+        try:
+            runs = [cassandra_run(settings) for _ in range(args.runs)]
+        finally:
+            if launcher is not None and handle is not None:
+                launcher.stop(handle)
+        report.update(_medians(runs))
+        if args.verbose:
+            print(json.dumps(runs), file=sys.stderr)
     report["loop"] = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     report["runs"] = args.runs
     report["actors"] = ACTORS
     report["events_per_actor"] = EVENTS_PER_ACTOR
     report["recovery_events"] = RECOVERY_EVENTS
-    report["cassandra"] = (
-        "external"
-        if launcher is None and cassandra
-        else ("scripts/cassandra.py" if cassandra else "skipped")
-    )
+    report["cassandra"] = source
     print(json.dumps(report))
 
 
