@@ -20,19 +20,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-__all__ = ["MAX_GROUP_BYTES", "MAX_GROUP_PARTITIONS", "ROW_OVERHEAD", "group_writes", "write_size"]
+__all__ = ["MAX_GROUP_BYTES", "MAX_GROUP_PARTITIONS", "ROW_OVERHEAD", "group_writes"]
 
 MAX_GROUP_PARTITIONS: Final = 10
 MAX_GROUP_BYTES: Final = 4096  # below the 5 KiB warning, with room for the estimate's error
-ROW_OVERHEAD: Final = 48  # partition and clustering keys, timestamps, cell headers
-
-
-def write_size(persistence_id: str, rows: Sequence[tuple[str, bytes, str]]) -> int:
-    """Estimated mutation size of one write: ``rows`` as (manifest, payload, writer)."""
-    return sum(
-        len(persistence_id) + len(manifest) + len(payload) + len(writer) + ROW_OVERHEAD
-        for manifest, payload, writer in rows
-    )
+ROW_OVERHEAD: Final = 48
+"""Estimated bytes of a row beyond its persistence id, manifest, payload and writer
+(numeric columns, timestamps, cell headers): a write's size is the sum over its
+rows of those four lengths plus this."""
 
 
 def group_writes(

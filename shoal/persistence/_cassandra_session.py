@@ -26,6 +26,8 @@ from cassandra.connection import ConnectionBusy, DefaultEndPoint
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 from cassandra.query import tuple_factory
 
+from ._cassandra_grouping import MAX_GROUP_BYTES, MAX_GROUP_PARTITIONS
+
 __all__ = ["CassandraSession", "CassandraSettings", "Once"]
 
 _T = TypeVar("_T")
@@ -104,8 +106,8 @@ class CassandraSettings:
     request_timeout_s: float = 10.0
     replay_chunk_size: int = 5000
     connect_timeout_s: float = 10.0
-    group_max_partitions: int = 10
-    group_max_bytes: int = 4096
+    group_max_partitions: int = MAX_GROUP_PARTITIONS
+    group_max_bytes: int = MAX_GROUP_BYTES
     max_in_flight: int = 512
 
     def __post_init__(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shoal.persistence import JournalCorruptionError, PersistentRepr
-from shoal.persistence._cassandra_grouping import group_writes, write_size
+from shoal.persistence._cassandra_grouping import group_writes
 from shoal.persistence._cassandra_replay import ChunkQuery, HighestWalk, ReplayWalk
 from shoal.persistence._partitions import next_partition, partition_nr, write_partition
 
@@ -62,10 +62,6 @@ def test_next_partition(exhausted: int, next_seq: int, size: int, expected: int 
 def test_group_writes(sizes: list[int], expected: list[tuple[int, int]]) -> None:
     groups = group_writes(sizes)
     assert [(g.start, g.stop) for g in groups] == expected
-
-
-def test_write_size_counts_keys_and_payloads() -> None:
-    assert write_size("p", [("m", b"12345", "w")]) == 1 + 1 + 5 + 1 + 48
 
 
 def _repr(seq: int, writer: str = "w") -> PersistentRepr:
