@@ -205,6 +205,8 @@ class Context:
                 else f"invalid actor name {name!r}"
             )
         settings = self._system._settings
+        if (capacity is not None and capacity < 1) or (throughput is not None and throughput < 1):
+            raise ValueError("capacity and throughput must be >= 1")
         cell = Context(
             self._system,
             self,
@@ -221,7 +223,7 @@ class Context:
         if type(cell._actor).started is not Actor.started:
             cell._scheduled = True
             self._loop.call_soon(cell._run)
-        else:
+        elif cell._state == NEW:  # __init__ may already have stopped it
             cell._state = RUNNING
         return cell._ref
 
@@ -256,13 +258,18 @@ class Context:
 
         An ask stashed this way is answered when the message is handled again.
         """
+        item = self._current
+        if item is None:
+            raise ShoalError("stash() needs a current message: call it while handling one")
         x = lc.extras(self)
         stash = x.stash
         if stash is None:
             stash = x.stash = []
+        elif stash and stash[-1] is item:
+            raise ShoalError("the current message is already stashed")
         if len(stash) >= self._system._settings.stash_capacity:
             raise StashOverflowError(f"stash of {self._path()} is full")
-        stash.append(self._current)
+        stash.append(item)
         self._detached = True
 
     def unstash_all(self) -> None:
@@ -330,21 +337,32 @@ class Context:
         if mbox is CLOSED:
             self._to_dead_letters(item, "stopped")
             return
-        if self._drop_oldest and len(mbox) > self._head:
-            oldest = mbox[self._head]
-            if type(oldest) is not Envelope or oldest.kind == K_USER:
-                # O(queue) shift, on the overflow path only. Removing at the head
-                # keeps a drain loop in progress pointing at the next message.
-                del mbox[self._head]
-                self._to_dead_letters(oldest, "mailbox-full")
-                mbox.append(item)
-                self._schedule()
-                return
+        if len(mbox) - self._head < self._capacity:
+            # Room after all: _limit is refreshed once per turn, not per message.
+            self._limit = self._head + self._capacity
+            mbox.append(item)
+            self._schedule()
+            return
+        if self._drop_oldest:
+            for i in range(self._head, len(mbox)):
+                oldest = mbox[i]
+                if type(oldest) is not Envelope or oldest.kind == K_USER:
+                    # O(queue) shift, on the overflow path only. Removing at or after
+                    # the head keeps a drain loop in progress at the next message.
+                    del mbox[i]
+                    self._to_dead_letters(oldest, "mailbox-full")
+                    mbox.append(item)
+                    self._schedule()
+                    return
         self._to_dead_letters(item, "mailbox-full")
 
     def _has_mail(self) -> bool:
         mbox = self._mbox
         return mbox is not None and mbox is not CLOSED and len(mbox) > self._head
+
+    def _accepts_waiting(self) -> bool:
+        """Whether a sender may wait for room (not stopping: nothing would drain)."""
+        return self._mbox is not CLOSED and self._state < STOPPING
 
     def _queued(self) -> int:
         """Messages waiting in the mailbox."""
@@ -455,6 +473,10 @@ class Context:
             message = self._unwrap_signal(envelope)
             if message is None:
                 return
+            # Accepted once (watch entry or timer used up): from here on it is a
+            # plain message, so stashing it and handling it again works.
+            envelope = Envelope(message, envelope.sender, None)
+            self._current = envelope
         else:
             message = envelope.message
         self._detached = False
@@ -495,17 +517,22 @@ class Context:
         self, coro: Any, item: object, promise: asyncio.Future[Any] | None
     ) -> None:
         x = lc.extras(self)
+        me = asyncio.current_task()
         try:
             result = await coro
         except asyncio.CancelledError:
             if promise is not None and not promise.done():
                 promise.set_exception(ActorStoppedError(f"{self._path()} stopped while handling"))
+            if x.task is not me:
+                return  # cancelled by a restart: the cell belongs to the next incarnation
             x.task = None
             self._after_busy()
             if not x.stop_requested:
                 raise
             return
         except Exception as exc:
+            if x.task is not me:
+                return
             x.task = None
             if promise is not None and not promise.done():
                 promise.set_exception(exc)
@@ -513,6 +540,13 @@ class Context:
                 self._state = RUNNING
             lc.fail(self, exc, item)
             self._after_busy()
+            return
+        except BaseException:
+            if x.task is me:  # not ours to swallow, but the actor must not stay BUSY
+                x.task = None
+                self._after_busy()
+            raise
+        if x.task is not me:
             return
         x.task = None
         if promise is not None and not self._detached and not promise.done():
@@ -523,6 +557,8 @@ class Context:
     def _after_busy(self) -> None:
         if self._state == BUSY:
             self._state = RUNNING
+        if self._state == RUNNING:
+            self._current = None  # an idle actor must not pin its last message
         x = self._x
         if x is not None and x.stop_requested and self._state < STOPPING:
             lc.begin_stop(self)

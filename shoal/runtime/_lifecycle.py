@@ -47,14 +47,17 @@ STOPPED: Final = 5
 class Supervision:
     """Restart bookkeeping, created on a cell's first restart."""
 
-    __slots__ = ("attempts", "handle", "last_failure", "pending_error", "times")
+    __slots__ = ("attempts", "draining", "handle", "last_failure", "pending_error", "times")
 
     def __init__(self) -> None:
         self.times: deque[float] = deque()
         self.attempts = 0
         self.last_failure = 0.0
-        self.handle: Cancellable | None = None
-        self.pending_error: BaseException | None = None
+        self.handle: Cancellable | None = None  # the backoff delay
+        self.pending_error: BaseException | None = None  # set while a restart is pending
+        # The failed incarnation's handler or stopped() hook, still finishing: the
+        # next incarnation must not run alongside it.
+        self.draining: asyncio.Task[Any] | None = None
 
 
 class Extras:
@@ -63,6 +66,7 @@ class Extras:
     __slots__ = (
         "b36",
         "children",
+        "never_started",
         "rel",
         "stash",
         "stop_future",
@@ -86,6 +90,7 @@ class Extras:
         self.supervision: Supervision | None = None
         self.rel: str | None = None
         self.b36 = 0
+        self.never_started = False  # stopped before started() ran: skip stopped()
 
 
 def extras(cell: Context) -> Extras:
@@ -128,7 +133,7 @@ def start(cell: Context) -> None:
     try:
         result = cell._actor.started()
     except Exception as exc:
-        fail(cell, exc, None)
+        fail(cell, exc, None, starting=True)
     else:
         if type(result) is Coroutine:
             cell._run_async(result, None, None)
@@ -159,15 +164,19 @@ def request_stop(cell: Context) -> asyncio.Future[None]:
 
 
 def begin_stop(cell: Context) -> None:
+    x = extras(cell)
+    if cell._state == NEW:
+        x.never_started = True
     cell._state = STOPPING
     cancel_timers(cell)
-    x = cell._x
-    if x is not None and x.supervision is not None and x.supervision.handle is not None:
+    if x.supervision is not None and x.supervision.handle is not None:
         x.supervision.handle.cancel()
-    children = children_of(cell)
-    if children:
-        for child in list(children.values()):
-            request_stop(child)
+        x.supervision.handle = None
+    cell._wake_room_waiters()  # nothing will drain the mailbox any more
+    if x.children:
+        for child in list(x.children.values()):
+            # One loop turn per level: no recursion, however deep the tree.
+            cell._loop.call_soon(request_stop, child)
     else:
         cell._loop.call_soon(finish_stop, cell)
 
@@ -190,24 +199,34 @@ def child_terminated(cell: Context, child: Context) -> None:
     if cell._state == STOPPING:
         finish_stop(cell)
     elif cell._state == SUSPENDED:
-        sup = extras(cell).supervision
-        if sup is not None and sup.pending_error is not None and sup.handle is None:
-            complete_restart(cell, sup.pending_error)
+        maybe_complete_restart(cell)
 
 
 def finish_stop(cell: Context) -> None:
-    if cell._state == STOPPED or children_of(cell):
+    x = extras(cell)
+    if cell._state != STOPPING or x.children or x.task is not None:
         return
+    sup = x.supervision
+    if sup is not None and sup.draining is not None:
+        return  # finish_stop runs again when the old incarnation's task is done
     actor = cell._actor
-    try:
-        result = actor.stopped() if actor is not None else None
-    except Exception:
-        log.exception("stopped() hook of %s raised", cell._path())
-    else:
-        if type(result) is Coroutine:
-            cell._loop.create_task(_await_stopped_hook(cell, result))
+    if actor is not None and not x.never_started:
+        cell._actor = None  # stopped() runs once per instance
+        result = _run_stopped_hook(cell, actor)
+        if result is not None:
+            x.task = cell._loop.create_task(_await_stopped_hook(cell, result))
             return
     finalize(cell)
+
+
+def _run_stopped_hook(cell: Context, actor: Actor) -> Any:
+    """Call ``actor.stopped()``; returns its coroutine if it is async."""
+    try:
+        result = actor.stopped()
+    except Exception:
+        log.exception("stopped() hook of %s raised", cell._path())
+        return None
+    return result if type(result) is Coroutine else None
 
 
 async def _await_stopped_hook(cell: Context, coro: Any) -> None:
@@ -216,6 +235,7 @@ async def _await_stopped_hook(cell: Context, coro: Any) -> None:
     except Exception:
         log.exception("stopped() hook of %s raised", cell._path())
     finally:
+        extras(cell).task = None
         finalize(cell)
 
 
@@ -241,13 +261,21 @@ def finalize(cell: Context) -> None:
             ref._unwatch(cell._ref)
     cell._actor = None
     cell._current = None
+    cancel_timers(cell)  # ones started by stopped() itself
+    if x.supervision is not None:
+        x.supervision.pending_error = None  # its traceback would pin the failed instance
     cell._system._stopped += 1
     if x.stop_future is None:
         x.stop_future = cell._loop.create_future()
     if not x.stop_future.done():
         x.stop_future.set_result(None)
-    if cell._parent is not None:
-        child_terminated(cell._parent, cell)
+    parent = cell._parent
+    if parent is not None:
+        siblings = children_of(parent)
+        if siblings is not None and siblings.get(cell._name) is cell:
+            del siblings[cell._name]  # the name is free once stop() has resolved
+        # The parent learns in the next turn: no recursion, however deep the tree.
+        cell._loop.call_soon(child_terminated, parent, cell)
 
 
 def _chain(*parts: Iterable[object] | None) -> Iterable[object]:
@@ -296,14 +324,20 @@ def strategy_for_children(cell: Context) -> SupervisorStrategy:
     return strategy if strategy is not None else DEFAULT_STRATEGY
 
 
-def fail(cell: Context, error: Exception, item: object) -> None:
-    """Apply the parent's strategy to a failure of ``cell``'s actor."""
+def fail(cell: Context, error: Exception, item: object, *, starting: bool = False) -> None:
+    """Apply the parent's strategy to a failure of ``cell``'s actor.
+
+    A failure of ``started()`` cannot be resumed (the actor is not
+    initialised): Resume becomes Stop there, as in Akka.
+    """
     parent = cell._parent
     strategy = strategy_for_children(parent) if parent is not None else DEFAULT_STRATEGY
     try:
         directive = strategy.decider(error)
     except Exception:
         log.exception("supervisor decider of %s raised; stopping the child", cell._path())
+        directive = Directive.STOP
+    if starting and directive is Directive.RESUME:
         directive = Directive.STOP
     message = item.message if type(item) is Envelope else item
     if directive is Directive.RESUME:
@@ -324,7 +358,10 @@ def fail(cell: Context, error: Exception, item: object) -> None:
 
 
 def restart(cell: Context, error: Exception, message: object, strategy: SupervisorStrategy) -> None:
-    if cell._state >= STOPPING:
+    if cell._state >= SUSPENDED:
+        # Already restarting (or stopping): a failure reported meanwhile, e.g. by a
+        # child being stopped, does not restart it twice.
+        log.warning("%s failed again while restarting: %r", cell._path(), error)
         return
     x = extras(cell)
     sup = x.supervision
@@ -346,20 +383,32 @@ def restart(cell: Context, error: Exception, message: object, strategy: Supervis
             return
         sup.times.append(now)
     log.error("%s failed; restarting it", cell._path(), exc_info=error)
-    if x.task is not None and asyncio.current_task() is not x.task:
-        x.task.cancel()
     cell._state = SUSPENDED
     sup.pending_error = error
+    task = x.task
+    if task is not None and asyncio.current_task() is not task:
+        # The failed incarnation is inside an async handler: cancel it and let it
+        # finish (its cleanup may await) before the next incarnation starts.
+        x.task = None
+        task.cancel()
+        _drain(cell, sup, task)
+    cell.unstash_all()  # stashed messages go to the next incarnation (Akka's Stash)
     actor = cell._actor
     if actor is not None:
         try:
             actor.before_restart(error, message)
         except Exception:
             log.exception("before_restart() of %s raised", cell._path())
+        # The failed instance is stopped like any other: resources opened in
+        # started() are released in stopped() (Akka's default preRestart).
+        cell._actor = None
+        hook = _run_stopped_hook(cell, actor)
+        if hook is not None:
+            _drain(cell, sup, cell._loop.create_task(hook))
     cancel_timers(cell)
     if x.children:
         for child in list(x.children.values()):
-            request_stop(child)
+            cell._loop.call_soon(request_stop, child)
     backoff = strategy.backoff
     if backoff is not None:
         if now - sup.last_failure > backoff.reset_after:
@@ -367,17 +416,49 @@ def restart(cell: Context, error: Exception, message: object, strategy: Supervis
         delay = backoff.delay(sup.attempts)
         sup.attempts += 1
         sup.last_failure = now
+        if sup.handle is not None:
+            sup.handle.cancel()
         sup.handle = cell._system._clock.call_later(delay, _backoff_elapsed, cell)
-    elif not x.children:
-        cell._loop.call_soon(complete_restart, cell, error)
+    else:
+        cell._loop.call_soon(maybe_complete_restart, cell)
+
+
+def _drain(cell: Context, sup: Supervision, task: asyncio.Task[Any]) -> None:
+    """Hold the restart (or stop) until ``task`` of the failed incarnation is done."""
+    previous = sup.draining
+    if previous is not None and not previous.done():
+        task = asyncio.ensure_future(asyncio.wait((previous, task)))
+    sup.draining = task
+    task.add_done_callback(lambda _: _drained(cell, sup, task))
+
+
+def _drained(cell: Context, sup: Supervision, task: asyncio.Future[Any]) -> None:
+    if sup.draining is task:
+        sup.draining = None
+    if cell._state == SUSPENDED:
+        maybe_complete_restart(cell)
+    elif cell._state == STOPPING:
+        finish_stop(cell)
 
 
 def _backoff_elapsed(cell: Context) -> None:
     sup = extras(cell).supervision
     assert sup is not None
     sup.handle = None
-    if cell._state == SUSPENDED and not children_of(cell) and sup.pending_error is not None:
-        complete_restart(cell, sup.pending_error)
+    maybe_complete_restart(cell)
+
+
+def maybe_complete_restart(cell: Context) -> None:
+    """Complete a pending restart once backoff, children and the old task are done."""
+    if cell._state != SUSPENDED:
+        return
+    x = extras(cell)
+    sup = x.supervision
+    if sup is None or sup.pending_error is None or sup.handle is not None:
+        return
+    if x.children or sup.draining is not None:
+        return
+    complete_restart(cell, sup.pending_error)
 
 
 def complete_restart(cell: Context, error: BaseException) -> None:
@@ -398,8 +479,9 @@ def complete_restart(cell: Context, error: BaseException) -> None:
         fresh.after_restart(error)
     except Exception:
         log.exception("after_restart() of %s raised", cell._path())
-    cell._state = NEW
-    cell._schedule()
+    if cell._state == SUSPENDED:  # after_restart() may have stopped it
+        cell._state = NEW
+        cell._schedule()
 
 
 # -- receive timeout ---------------------------------------------------------------------
@@ -434,6 +516,9 @@ class ReceiveTimeoutTimer:
             self._handle = clock.call_later(self._seconds - idle, self._check)
             return
         cell = self._cell
+        if cell._state >= STOPPING:
+            self._handle = None
+            return
         if not cell._has_mail() and cell._state == RUNNING:
             cell._enqueue_signal(Envelope(ReceiveTimeout(), None, None, K_RECEIVE_TIMEOUT))
             self._last = clock.now()

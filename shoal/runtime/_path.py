@@ -13,7 +13,7 @@ _NAME_RE: Final = re.compile(r"[A-Za-z0-9\-_.~:@!&'()*+,;=%][A-Za-z0-9\-_.~:@!&'
 
 def valid_name(name: str) -> bool:
     """Whether ``name`` may be given to ``spawn`` (no ``/``, no leading ``$``)."""
-    return len(name) <= 255 and _NAME_RE.fullmatch(name) is not None
+    return len(name) <= 255 and name not in (".", "..") and _NAME_RE.fullmatch(name) is not None
 
 
 @dataclass(frozen=True, slots=True)

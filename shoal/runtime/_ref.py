@@ -116,7 +116,11 @@ class LocalActorRef(ActorRef):
                 if mbox is CLOSED:
                     promise.set_exception(ActorStoppedError(f"{cell._path()} is stopped"))
                     return
-                if mbox is not None and not cell._drop_oldest:
+                if (
+                    mbox is not None
+                    and not cell._drop_oldest
+                    and len(mbox) - cell._head >= cell._capacity
+                ):
                     promise.set_exception(MailboxFullError(f"mailbox of {cell._path()} is full"))
                     return
             cell._enqueue_slow(item)
@@ -135,6 +139,8 @@ class LocalActorRef(ActorRef):
             return future.result()
         if timeout is None:
             timeout = system._settings.ask_timeout
+        elif not 0 < timeout < float("inf"):
+            raise ValueError(f"ask timeout must be positive and finite, not {timeout}")
         timeouts = system._ask_timeouts
         timeouts.add(future, timeout, self, message)
         try:
@@ -144,7 +150,7 @@ class LocalActorRef(ActorRef):
 
     async def send(self, message: object, sender: ActorRef | None = None) -> None:
         cell = self._cell
-        while cell._mbox is not CLOSED and cell._queued() >= cell._capacity:
+        while cell._accepts_waiting() and cell._queued() >= cell._capacity:
             await cell._wait_for_room()
         self.tell(message, sender)
 
@@ -192,8 +198,10 @@ class AskTimeouts:
             self._arm(deadline)
 
     def finished(self, timeout: float) -> None:
+        queue = self._queues.get(timeout)
+        if queue is None:
+            return
         done = self._done[timeout] + 1
-        queue = self._queues[timeout]
         if done > 1024 and done * 2 > len(queue):
             self._queues[timeout] = deque(e for e in queue if not e[1].done())
             done = 0
@@ -210,6 +218,7 @@ class AskTimeouts:
         self._next = float("inf")
         now = self._clock.now()
         earliest = float("inf")
+        empty: list[float] = []
         for timeout, queue in self._queues.items():
             while queue and queue[0][0] <= now:
                 _, future, target, message = queue.popleft()
@@ -224,10 +233,25 @@ class AskTimeouts:
                     self._done[timeout] = max(0, self._done[timeout] - 1)
             if queue:
                 earliest = min(earliest, queue[0][0])
+            else:
+                empty.append(timeout)
+        for timeout in empty:  # one queue per distinct timeout must not pile up
+            del self._queues[timeout], self._done[timeout]
         if earliest != float("inf"):
             self._arm(earliest)
 
     def close(self) -> None:
+        """Fail every pending ask now (shutdown); later asks still get their timeouts."""
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        self._next = float("inf")
+        queues = list(self._queues.values())
+        self._queues.clear()
+        self._done.clear()
+        for queue in queues:
+            for _, future, target, _message in queue:
+                if not future.done():
+                    future.set_exception(
+                        AskTimeout(f"no reply from {target.path}: the actor system shut down")
+                    )

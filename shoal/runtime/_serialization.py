@@ -105,6 +105,7 @@ def manifest_of(cls: type) -> str | None:
 
 
 _PRIMITIVES: Final = frozenset({type(None), bool, int, float, str, list, tuple, dict})
+_LEAVES: Final = frozenset({type(None), bool, int, float, str, bytes})
 
 
 class Serialization:
@@ -185,6 +186,7 @@ class Serialization:
             if cls is bytes:
                 return Serialized(SERIALIZER_BYTES, "", value)  # type: ignore[arg-type]
             if cls in _PRIMITIVES:
+                self._check_primitive(value)
                 return Serialized(SERIALIZER_PRIMITIVE, "", self._encoder.encode(value))
             if isinstance(value, ProtobufMessage):
                 return Serialized(
@@ -200,6 +202,30 @@ class Serialization:
             f"{cls.__module__}.{cls.__qualname__} is not a registered message type; mark it "
             "with @shoal.message (Shoal never pickles)"
         )
+
+    def _check_primitive(self, value: object) -> None:
+        """Refuse anything but primitives and refs inside a primitive container.
+
+        msgspec would encode a nested dataclass, datetime or set silently and
+        it would come back as a dict, string or list: a clear error is better.
+        Message classes are the way to send typed values.
+        """
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            cls = type(item)
+            if cls in _LEAVES or isinstance(item, self._ref_type):
+                continue
+            if cls is list or cls is tuple:
+                stack.extend(item)  # type: ignore[arg-type]
+            elif cls is dict:
+                stack.extend(item.keys())  # type: ignore[attr-defined]
+                stack.extend(item.values())  # type: ignore[attr-defined]
+            else:
+                raise SerializationError(
+                    f"{cls.__module__}.{cls.__qualname__} inside a {type(value).__name__} is "
+                    "not a primitive: send it in a @shoal.message class with typed fields"
+                )
 
     def _enc_hook(self, obj: object) -> object:
         if isinstance(obj, self._ref_type):
@@ -224,7 +250,7 @@ class Serialization:
                 return msg
         except SerializationError:
             raise
-        except (msgspec.DecodeError, DecodeError, ValueError, TypeError) as exc:
+        except (msgspec.DecodeError, DecodeError, ValueError, TypeError, RecursionError) as exc:
             raise SerializationError(
                 f"payload of serializer {serializer_id} manifest {manifest!r} does not decode: "
                 f"{exc}"
@@ -247,7 +273,12 @@ class Serialization:
         module = sys.modules.get(module_name) if sep else None
         obj: object = module
         for part in qualname.split(".") if module is not None else ():
-            obj = getattr(obj, part, None)
+            # Never getattr(): a module's __getattr__ may import, a descriptor may run.
+            try:
+                namespace = vars(obj)
+            except TypeError:
+                namespace = None
+            obj = namespace.get(part) if namespace is not None else None
         if isinstance(obj, type) and manifest_of(obj) == manifest:
             self.register(obj)
             return obj

@@ -365,8 +365,10 @@ class ActorSystem:
         for ext in reversed(list(self._extensions.values())):
             aclose = getattr(ext, "aclose", None)
             if aclose is not None:
+                closing = asyncio.ensure_future(aclose())
                 try:
-                    if not await self._within(asyncio.ensure_future(aclose()), timeout):
+                    if not await self._within(closing, timeout):
+                        closing.cancel()
                         _log.error("[%s] extension %r did not close in time", self.address, ext)
                 except Exception:
                     _log.exception("[%s] closing extension %r failed", self.address, ext)
@@ -378,7 +380,7 @@ class ActorSystem:
         """Wait for ``future`` up to ``timeout`` seconds of the system clock.
 
         Returns whether it completed (its exception, if any, is raised). The
-        future is cancelled on timeout.
+        future itself is left alone: it may be shared (a stop future).
         """
         if future.done():
             future.result()
@@ -392,7 +394,6 @@ class ActorSystem:
         if future.done():
             future.result()
             return True
-        future.cancel()
         return False
 
     async def __aenter__(self) -> ActorSystem:

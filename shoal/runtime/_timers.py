@@ -85,6 +85,8 @@ class Timers:
 
     def _start(self, key: Hashable, message: object, delay: float, interval: float | None) -> None:
         self.cancel(key)
+        if not self._cell._accepts_waiting():
+            return  # stopping or stopped: nothing would ever be delivered
         self._generation += 1
         timer = _Timer(self._generation, message, interval, None)
         self._timers[key] = timer
