@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ._system import ActorSystem
 
 _log: Final = logging.getLogger("shoal.runtime")
+_NOTHING: Final = object()  # an empty mailbox, for the async drain
 _Coroutine: Final = lc.Coroutine
 
 
@@ -432,7 +433,9 @@ class Context:
             self._head = head
             self._current = item
             if type(item) is Envelope:
-                self._dispatch(item, receive)
+                coro = self._dispatch(item, receive)
+                if coro is not None:
+                    self._run_async(coro, self._current, self._current.promise)  # type: ignore[attr-defined]
             else:
                 try:
                     result = receive(item)
@@ -467,12 +470,16 @@ class Context:
         if waiters and self in waiters:
             self._wake_room_waiters()
 
-    def _dispatch(self, envelope: Envelope, receive: Callable[[Any], Any]) -> None:
+    def _dispatch(self, envelope: Envelope, receive: Callable[[Any], Any]) -> Any:
+        """Handle one envelope; returns the handler's coroutine if it is async.
+
+        ``self._current`` is the envelope as handled (signals are re-wrapped).
+        """
         kind = envelope.kind
         if kind != K_USER:
             message = self._unwrap_signal(envelope)
             if message is None:
-                return
+                return None
             # Accepted once (watch entry or timer used up): from here on it is a
             # plain message, so stashing it and handling it again works.
             envelope = Envelope(message, envelope.sender, None)
@@ -487,11 +494,12 @@ class Context:
             if promise is not None and not promise.done():
                 promise.set_exception(exc)
             lc.fail(self, exc, envelope)
-            return
+            return None
         if type(result) is _Coroutine:
-            self._run_async(result, envelope, promise)
-        elif promise is not None and not self._detached and not promise.done():
+            return result
+        if promise is not None and not self._detached and not promise.done():
             promise.set_result(result)
+        return None
 
     def _unwrap_signal(self, envelope: Envelope) -> object | None:
         kind = envelope.kind
@@ -511,50 +519,117 @@ class Context:
 
     def _run_async(self, coro: Any, item: object, promise: asyncio.Future[Any] | None) -> None:
         self._state = BUSY
-        lc.extras(self).task = self._loop.create_task(self._await_handler(coro, item, promise))
+        # While the task runs, tells must not schedule _run: the task drains.
+        self._scheduled = True
+        lc.extras(self).task = self._loop.create_task(self._drain_async(coro, item, promise))
 
-    async def _await_handler(
+    async def _drain_async(
         self, coro: Any, item: object, promise: asyncio.Future[Any] | None
     ) -> None:
+        """Await an async handler, then keep handling the mailbox in this task.
+
+        One task serves a burst of messages (up to ``throughput``): the next
+        message's coroutine is awaited here instead of in a task of its own,
+        which halves the cost of async actors such as persistent ones.
+        """
         x = lc.extras(self)
         me = asyncio.current_task()
-        try:
-            result = await coro
-        except asyncio.CancelledError:
-            if promise is not None and not promise.done():
-                promise.set_exception(ActorStoppedError(f"{self._path()} stopped while handling"))
-            if x.task is not me:
-                return  # cancelled by a restart: the cell belongs to the next incarnation
-            x.task = None
-            self._after_busy()
-            if not x.stop_requested:
-                raise
-            return
-        except Exception as exc:
-            if x.task is not me:
-                return
-            x.task = None
-            if promise is not None and not promise.done():
-                promise.set_exception(exc)
-            if self._state == BUSY:
-                self._state = RUNNING
-            lc.fail(self, exc, item)
-            self._after_busy()
-            return
-        except BaseException:
-            if x.task is me:  # not ours to swallow, but the actor must not stay BUSY
+        budget = self._throughput
+        handled = 0
+        while True:
+            try:
+                result = await coro
+            except asyncio.CancelledError:
+                if promise is not None and not promise.done():
+                    promise.set_exception(
+                        ActorStoppedError(f"{self._path()} stopped while handling")
+                    )
+                if x.task is not me:
+                    return  # cancelled by a restart: the cell belongs to the next incarnation
                 x.task = None
                 self._after_busy()
-            raise
-        if x.task is not me:
-            return
-        x.task = None
-        if promise is not None and not self._detached and not promise.done():
-            promise.set_result(result)
-        self._current = None
-        self._after_busy()
+                if not x.stop_requested:
+                    raise
+                return
+            except Exception as exc:
+                if x.task is not me:
+                    return
+                if promise is not None and not promise.done():
+                    promise.set_exception(exc)
+                self._state = RUNNING
+                lc.fail(self, exc, item)
+                if self._state != RUNNING:
+                    break
+                self._state = BUSY
+            except BaseException:
+                if x.task is me:  # not ours to swallow, but the actor must not stay BUSY
+                    x.task = None
+                    self._after_busy()
+                raise
+            else:
+                if x.task is not me:
+                    return
+                if promise is not None and not self._detached and not promise.done():
+                    promise.set_result(result)
+            handled += 1
+            # The next message with an async handler, handling plain ones on the way.
+            coro = None
+            while coro is None and handled < budget and not x.stop_requested:
+                if self._state != BUSY:
+                    break
+                item = self._take()
+                if item is _NOTHING:
+                    break
+                self._current = item
+                receive = self._actor.receive  # type: ignore[union-attr]
+                if type(item) is Envelope:
+                    coro = self._dispatch(item, receive)
+                    promise = self._current.promise  # type: ignore[attr-defined]
+                else:
+                    promise = None
+                    try:
+                        coro = receive(item)
+                    except Exception as exc:
+                        coro = None
+                        self._state = RUNNING
+                        lc.fail(self, exc, item)
+                        if self._state == RUNNING:
+                            self._state = BUSY
+                    else:
+                        if type(coro) is not _Coroutine:
+                            coro = None
+                if coro is None:
+                    handled += 1
+            if coro is None:
+                break
+        self._system._processed += handled
+        if x.task is me:
+            x.task = None
+            self._after_busy()
+
+    def _take(self) -> object:
+        """Pop the next mailbox item for the async drain; ``_NOTHING`` if empty."""
+        mbox = self._mbox
+        head = self._head
+        if mbox is None or mbox is CLOSED or head >= len(mbox):
+            return _NOTHING
+        item = mbox[head]
+        head += 1
+        if head >= len(mbox):
+            self._mbox = None  # drained: release the list, the next tell makes a new one
+            head = 0
+        elif head > 512 and head * 2 > len(mbox):
+            del mbox[:head]
+            head = 0
+        self._head = head
+        self._limit = head + self._capacity
+        waiters = self._system._room_waiters
+        if waiters and self in waiters:
+            self._wake_room_waiters()
+        return item
 
     def _after_busy(self) -> None:
+        self._scheduled = False
         if self._state == BUSY:
             self._state = RUNNING
         if self._state == RUNNING:

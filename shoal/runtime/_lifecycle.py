@@ -392,6 +392,7 @@ def restart(cell: Context, error: Exception, message: object, strategy: Supervis
         x.task = None
         task.cancel()
         _drain(cell, sup, task)
+        cell._scheduled = False  # the task no longer drains; complete_restart schedules
     cell.unstash_all()  # stashed messages go to the next incarnation (Akka's Stash)
     actor = cell._actor
     if actor is not None:

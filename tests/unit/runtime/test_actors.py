@@ -425,3 +425,48 @@ def test_run_uses_the_fastest_loop() -> None:
         return type(asyncio.get_running_loop()).__module__
 
     assert run(which()).startswith("uvloop" if loop_name() == "uvloop" else "asyncio")
+
+
+async def test_a_burst_to_an_async_actor_is_handled_in_one_task_in_order(
+    system: ActorSystem,
+) -> None:
+    class Mixed(Actor):
+        def __init__(self) -> None:
+            self.seen: list[object] = []
+
+        def receive(self, msg: object) -> object:
+            if isinstance(msg, int) and msg % 3 == 0:
+                return self.slow(msg)  # async for some messages, plain for others
+            if msg == "dump":
+                return list(self.seen)
+            self.seen.append(msg)
+            return None
+
+        async def slow(self, msg: int) -> None:
+            await asyncio.sleep(0)
+            self.seen.append(msg)
+
+    ref = system.spawn(Mixed, throughput=1000)
+    await ref.ask("dump")
+    loop = asyncio.get_running_loop()
+    created = 0
+    default_factory = loop.get_task_factory()
+
+    def counting_factory(
+        loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
+    ) -> asyncio.Future[Any]:
+        nonlocal created
+        created += 1
+        if default_factory is not None:
+            return default_factory(loop, coro, **kwargs)  # type: ignore[arg-type]
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(counting_factory)  # type: ignore[arg-type]
+    try:
+        for i in range(300):
+            ref.tell(i)
+        assert await ref.ask("dump") == list(range(300))
+        tasks = created
+    finally:
+        loop.set_task_factory(default_factory)
+    assert tasks == 1, "one task serves the whole burst"
