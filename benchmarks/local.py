@@ -14,7 +14,11 @@ Measures, on uvloop when installed (the ``loop`` key says which):
 * ``spawn_per_s``: 100,000 actors created, each handling one message;
   ``bytes_per_idle_actor``: RSS growth per actor over those 100,000.
 
-Usage: ``python benchmarks/local.py [--runs N]`` (N > 1 reports medians).
+Every timed phase, baselines included, starts after a full garbage
+collection, so that one phase's garbage (100,000 stopped actors) is not
+collected during the next one's timing.
+
+Usage: ``python benchmarks/local.py [--runs N] [--verbose]`` (N > 1 reports medians).
 """
 
 from __future__ import annotations
@@ -222,13 +226,19 @@ async def bench_spawn(system: ActorSystem) -> dict[str, float]:
 async def one_run() -> dict[str, float]:
     result: dict[str, float] = {}
     async with ActorSystem("bench", Settings(ask_timeout=5.0)) as system:
+        gc.collect()
         result["baseline_msgs_per_s"] = await bench_baseline_tell()
+        gc.collect()
         result["tell_msgs_per_s"] = await bench_tell(system)
         result["tell_vs_baseline"] = result["tell_msgs_per_s"] / result["baseline_msgs_per_s"]
+        gc.collect()
         result.update(await bench_ask(system))
+        gc.collect()
         result["baseline_ask_p50_us"] = await bench_baseline_ask()
+        gc.collect()
         result["ping_pong_per_s"] = await bench_ping_pong(system)
-        result.update(await bench_spawn(system))
+        result.update(await bench_spawn(system))  # collects before it starts
+    gc.collect()
     return result
 
 
@@ -243,12 +253,15 @@ def _run(main: Callable[[], Coroutine[Any, Any, dict[str, float]]]) -> tuple[dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1, help="runs; medians are reported")
+    parser.add_argument("--verbose", action="store_true", help="each run's figures to stderr")
     args = parser.parse_args()
     runs = []
     loop_name = "asyncio"
     for _ in range(args.runs):
         result, loop_name = _run(one_run)
         runs.append(result)
+        if args.verbose:
+            print(json.dumps({k: round(v, 3) for k, v in result.items()}), file=sys.stderr)
     report: dict[str, object] = {
         key: round(statistics.median(r[key] for r in runs), 3) for key in runs[0]
     }

@@ -262,6 +262,7 @@ def finalize(cell: Context) -> None:
     cell._actor = None
     cell._current = None
     cancel_timers(cell)  # ones started by stopped() itself
+    x.timers = None  # a Timers refers back to its cell: no cycle left behind
     if x.supervision is not None:
         x.supervision.pending_error = None  # its traceback would pin the failed instance
     cell._system._stopped += 1
