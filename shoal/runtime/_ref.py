@@ -75,6 +75,33 @@ class ActorRef:
         return f"<{type(self).__name__} {self.path}>"
 
 
+class ActorlessRef(ActorRef):
+    """A ref with no actor behind it (an ask's reply slot, a dead path).
+
+    Stopping it completes at once; watching it gives ``Terminated`` at once,
+    with ``existence_confirmed=False``; it never watches anything itself.
+    """
+
+    __slots__ = ()
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        raise NotImplementedError
+
+    def stop(self) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self._loop().create_future()
+        future.set_result(None)
+        return future
+
+    def _watch(self, watcher: ActorRef) -> None:
+        watcher._terminated(self, existence_confirmed=False)
+
+    def _unwatch(self, watcher: ActorRef) -> None:
+        pass
+
+    def _terminated(self, ref: ActorRef, existence_confirmed: bool = True) -> None:
+        pass
+
+
 class LocalActorRef(ActorRef):
     """A reference to an actor of this process."""
 

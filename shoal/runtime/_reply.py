@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from ._ref import ActorRef
+from ._ref import ActorlessRef, ActorRef
 
 if TYPE_CHECKING:
     from ._path import ActorPath
@@ -40,7 +40,7 @@ class Reply:
             self._promise.set_exception(error)
 
 
-class PromiseRef(ActorRef):
+class PromiseRef(ActorlessRef):
     """``ctx.sender`` of an ask: telling it answers the ask."""
 
     __slots__ = ("_promise", "_target")
@@ -64,16 +64,5 @@ class PromiseRef(ActorRef):
         if promise is not None and not promise.done():
             promise.set_result(None)
 
-    def stop(self) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = self._promise.get_loop().create_future()
-        future.set_result(None)
-        return future
-
-    def _watch(self, watcher: ActorRef) -> None:
-        watcher._terminated(self, existence_confirmed=False)
-
-    def _unwatch(self, watcher: ActorRef) -> None:
-        pass
-
-    def _terminated(self, ref: ActorRef, existence_confirmed: bool = True) -> None:
-        pass
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        return self._promise.get_loop()

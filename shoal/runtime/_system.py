@@ -19,7 +19,7 @@ from ._eventstream import EventStream
 from ._messages import DeadLetter
 from ._metrics import RuntimeCollector
 from ._path import ActorPath, valid_name
-from ._ref import ActorRef, AskTimeouts, LocalActorRef
+from ._ref import ActorlessRef, ActorRef, AskTimeouts, LocalActorRef
 from ._serialization import Serialization
 from ._settings import MailboxOverflow, Settings
 
@@ -56,7 +56,7 @@ class _Guardian(Actor):
         self.ctx.system._dead_letter(message, self.ctx.sender, self.ctx.ref, "no-such-actor")
 
 
-class _DeadRef(ActorRef):
+class _DeadRef(ActorlessRef):
     """A ref to a path with no actor behind it: everything goes to dead letters."""
 
     __slots__ = ("_reason", "_system", "_target")
@@ -85,19 +85,8 @@ class _DeadRef(ActorRef):
     async def ask(self, message: object, timeout: float | None = None) -> Any:
         raise ActorStoppedError(f"no actor at {self._target}")
 
-    def stop(self) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = self._system._loop.create_future()
-        future.set_result(None)
-        return future
-
-    def _watch(self, watcher: ActorRef) -> None:
-        watcher._terminated(self, existence_confirmed=False)
-
-    def _unwatch(self, watcher: ActorRef) -> None:
-        pass
-
-    def _terminated(self, ref: ActorRef, existence_confirmed: bool = True) -> None:
-        pass
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        return self._system._loop
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _DeadRef) and other._target == self._target

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +37,28 @@ class Add:
 @message
 @dataclass(frozen=True, slots=True)
 class Get: ...
+
+
+@contextlib.contextmanager
+def count_tasks() -> Iterator[list[int]]:
+    """Count the tasks the running loop creates inside the block (into ``[n]``)."""
+    loop = asyncio.get_running_loop()
+    default_factory = loop.get_task_factory()
+    created = [0]
+
+    def counting_factory(
+        loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
+    ) -> asyncio.Future[Any]:
+        created[0] += 1
+        if default_factory is not None:
+            return default_factory(loop, coro, **kwargs)  # type: ignore[arg-type]
+        return asyncio.Task(coro, loop=loop, **kwargs)
+
+    loop.set_task_factory(counting_factory)  # type: ignore[arg-type]
+    try:
+        yield created
+    finally:
+        loop.set_task_factory(default_factory)
 
 
 class Counter(Actor):
@@ -325,30 +349,13 @@ def test_a_system_needs_a_running_loop() -> None:
 
 
 async def test_plain_receive_creates_no_task_per_message(system: ActorSystem) -> None:
-    created = 0
-    loop = asyncio.get_running_loop()
-    default_factory = loop.get_task_factory()
-
-    def counting_factory(
-        loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
-    ) -> asyncio.Future[Any]:
-        nonlocal created
-        created += 1
-        if default_factory is not None:
-            return default_factory(loop, coro, **kwargs)  # type: ignore[arg-type]
-        return asyncio.Task(coro, loop=loop, **kwargs)
-
     counter = system.spawn(Counter)
     await counter.ask(Get())
-    loop.set_task_factory(counting_factory)  # type: ignore[arg-type]
-    try:
+    with count_tasks() as created:
         for _ in range(10_000):
             counter.tell(Add(1))
         await settle()
-        tasks_during_tells = created
-    finally:
-        loop.set_task_factory(default_factory)
-    assert tasks_during_tells == 0
+    assert created == [0]
     assert await counter.ask(Get()) == 10_000
 
 
@@ -448,25 +455,8 @@ async def test_a_burst_to_an_async_actor_is_handled_in_one_task_in_order(
 
     ref = system.spawn(Mixed, throughput=1000)
     await ref.ask("dump")
-    loop = asyncio.get_running_loop()
-    created = 0
-    default_factory = loop.get_task_factory()
-
-    def counting_factory(
-        loop: asyncio.AbstractEventLoop, coro: Any, **kwargs: Any
-    ) -> asyncio.Future[Any]:
-        nonlocal created
-        created += 1
-        if default_factory is not None:
-            return default_factory(loop, coro, **kwargs)  # type: ignore[arg-type]
-        return asyncio.Task(coro, loop=loop, **kwargs)
-
-    loop.set_task_factory(counting_factory)  # type: ignore[arg-type]
-    try:
+    with count_tasks() as created:
         for i in range(300):
             ref.tell(i)
         assert await ref.ask("dump") == list(range(300))
-        tasks = created
-    finally:
-        loop.set_task_factory(default_factory)
-    assert tasks == 1, "one task serves the whole burst"
+    assert created == [1], "one task serves the whole burst"
