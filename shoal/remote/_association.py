@@ -101,6 +101,7 @@ class Association:
         self._max_bytes = settings.batch_max_bytes
         self._max_payload = settings.max_frame_bytes - _FRAME_OVERHEAD
         self._capacity = settings.outbox_capacity
+        self._high_water = max(1, settings.outbox_capacity // 2)
         self._batch = OutBatch()
         self._sealed: deque[OutBatch] = deque()
         self._queued = 0
@@ -258,8 +259,12 @@ class Association:
         )
 
     async def wait_for_room(self) -> None:
-        """Wait until the outbox holds fewer than ``outbox_capacity`` envelopes."""
-        while self._queued >= self._capacity and self.state is not State.CLOSED:
+        """Wait until the outbox is less than half full (or closed).
+
+        Waiting for half rather than one free slot lets a sender that calls
+        ``send`` once every few hundred ``tell``s never overflow the outbox.
+        """
+        while self._queued >= self._high_water and self.state is not State.CLOSED:
             waiter: asyncio.Future[None] = self._loop.create_future()
             self._room_waiters.append(waiter)
             await waiter
@@ -456,7 +461,7 @@ class Association:
             metrics.frames_sent += 1
             metrics.bytes_sent += len(data)
             metrics.envelopes_sent += count
-            if self._room_waiters and self._queued < self._capacity:
+            if self._room_waiters and self._queued < self._high_water:
                 self._wake_room_waiters()
         raise StreamClosed(await stream.status())
 

@@ -213,10 +213,10 @@ def _peer_uid(data: object, address: str, max_bytes: int) -> int:
     if not isinstance(data, bytes):
         raise StreamClosed(f"{address} ended the stream during the handshake")
     try:
-        frame = decode_frame(data, max_bytes)
+        kind, frame = decode_frame(data, max_bytes)
     except FrameError as exc:
         raise Refused(f"bad handshake answer: {exc}") from None
-    if frame.WhichOneof("kind") != "handshake_ack":
+    if kind != "handshake_ack":
         raise Refused("the peer did not answer the handshake with an acknowledgement")
     ack = frame.handshake_ack
     if ack.address != address:

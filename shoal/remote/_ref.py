@@ -70,6 +70,7 @@ class RemoteActorRef(ActorRef):
             pending.pop(correlation, None)
 
     async def send(self, message: object, sender: ActorRef | None = None) -> None:
+        """Like ``tell``, but first wait while the peer's outbox is half full or more."""
         await self._assoc.wait_for_room()
         self.tell(message, sender)
 

@@ -70,10 +70,11 @@ class RemoteSettings:
     and goes to dead letters. Must exceed ``batch_max_bytes`` by that margin."""
 
     outbox_capacity: int = 100_000
-    """Envelopes queued per peer (written or not yet sent, e.g. while the
-    peer is unreachable). Beyond it, ``tell`` goes to dead letters and
-    ``ask`` fails with ``OutboxFullError``; ``await ref.send()`` waits.
-    Memory bound per peer ~ capacity x (message size + ~100 bytes)."""
+    """Envelopes queued per peer (not yet written, e.g. while the peer is
+    unreachable). Beyond it, ``tell`` goes to dead letters and ``ask`` fails
+    with ``OutboxFullError``; ``await ref.send()`` waits while the outbox
+    is half full or more. Memory bound per peer ~ capacity x (message size +
+    ~100 bytes)."""
 
     handshake_timeout: float = 5.0
     """Seconds (on the system clock) to connect and get the peer's handshake answer."""

@@ -168,12 +168,8 @@ class OutBatch:
             yield kind, target, sender, correlation, self.originals[i]
 
 
-class Route(NamedTuple):
-    kind: int
-    target: str
-    sender: str
-    serializer_id: int
-    manifest: str
+# (kind, target path, sender path, serializer id, manifest)
+Route = tuple[int, str, str, int, str]
 
 
 class InBatch(NamedTuple):
@@ -207,44 +203,40 @@ def encode_ack(address: str, uid: int) -> bytes:
     return frame.SerializeToString()
 
 
-def decode_frame(data: bytes, max_bytes: int) -> pb.Frame:
-    """Parse one frame; raises :class:`FrameError` if it is too big or not a frame."""
+def decode_frame(data: bytes, max_bytes: int) -> tuple[str, pb.Frame]:
+    """Parse one frame into (kind, frame); raises :class:`FrameError` if it is
+    too big or not a frame."""
     if len(data) > max_bytes:
         raise FrameError(BAD_OVERSIZE, f"frame of {len(data)} bytes exceeds {max_bytes}")
-    frame = pb.Frame()
     try:
-        frame.ParseFromString(data)
+        frame = pb.Frame.FromString(data)
     except DecodeError as exc:
         raise FrameError(BAD_MALFORMED, f"frame does not parse: {exc}") from None
-    if frame.WhichOneof("kind") is None:
+    kind = frame.WhichOneof("kind")
+    if kind is None:
         raise FrameError(BAD_MALFORMED, f"frame of {len(data)} bytes carries nothing known")
-    return frame
+    return kind, frame
 
 
 def read_batch(batch: pb.Batch) -> InBatch:
     """Check a batch's indexes and lengths; return its parallel arrays."""
-    strings = list(batch.strings)
+    # Slicing a protobuf repeated field copies it to a list faster than list().
+    strings: list[str] = batch.strings[:]
+    flat: list[int] = batch.routes[:]
+    route: list[int] = batch.route[:]
+    payloads: list[bytes] = batch.payload[:]
+    correlations: list[int] | None = batch.correlation[:] if batch.correlation else None
     nstrings = len(strings)
-    if not strings or strings[0]:
-        raise FrameError(BAD_MALFORMED, "string table does not start with the empty string")
-    flat = list(batch.routes)
-    if len(flat) % ROUTE_WIDTH:
-        raise FrameError(BAD_MALFORMED, f"route table of {len(flat)} numbers")
+    if not nstrings or strings[0] or len(flat) % ROUTE_WIDTH:
+        raise FrameError(BAD_MALFORMED, "malformed string or route table")
     routes: list[Route] = []
     for i in range(0, len(flat), ROUTE_WIDTH):
         kind, target, sender, serializer_id, manifest = flat[i : i + ROUTE_WIDTH]
         if kind > MAX_KIND or target >= nstrings or sender >= nstrings or manifest >= nstrings:
             raise FrameError(BAD_MALFORMED, f"route {i // ROUTE_WIDTH} is out of range")
-        routes.append(
-            Route(kind, strings[target], strings[sender], serializer_id, strings[manifest])
-        )
-    route = list(batch.route)
-    payloads = list(batch.payload)
-    if len(payloads) != len(route):
-        raise FrameError(BAD_MALFORMED, f"{len(route)} routes for {len(payloads)} payloads")
-    if route and max(route) >= len(routes):
-        raise FrameError(BAD_MALFORMED, "envelope refers to a missing route")
-    correlations: list[int] | None = list(batch.correlation) if batch.correlation else None
+        routes.append((kind, strings[target], strings[sender], serializer_id, strings[manifest]))
+    if len(payloads) != len(route) or (route and max(route) >= len(routes)):
+        raise FrameError(BAD_MALFORMED, "envelopes do not match the route table")
     if correlations is not None and len(correlations) != len(route):
         raise FrameError(BAD_MALFORMED, f"{len(correlations)} correlation ids for {len(route)}")
     return InBatch(routes, route, payloads, correlations)
