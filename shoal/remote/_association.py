@@ -28,7 +28,7 @@ from shoal.runtime import ActorRef, SerializationError
 
 from ._backoff import backoff_delay
 from ._errors import NodeGoneError, OutboxFullError, UnreachableError
-from ._grpc import Refused, StreamClosed, open_stream
+from ._grpc import Quarantined, Refused, StreamClosed, open_stream
 from ._timeout import with_timeout
 from ._wire import (
     K_FAILURE,
@@ -88,8 +88,6 @@ class Association:
         """The peer's actors that actors of this node watch, with their watchers."""
         self.watched_by: dict[ActorRef, set[RemoteActorRef]] = {}
         """Actors of this node that the peer's actors watch, with those watchers."""
-        self.inbound: dict[asyncio.Task[Any], int] = {}
-        """The server-side tasks reading the peer's streams to this node, with its uid."""
         self._remoting = remoting
         self._system = remoting.system
         self._loop = remoting.system.loop
@@ -431,7 +429,7 @@ class Association:
 
     def _accept_incarnation(self, uid: int) -> int:
         if self._remoting.is_quarantined(self.address, uid):
-            raise Refused(f"incarnation {uid} is quarantined here")
+            raise Quarantined(f"incarnation {uid} is quarantined here")
         self._remoting.learned_uid(self, uid)
         return uid
 
@@ -483,9 +481,11 @@ class Association:
         elif self._attempt == 0:
             _log.info("[%s] cannot reach %s: %s", remoting.address, self.address, exc)
         self._refusing = str(exc) if refused else None
-        if refused:
-            # A refusal is a decision of the peer (or ours, for a quarantined
-            # incarnation), not a network blip: waiting will not deliver these.
+        if isinstance(exc, Quarantined):
+            self.drop_outbox("remote-quarantined", NodeGoneError)
+        elif refused:
+            # A refusal is a decision of the peer, not a network blip: waiting
+            # will not deliver these.
             self.drop_outbox("remote-refused")
         elif now - self._unreachable_since >= remoting.settings.unreachable_drop_after:
             self.drop_outbox("remote-unreachable")
@@ -516,12 +516,6 @@ class Association:
         stream = self._stream
         if stream is not None:
             stream.abort()
-
-    def cancel_inbound(self, uid: int) -> None:
-        """End the peer's streams to this node that incarnation ``uid`` opened."""
-        for task, task_uid in list(self.inbound.items()):
-            if task_uid == uid:
-                task.cancel()
 
     async def aclose(self) -> None:
         """Flush what is queued (bounded by ``shutdown_flush_timeout``), then close.

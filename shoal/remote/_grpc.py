@@ -42,6 +42,10 @@ class Refused(Exception):
     """The peer refused our handshake (or we refuse the incarnation that answered)."""
 
 
+class Quarantined(Refused):
+    """The peer answered as an incarnation this node has quarantined."""
+
+
 class StreamClosed(Exception):
     """The outbound stream ended or could not be opened (the peer is unreachable)."""
 

@@ -153,30 +153,35 @@ class Inbound:
         except _Refusal as exc:
             await self._drop_stream(context, exc.kind, str(exc), exc.code)
         await context.write(encode_ack(self._remoting.address, self._remoting.uid))
-        task = asyncio.current_task()
-        assert task is not None
-        assoc.inbound[task] = uid
         metrics = self._metrics
-        try:
-            while True:
-                data = await read()
-                if data is EOF:
-                    return
-                metrics.frames_received += 1
-                metrics.bytes_received += len(data)
-                try:
-                    batch = self._batch(data)
-                except FrameError as exc:
-                    await self._drop_stream(
-                        context,
-                        exc.kind,
-                        f"{exc} (from {assoc.address} uid {uid})",
-                        grpc.StatusCode.INVALID_ARGUMENT,
-                    )
-                metrics.envelopes_received += len(batch.route)
-                self.deliver(batch, assoc)
-        finally:
-            assoc.inbound.pop(task, None)
+        quarantined = self._remoting.quarantined
+        peer = (assoc.address, uid)
+        while True:
+            data = await read()
+            if data is EOF:
+                return
+            if peer in quarantined:
+                # Quarantined while connected. A server cannot end a call from
+                # outside its handler, so the stream ends at its next frame.
+                await self._drop_stream(
+                    context,
+                    BAD_QUARANTINED,
+                    f"{assoc.address} uid {uid} is quarantined",
+                    grpc.StatusCode.PERMISSION_DENIED,
+                )
+            metrics.frames_received += 1
+            metrics.bytes_received += len(data)
+            try:
+                batch = self._batch(data)
+            except FrameError as exc:
+                await self._drop_stream(
+                    context,
+                    exc.kind,
+                    f"{exc} (from {assoc.address} uid {uid})",
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                )
+            metrics.envelopes_received += len(batch.route)
+            self.deliver(batch, assoc)
 
     async def _drop_stream(
         self,

@@ -2,7 +2,7 @@
 
 Counters are plain ints bumped on the event loop (per batch on the hot
 path, never per message); Prometheus reads them only when scraped, through a
-custom collector registered on a per-node registry.
+custom collector registered in the system's own registry (``system.metrics``).
 """
 
 from __future__ import annotations
@@ -73,13 +73,18 @@ class RemoteCollector:
     """Exposes :class:`RemoteMetrics` (and live gauges) to a Prometheus registry."""
 
     def __init__(
-        self, metrics: RemoteMetrics, gauges: Callable[[], dict[str, tuple[str, float]]]
+        self,
+        address: str,
+        metrics: RemoteMetrics,
+        gauges: Callable[[], dict[str, tuple[str, float]]],
     ) -> None:
+        self._address = [address]
         self._metrics = metrics
         self._gauges = gauges
 
     def collect(self) -> Iterable[Metric]:
         m = self._metrics
+        address = self._address
         for name, doc, value in (
             ("shoal_remote_frames_sent", "Frames written to peers.", m.frames_sent),
             ("shoal_remote_bytes_sent", "Frame bytes written to peers.", m.bytes_sent),
@@ -104,23 +109,27 @@ class RemoteCollector:
             ),
             ("shoal_remote_quarantines", "Peer incarnations quarantined.", m.quarantines),
         ):
-            yield CounterMetricFamily(name, doc, value=value)
+            counter = CounterMetricFamily(name, doc, labels=["address"])
+            counter.add_metric(address, value)
+            yield counter
         bad = CounterMetricFamily(
-            "shoal_remote_bad_input", "Bad input from peers, by kind.", labels=["kind"]
+            "shoal_remote_bad_input", "Bad input from peers, by kind.", labels=["address", "kind"]
         )
         for kind, value in sorted(m.bad_input.items()):
-            bad.add_metric([kind], value)
+            bad.add_metric([*address, kind], value)
         yield bad
         dead = CounterMetricFamily(
             "shoal_remote_dead_letters",
             "Envelopes that could not be sent, by reason.",
-            labels=["reason"],
+            labels=["address", "reason"],
         )
         for reason, value in sorted(m.dead_letters.items()):
-            dead.add_metric([reason], value)
+            dead.add_metric([*address, reason], value)
         yield dead
         for gauge, (doc, level) in self._gauges().items():
-            yield GaugeMetricFamily(gauge, doc, value=level)
+            family = GaugeMetricFamily(gauge, doc, labels=["address"])
+            family.add_metric(address, level)
+            yield family
 
 
 class RateLimitedLog:

@@ -50,6 +50,8 @@ class RemoteActorRef(ActorRef):
         self._assoc.tell(self.path_str, message, sender, 0)
 
     async def ask(self, message: object, timeout: float | None = None) -> Any:
+        if timeout is not None and not 0 < timeout < float("inf"):
+            raise ValueError(f"ask timeout must be positive and finite, not {timeout}")
         remoting = self._remoting
         future: asyncio.Future[Any] = remoting.loop.create_future()
         correlation = remoting.next_id()

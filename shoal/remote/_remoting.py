@@ -10,8 +10,6 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from prometheus_client import CollectorRegistry
-
 from shoal.runtime import ActorPath, ActorRef, LocalActorRef
 
 from ._association import Association, State
@@ -78,7 +76,6 @@ class Remoting:
         self.uid = 0
         self.port = 0
         self.rng = random.Random()
-        self.registry = CollectorRegistry(auto_describe=True)
         self.bad_log = RateLimitedLog(_log, system.clock, 5, 10.0)
         self.credentials = Credentials(None)
         self.next_id = itertools.count(1).__next__
@@ -90,7 +87,8 @@ class Remoting:
         self._remote_refs: dict[str, RemoteActorRef] = {}
         self._local_refs: dict[str, LocalActorRef] = {}
         self._paths: dict[ActorRef, str] = {}
-        self._quarantined: set[tuple[str, int]] = set()
+        self.quarantined: set[tuple[str, int]] = set()
+        """Peer incarnations (address, uid) this node refuses."""
         self._started = False
         self._closed = False
 
@@ -137,10 +135,8 @@ class Remoting:
             raise RemotingStartError(str(exc)) from exc
         await server.start()
         self._server = server
-        if settings.registry is not None:
-            self.registry = settings.registry
-        self._collector = RemoteCollector(self.metrics, self._gauges)
-        self.registry.register(self._collector)
+        self._collector = RemoteCollector(self._address, self.metrics, self._gauges)
+        self.system.metrics.register(self._collector)
         self._started = True
         _log.info("[%s] remoting listening (uid %d)", self._address, self.uid)
 
@@ -157,7 +153,7 @@ class Remoting:
         if self._server is not None:
             await self._server.stop(None)
         if self._collector is not None:
-            self.registry.unregister(self._collector)
+            self.system.metrics.unregister(self._collector)
         _log.info("[%s] remoting closed", self._address)
 
     # -- identity and the RefProvider protocol --------------------------------------------
@@ -209,19 +205,18 @@ class Remoting:
         (another uid) at the same address is accepted. Idempotent.
         """
         key = (address, uid)
-        if key in self._quarantined:
+        if key in self.quarantined:
             return
-        self._quarantined.add(key)
+        self.quarantined.add(key)
         self.metrics.quarantines += 1
         _log.warning("[%s] quarantined %s uid %d", self._address, address, uid)
         assoc = self._associations.get(address)
         if assoc is not None and assoc.uid in (uid, None):
             assoc.declare_gone("quarantined")
             assoc.abort_stream()
-            assoc.cancel_inbound(uid)
 
     def is_quarantined(self, address: str, uid: int) -> bool:
-        return (address, uid) in self._quarantined
+        return (address, uid) in self.quarantined
 
     def learned_uid(self, assoc: Association, uid: int) -> None:
         """A handshake (either direction) told the peer's incarnation."""
@@ -233,10 +228,9 @@ class Remoting:
             return
         # A new incarnation at the same address: the old one is gone for good.
         self.metrics.incarnations_replaced += 1
-        self._quarantined.add((assoc.address, old))
+        self.quarantined.add((assoc.address, old))
         _log.info("[%s] %s restarted (uid %d, was %d)", self._address, assoc.address, uid, old)
         assoc.incarnation_gone("restarted")
-        assoc.cancel_inbound(old)
 
     # -- peers, refs and paths -------------------------------------------------------------
 

@@ -5,10 +5,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
+from typing import Any
 
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 
@@ -33,8 +30,8 @@ class TlsSettings:
 class RemoteSettings:
     """How a node's remoting behaves. Every field has a production default.
 
-    ``RemoteSettings.testing()`` is the fast preset for tests; injection
-    points (``registry``, ``rng``) are plain fields.
+    ``RemoteSettings.testing()`` is the fast preset for tests; the injection
+    point of the backoff jitter (``rng``) is a plain field.
     """
 
     host: str = "127.0.0.1"
@@ -105,10 +102,6 @@ class RemoteSettings:
 
     bad_input_log_interval: float = 10.0
     """The bad-input logging interval in seconds."""
-
-    registry: CollectorRegistry | None = None
-    """Prometheus registry to expose the counters in; ``None`` creates a
-    registry of this node's own (``Remoting.registry``), never the global one."""
 
     rng: random.Random | None = None
     """Random source of the backoff jitter; ``None`` means a fresh ``random.Random()``."""
