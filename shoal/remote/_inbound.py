@@ -35,6 +35,7 @@ from ._wire import (
     BAD_CLUSTER,
     BAD_HANDSHAKE,
     BAD_NO_HANDSHAKE,
+    BAD_OVERSIZE,
     BAD_PAYLOAD,
     BAD_QUARANTINED,
     BAD_SECRET,
@@ -83,6 +84,13 @@ class _Refusal(Exception):
         super().__init__(detail)
         self.kind = kind
         self.code = code
+
+
+def _code(error: FrameError) -> grpc.StatusCode:
+    """The status a stream is ended with for a frame that breaks the protocol."""
+    if error.kind == BAD_OVERSIZE:
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    return grpc.StatusCode.INVALID_ARGUMENT
 
 
 def remote_failure(error_type: str, message: str) -> Exception:
@@ -149,7 +157,7 @@ class Inbound:
         try:
             assoc, uid = self._accept(self._handshake(data))
         except FrameError as exc:
-            await self._drop_stream(context, exc.kind, str(exc), grpc.StatusCode.INVALID_ARGUMENT)
+            await self._drop_stream(context, exc.kind, str(exc), _code(exc))
         except _Refusal as exc:
             await self._drop_stream(context, exc.kind, str(exc), exc.code)
         await context.write(encode_ack(self._remoting.address, self._remoting.uid))
@@ -175,10 +183,7 @@ class Inbound:
                 batch = self._batch(data)
             except FrameError as exc:
                 await self._drop_stream(
-                    context,
-                    exc.kind,
-                    f"{exc} (from {assoc.address} uid {uid})",
-                    grpc.StatusCode.INVALID_ARGUMENT,
+                    context, exc.kind, f"{exc} (from {assoc.address} uid {uid})", _code(exc)
                 )
             metrics.envelopes_received += len(batch.route)
             self.deliver(batch, assoc)

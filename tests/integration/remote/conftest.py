@@ -227,12 +227,18 @@ class RawPeer:
         self,
         to_address: str,
         *,
-        from_address: str = "node@127.0.0.1:9",
+        from_address: str | None = None,
         uid: int = 4242,
         cluster: str = "shoal",
         secret: bytes | None = None,
     ) -> bytes:
-        """Send a handshake; the node's answer frame (raises ``AioRpcError`` if refused)."""
+        """Send a handshake; the node's answer frame (raises ``AioRpcError`` if refused).
+
+        The peer claims to be ``from_address``, by default a node of the same
+        system name on port 9 (where nothing listens).
+        """
+        if from_address is None:
+            from_address = f"{to_address.partition('@')[0]}@127.0.0.1:9"
         await self.call.write(encode_handshake(from_address, uid, to_address, cluster, secret))
         answer = await self.call.read()
         assert isinstance(answer, bytes), answer
