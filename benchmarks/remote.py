@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shoal import Actor, ActorRef, ActorSystem, Settings, message
-from shoal.remote import Remoting, RemoteSettings
+from shoal.remote import RemoteSettings, Remoting
 
 N_TELL = 1_000_000
 N_1KIB = 200_000
@@ -274,9 +274,7 @@ def main() -> None:
         print(json.dumps(_run_loop(node_a(args.peer), args.loop)), flush=True)
         return
     runs = [one_run(args.loop, args.pin) for _ in range(args.runs)]
-    result: dict[str, Any] = {
-        key: statistics.median(run[key] for run in runs) for key in runs[0]
-    }
+    result: dict[str, Any] = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     result = {k: round(v, 1) for k, v in result.items()}
     result["loop"] = args.loop
     result["pinned"] = args.pin

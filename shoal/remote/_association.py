@@ -249,7 +249,7 @@ class Association:
             if not future.done():
                 future.set_exception(error)
             return
-        self._remoting.bad_log.warning(
+        self._remoting.bad_log.report(
             "unserializable", "cannot send %s to %s: %s", type(message).__qualname__, target, error
         )
         self._system._dead_letter(

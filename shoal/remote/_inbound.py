@@ -196,7 +196,7 @@ class Inbound:
         code: grpc.StatusCode,
     ) -> NoReturn:
         self._metrics.count_bad(kind)
-        self._bad_log.warning(
+        self._bad_log.report(
             kind, "[%s] dropping stream from %s: %s", self._remoting.address, context.peer(), detail
         )
         await context.abort(code, detail)
@@ -372,4 +372,4 @@ class Inbound:
 
     def _count(self, kind: str, msg: str, *args: object) -> None:
         self._metrics.count_bad(kind)
-        self._bad_log.warning(kind, f"[%s] {msg}", self._remoting.address, *args)
+        self._bad_log.report(kind, f"[%s] {msg}", self._remoting.address, *args)

@@ -148,7 +148,7 @@ class RateLimitedLog:
         self._interval = interval
         self._windows: dict[str, list[float]] = {}  # key -> [window start, logged, suppressed]
 
-    def warning(self, key: str, msg: str, *args: object) -> None:
+    def report(self, key: str, msg: str, *args: object) -> None:
         now = self._clock.now()
         window = self._windows.get(key)
         if window is None or now - window[0] >= self._interval:

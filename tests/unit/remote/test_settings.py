@@ -1,0 +1,48 @@
+"""RemoteSettings: documented defaults, validation, the testing preset."""
+
+from __future__ import annotations
+
+import pytest
+
+from shoal.remote import RemoteSettings
+
+
+def test_defaults_are_production_values() -> None:
+    settings = RemoteSettings()
+    assert (settings.host, settings.port, settings.public_host) == ("127.0.0.1", 0, "127.0.0.1")
+    assert settings.cluster_secret is None
+    assert settings.tls is None
+    assert settings.outbox_capacity == 100_000
+    assert settings.max_frame_bytes >= settings.batch_max_bytes + 64 * 1024
+
+
+def test_testing_preset_is_fast_and_overridable() -> None:
+    settings = RemoteSettings.testing(outbox_capacity=5)
+    assert settings.backoff_max < RemoteSettings().backoff_max
+    assert settings.unreachable_drop_after < RemoteSettings().unreachable_drop_after
+    assert settings.outbox_capacity == 5
+
+
+def test_advertised_host_is_the_public_host() -> None:
+    settings = RemoteSettings(host="0.0.0.0", advertised_host="node-1.example")
+    assert settings.public_host == "node-1.example"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"port": 70_000},
+        {"host": "0.0.0.0"},  # wildcard without an advertised host
+        {"batch_max_envelopes": 0},
+        {"outbox_capacity": 0},
+        {"batch_max_bytes": 1024 * 1024, "max_frame_bytes": 1024 * 1024},
+        {"handshake_timeout": 0},
+        {"backoff_min": 0},
+        {"backoff_min": 2.0, "backoff_max": 1.0},
+        {"backoff_multiplier": 0.5},
+        {"backoff_jitter": 1.5},
+    ],
+)
+def test_invalid_settings_are_refused(fields: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        RemoteSettings(**fields)  # type: ignore[arg-type]
