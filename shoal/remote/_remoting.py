@@ -244,9 +244,9 @@ class Remoting:
                 raise ValueError(f"not a peer address of system {self.system.name}: {address!r}")
             if address == self._address:
                 raise ValueError(f"{address} is this node")
-            if self._closed:
-                raise ValueError("remoting is closed")
             assoc = self._associations[address] = Association(self, address)
+            if self._closed:
+                assoc.state = State.CLOSED  # refs still resolve; what they send is dead
         return assoc
 
     def remote_ref(self, path: str) -> RemoteActorRef:

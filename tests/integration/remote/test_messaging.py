@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 from prometheus_client import generate_latest
@@ -243,3 +244,61 @@ async def test_counters_are_exposed_in_the_systems_prometheus_registry(nodes: No
     text = generate_latest(a.metrics).decode()
     assert f'shoal_remote_frames_sent_total{{address="{remote_a.address}"}}' in text
     assert "shoal_remote_peers_connected" in text
+
+
+async def eventually(predicate: Callable[[], bool]) -> None:
+    """Yield to the event loop (its I/O included) until ``predicate`` holds."""
+    for _ in range(200_000):
+        if predicate():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
+async def test_messages_for_a_peer_not_up_yet_are_buffered_then_delivered_in_order(
+    nodes: Nodes,
+) -> None:
+    a, remote_a = await nodes.start()
+    _, remote_b = await nodes.start()
+    port = remote_b.port
+    await remote_b.aclose()  # nothing listens at B's address now
+    recorder = a.resolve(path(remote_b, "recorder"))
+    for n in range(100):
+        recorder.tell(Seq("buffered", n))
+    await eventually(lambda: remote_a.peers[remote_b.address].state == "backoff")
+    assert remote_a.peers[remote_b.address].queued == 100
+    # The node comes up (reconnects back off exponentially until it does).
+    c, _ = await nodes.start(settings=RemoteSettings.testing(port=port))
+    c.spawn(Recorder, name="recorder")
+    while (check := await recorder.ask("check")) != {"buffered": [100, True]}:
+        assert check == {}, check  # all or nothing: they travel as one batch
+
+
+async def test_buffered_messages_go_to_dead_letters_when_the_peer_stays_unreachable(
+    nodes: Nodes,
+) -> None:
+    clock = ManualClock()
+    a, remote_a = await nodes.start(
+        settings=RemoteSettings.testing(unreachable_drop_after=5.0, backoff_max=1.0),
+        runtime=Settings.testing(messages=ALL, clock=clock),
+    )
+    probe = Probe(a)
+    a.event_stream.subscribe(probe.ref, DeadLetter)
+    ref = a.resolve("shoal://t@127.0.0.1:1/user/x")  # nothing ever listens on port 1
+    ref.tell("kept for a while")
+    attempts = 0
+    while remote_a.peers["t@127.0.0.1:1"].queued:
+        # Wait for the attempt to fail (a backoff timer is set), then let it fire.
+        await eventually(lambda: clock.pending > 0)
+        attempts += 1
+        clock.advance(clock.next_deadline() - clock.now())  # type: ignore[operator]
+        await eventually(
+            lambda: remote_a.peers["t@127.0.0.1:1"].state == "backoff" and clock.pending > 0
+        )
+    letter = await probe.receive()
+    assert isinstance(letter, DeadLetter)
+    assert (letter.message, letter.reason) == ("kept for a while", "remote-unreachable")
+    assert letter.recipient == ref
+    assert clock.now() >= 5.0  # not before unreachable_drop_after
+    assert attempts >= 3  # backing off: 0.01, 0.02, 0.04, ... capped at 1 s
+    assert remote_a.metrics.dead_letters == {"remote-unreachable": 1}
