@@ -101,6 +101,9 @@ class Association:
         self._capacity = settings.outbox_capacity
         self._high_water = max(1, settings.outbox_capacity // 2)
         self._batch = OutBatch()
+        # The next open batch, made while a write is in flight rather than on
+        # the path from a tell to its write.
+        self._spare: OutBatch | None = OutBatch()
         self._sealed: deque[OutBatch] = deque()
         self._queued = 0
         self._wakeup: asyncio.Future[None] | None = None
@@ -436,12 +439,14 @@ class Association:
     async def _write_loop(self, stream: OutboundStream) -> None:
         """Write batches until the stream ends; raises :class:`StreamClosed` then."""
         metrics = self._metrics
+        write = stream.write
         while not stream.finished:
             if self._sealed:
                 batch = self._sealed.popleft()
             elif self._batch.routes:
                 batch = self._batch
-                self._batch = OutBatch()
+                self._batch = self._spare or OutBatch()
+                self._spare = None
             else:
                 self._wakeup = stream.wakeup = self._loop.create_future()
                 await self._wakeup
@@ -449,12 +454,14 @@ class Association:
             data = batch.encode()
             count = len(batch)
             try:
-                await stream.write(data)
+                await write(data)
             except StreamClosed:
                 self._queued -= count
                 self._dead_letter_batch(batch, "remote-connection-lost", UnreachableError)
                 self._wake_room_waiters()
                 raise
+            if self._spare is None:
+                self._spare = OutBatch()
             self._queued -= count
             metrics.frames_sent += 1
             metrics.bytes_sent += len(data)

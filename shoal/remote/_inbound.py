@@ -39,7 +39,6 @@ from ._wire import (
     BAD_PAYLOAD,
     BAD_QUARANTINED,
     BAD_SECRET,
-    BAD_UNEXPECTED,
     BAD_UNKNOWN_MANIFEST,
     BAD_UNKNOWN_TARGET,
     K_FAILURE,
@@ -53,10 +52,10 @@ from ._wire import (
     PROTOCOL_VERSION,
     FrameError,
     InBatch,
+    decode_batch,
     decode_failure,
     decode_frame,
     encode_ack,
-    read_batch,
 )
 
 if TYPE_CHECKING:
@@ -162,6 +161,7 @@ class Inbound:
             await self._drop_stream(context, exc.kind, str(exc), exc.code)
         await context.write(encode_ack(self._remoting.address, self._remoting.uid))
         metrics = self._metrics
+        max_frame = self._max_frame
         quarantined = self._remoting.quarantined
         peer = (assoc.address, uid)
         while True:
@@ -180,7 +180,7 @@ class Inbound:
             metrics.frames_received += 1
             metrics.bytes_received += len(data)
             try:
-                batch = self._batch(data)
+                batch = decode_batch(data, max_frame)
             except FrameError as exc:
                 await self._drop_stream(
                     context, exc.kind, f"{exc} (from {assoc.address} uid {uid})", _code(exc)
@@ -206,12 +206,6 @@ class Inbound:
         if kind != "handshake":
             raise FrameError(BAD_NO_HANDSHAKE, "the first frame is not a handshake")
         return frame.handshake
-
-    def _batch(self, data: bytes) -> InBatch:
-        kind, frame = decode_frame(data, self._max_frame)
-        if kind != "batch":
-            raise FrameError(BAD_UNEXPECTED, "a handshake frame after the handshake")
-        return read_batch(frame.batch)
 
     def _accept(self, hs: pb.Handshake) -> tuple[Association, int]:
         remoting = self._remoting

@@ -218,6 +218,27 @@ def decode_frame(data: bytes, max_bytes: int) -> tuple[str, pb.Frame]:
     return kind, frame
 
 
+def decode_batch(data: bytes, max_bytes: int) -> InBatch:
+    """Parse a frame that must be a batch, and check its indexes and lengths.
+
+    This runs for every frame received, usually with cold CPU caches (gRPC's
+    threads ran just before), so it is one function with few calls into the
+    protobuf runtime rather than a composition of helpers.
+    """
+    if len(data) > max_bytes:
+        raise FrameError(BAD_OVERSIZE, f"frame of {len(data)} bytes exceeds {max_bytes}")
+    try:
+        frame = pb.Frame.FromString(data)
+    except DecodeError as exc:
+        raise FrameError(BAD_MALFORMED, f"frame does not parse: {exc}") from None
+    if not frame.HasField("batch"):
+        kind = frame.WhichOneof("kind")
+        if kind is None:
+            raise FrameError(BAD_MALFORMED, f"frame of {len(data)} bytes carries nothing known")
+        raise FrameError(BAD_UNEXPECTED, f"a {kind} frame after the handshake")
+    return read_batch(frame.batch)
+
+
 def read_batch(batch: pb.Batch) -> InBatch:
     """Check a batch's indexes and lengths; return its parallel arrays."""
     # Slicing a protobuf repeated field copies it to a list faster than list().
@@ -225,20 +246,20 @@ def read_batch(batch: pb.Batch) -> InBatch:
     flat: list[int] = batch.routes[:]
     route: list[int] = batch.route[:]
     payloads: list[bytes] = batch.payload[:]
-    correlations: list[int] | None = batch.correlation[:] if batch.correlation else None
+    correlations: list[int] | None = batch.correlation[:] or None
     nstrings = len(strings)
-    if not nstrings or strings[0] or len(flat) % ROUTE_WIDTH:
-        raise FrameError(BAD_MALFORMED, "malformed string or route table")
+    if not nstrings or strings[0] or len(flat) % ROUTE_WIDTH or len(payloads) != len(route):
+        raise FrameError(BAD_MALFORMED, "malformed string, route or envelope table")
+    if correlations is not None and len(correlations) != len(route):
+        raise FrameError(BAD_MALFORMED, f"{len(correlations)} correlation ids for {len(route)}")
     routes: list[Route] = []
     for i in range(0, len(flat), ROUTE_WIDTH):
         kind, target, sender, serializer_id, manifest = flat[i : i + ROUTE_WIDTH]
         if kind > MAX_KIND or target >= nstrings or sender >= nstrings or manifest >= nstrings:
             raise FrameError(BAD_MALFORMED, f"route {i // ROUTE_WIDTH} is out of range")
         routes.append((kind, strings[target], strings[sender], serializer_id, strings[manifest]))
-    if len(payloads) != len(route) or (route and max(route) >= len(routes)):
-        raise FrameError(BAD_MALFORMED, "envelopes do not match the route table")
-    if correlations is not None and len(correlations) != len(route):
-        raise FrameError(BAD_MALFORMED, f"{len(correlations)} correlation ids for {len(route)}")
+    if route and max(route) >= len(routes):
+        raise FrameError(BAD_MALFORMED, "an envelope refers to a missing route")
     return InBatch(routes, route, payloads, correlations)
 
 
