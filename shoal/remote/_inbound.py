@@ -330,12 +330,12 @@ class Inbound:
             if target is None or type(sender) is not RemoteActorRef:
                 return  # a watch of another node's actor, or by no one: nothing to do
             if kind == K_WATCH:
-                assoc.remote_watch(target, sender)
+                assoc.watches.remote_watch(target, sender)
             else:
-                assoc.remote_unwatch(target, sender)
+                assoc.watches.remote_unwatch(target, sender)
         elif kind in (K_TERMINATED, K_TERMINATED_UNCONFIRMED):
             if target is not None and type(sender) is RemoteActorRef:
-                assoc.remote_terminated(sender, target, kind == K_TERMINATED)
+                assoc.watches.remote_terminated(sender, target, kind == K_TERMINATED)
         elif kind == K_STOP and target is not None:
             target.stop().add_done_callback(lambda _: assoc.send_reply(correlation, None))
 

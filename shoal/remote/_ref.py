@@ -115,14 +115,14 @@ class RemoteActorRef(ActorRef):
         return correlation
 
     def _watch(self, watcher: ActorRef) -> None:
-        self._assoc.watch(self, watcher)
+        self._assoc.watches.watch(self, watcher)
 
     def _unwatch(self, watcher: ActorRef) -> None:
-        self._assoc.unwatch(self, watcher)
+        self._assoc.watches.unwatch(self, watcher)
 
     def _terminated(self, ref: ActorRef, existence_confirmed: bool = True) -> None:
         # This ref is a watcher on the peer; ``ref`` is an actor of this node.
-        self._assoc.notify_terminated(self, ref, existence_confirmed)
+        self._assoc.watches.notify_terminated(self, ref, existence_confirmed)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, RemoteActorRef) and other.path_str == self.path_str

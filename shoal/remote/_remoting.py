@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Final
 
 from shoal.runtime import ActorPath, ActorRef, LocalActorRef
 
-from ._association import Association, State
+from ._association import Association
 from ._errors import RemotingStartError
 from ._grpc import Credentials, start_server
 from ._inbound import Inbound
+from ._link import State
 from ._metrics import RateLimitedLog, RemoteCollector, RemoteMetrics
 from ._ref import RemoteActorRef
 from ._settings import RemoteSettings
@@ -174,10 +175,10 @@ class Remoting:
             address: PeerStatus(
                 address,
                 a.uid,
-                a.state.value,
+                a.link.state.value,
                 a.queued,
-                sum(len(w) for w in a.watching.values()),
-                sum(len(w) for w in a.watched_by.values()),
+                sum(len(w) for w in a.watches.watching.values()),
+                sum(len(w) for w in a.watches.watched_by.values()),
             )
             for address, a in self._associations.items()
         }
@@ -213,7 +214,7 @@ class Remoting:
         assoc = self._associations.get(address)
         if assoc is not None and assoc.uid in (uid, None):
             assoc.declare_gone("quarantined")
-            assoc.abort_stream()
+            assoc.link.abort()
 
     def is_quarantined(self, address: str, uid: int) -> bool:
         return (address, uid) in self.quarantined
@@ -246,7 +247,7 @@ class Remoting:
                 raise ValueError(f"{address} is this node")
             assoc = self._associations[address] = Association(self, address)
             if self._closed:
-                assoc.state = State.CLOSED  # refs still resolve; what they send is dead
+                assoc.closed = True  # refs still resolve; what they send is dead
         return assoc
 
     def remote_ref(self, path: str) -> RemoteActorRef:
@@ -311,7 +312,7 @@ class Remoting:
         return {
             "shoal_remote_peers_connected": (
                 "Peers with an open outbound stream.",
-                sum(1 for a in assocs if a.state is State.CONNECTED),
+                sum(1 for a in assocs if a.link.state is State.CONNECTED),
             ),
             "shoal_remote_outbox_envelopes": (
                 "Envelopes queued for peers.",
