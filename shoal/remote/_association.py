@@ -103,7 +103,7 @@ class Association:
         except SerializationError as exc:
             self._unsendable(target, message, sender, correlation, exc)
             return
-        if len(payload) > self._max_payload:
+        if len(payload) > self._max_bytes and not self._make_room(len(payload)):
             self._unsendable(
                 target,
                 message,
@@ -132,7 +132,7 @@ class Association:
         except SerializationError as exc:
             self.send_failure(correlation, type(exc).__name__, str(exc))
             return
-        if len(payload) > self._max_payload:
+        if len(payload) > self._max_bytes and not self._make_room(len(payload)):
             self.send_failure(
                 correlation, "SerializationError", f"reply of {len(payload)} bytes is too large"
             )
@@ -173,6 +173,16 @@ class Association:
         self._batch.add(kind, target, sender, serializer_id, manifest, payload, correlation, None)
         self._queued += 1
         self._added()
+
+    def _make_room(self, size: int) -> bool:
+        """Before a payload larger than a batch: seal the open batch so the payload
+        travels in a frame of its own. ``False`` if it cannot fit in any frame."""
+        if size > self._max_payload:
+            return False
+        if self._batch.routes:
+            self._sealed.append(self._batch)
+            self._batch = OutBatch()
+        return True
 
     def _added(self) -> None:
         batch = self._batch

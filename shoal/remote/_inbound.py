@@ -336,8 +336,11 @@ class Inbound:
         elif kind in (K_TERMINATED, K_TERMINATED_UNCONFIRMED):
             if target is not None and type(sender) is RemoteActorRef:
                 assoc.watches.remote_terminated(sender, target, kind == K_TERMINATED)
-        elif kind == K_STOP and target is not None:
-            target.stop().add_done_callback(lambda _: assoc.send_reply(correlation, None))
+        elif kind == K_STOP:
+            if target is None:
+                assoc.send_reply(correlation, None)  # as stopping a dead local ref: done
+            else:
+                target.stop().add_done_callback(lambda _: assoc.send_reply(correlation, None))
 
     def _undecodable(
         self, error: SerializationError, path: str, assoc: Association, correlation: int

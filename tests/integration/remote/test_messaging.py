@@ -302,3 +302,27 @@ async def test_buffered_messages_go_to_dead_letters_when_the_peer_stays_unreacha
     assert clock.now() >= 5.0  # not before unreachable_drop_after
     assert attempts >= 3  # backing off: 0.01, 0.02, 0.04, ... capped at 1 s
     assert remote_a.metrics.dead_letters == {"remote-unreachable": 1}
+
+
+async def test_a_payload_larger_than_a_batch_travels_in_a_frame_of_its_own(nodes: Nodes) -> None:
+    small = RemoteSettings.testing(batch_max_bytes=1024, max_frame_bytes=80 * 1024)
+    a, _ = await nodes.start(settings=small)
+    b, remote_b = await nodes.start(settings=small)
+    probe = Probe(b, "probe")
+    dead = Probe(a)
+    a.event_stream.subscribe(dead.ref, DeadLetter)
+    ref = a.resolve(path(remote_b, "probe"))
+    # Frames keep 64 KiB for tables: payloads up to 16 KiB fit here.
+    big = bytes(12 * 1024)  # fits a frame, not a batch
+    too_big = bytes(20 * 1024)  # fits no frame
+    ref.tell("before")
+    ref.tell(big)
+    ref.tell(too_big)
+    ref.tell("after")
+    assert await probe.receive() == "before"
+    assert await probe.receive() == big
+    assert await probe.receive() == "after"
+    letter = await dead.receive()
+    assert isinstance(letter, DeadLetter)
+    assert (letter.message, letter.reason) == (too_big, "remote-unserializable")
+    assert remote_b.metrics.bad_input == {}
