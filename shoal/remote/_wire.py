@@ -106,44 +106,48 @@ class OutBatch:
         route = self.route_map.get(key)
         if route is None:
             route = self.add_route(key)
-        self.routes.append(route)
+        routes = self.routes
+        routes.append(route)
         self.payloads.append(payload)
         self.originals.append(original)
         self.nbytes += len(payload)
         if correlation:
-            self.set_correlation(correlation)
+            correlations = self.correlations
+            if correlations is None:
+                # Most batches carry no asks: the array only exists when needed.
+                correlations = self.correlations = [0] * len(routes)
+            elif len(correlations) < len(routes):
+                correlations += [0] * (len(routes) - len(correlations))
+            correlations[-1] = correlation
 
     def add_route(self, key: tuple[int, str, str, int, str]) -> int:
-        kind, target, sender, serializer_id, manifest = key
+        """Add a route (and its strings) to the tables; returns its index."""
         route = len(self.route_keys)
         self.route_map[key] = route
         self.route_keys.append(key)
-        self.flat_routes += (
-            kind,
-            self.intern(target),
-            self.intern(sender),
-            serializer_id,
-            self.intern(manifest),
-        )
+        kind, target, sender, serializer_id, manifest = key
+        index = self.string_map
+        # Three interns written out: this runs for most envelopes of small batches.
+        t = index.get(target)
+        if t is None:
+            t = self.intern(target)
+        s = index.get(sender)
+        if s is None:
+            s = self.intern(sender)
+        m = index.get(manifest)
+        if m is None:
+            m = self.intern(manifest)
+        self.flat_routes += (kind, t, s, serializer_id, m)
         return route
 
     def intern(self, text: str) -> int:
+        """The index of ``text`` in the string table, adding it if new."""
         index = self.string_map.get(text)
         if index is None:
             index = self.string_map[text] = len(self.strings)
             self.strings.append(text)
             self.nbytes += len(text)
         return index
-
-    def set_correlation(self, correlation: int) -> None:
-        """Give the envelope added last a correlation id."""
-        correlations = self.correlations
-        if correlations is None:
-            # Most batches carry no asks: the array is only created when needed.
-            correlations = self.correlations = [0] * len(self.routes)
-        else:
-            correlations += [0] * (len(self.routes) - len(correlations))
-        correlations[-1] = correlation
 
     def encode(self) -> bytes:
         """The batch as one serialized ``Frame``."""
