@@ -16,7 +16,10 @@ run on uvloop when installed (``loop`` says which). Figures:
   HTTP/2, TCP and IP headers are not counted.
 
 The sender uses ``tell`` and, once per 1,000 messages, ``await ref.send()``,
-which waits while the outbox is full (it is bounded).
+which waits while the outbox is half full or more (it is bounded). Both nodes
+run a full garbage collection before each timed phase. By default node A is
+pinned to one CPU and node B to another (``--no-pin`` lets the scheduler
+move them); the JSON says which.
 
 Usage: ``python benchmarks/remote.py [--runs N] [--loop asyncio|uvloop]``
 (N > 1 reports medians; each run starts fresh processes).
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -84,6 +88,13 @@ class Echo(Actor):
         return msg
 
 
+class Collector(Actor):
+    """Runs a full garbage collection when asked (before each timed phase)."""
+
+    def receive(self, msg: object) -> None:
+        gc.collect()
+
+
 class Waiter(Actor):
     """Completes ``future`` when told anything."""
 
@@ -128,6 +139,7 @@ async def node_b() -> None:
         system.spawn(Counter, name="counter", capacity=N_TELL + 1)
         system.spawn(Ponger, name="ponger", capacity=IN_FLIGHT * 4)
         system.spawn(Echo, name="echo")
+        system.spawn(Collector, name="gc")
         print(f"READY {remoting.address}", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
@@ -158,18 +170,27 @@ async def node_a(peer: str) -> dict[str, Any]:
         counter = system.resolve(f"shoal://{peer}/user/counter")
         echo = system.resolve(f"shoal://{peer}/user/echo")
         ponger = system.resolve(f"shoal://{peer}/user/ponger")
+        collector = system.resolve(f"shoal://{peer}/user/gc")
+
+        async def collect() -> None:
+            """A full collection on both nodes, so no phase pays for the previous one."""
+            gc.collect()
+            await collector.ask("collect")
+
         for i in range(N_WARMUP):
             await echo.ask(i)
         await _stream(system, counter, [Small(SEQ_BASE + i) for i in range(10_000)])
 
         metrics = remoting.metrics
         smalls = [Small(SEQ_BASE + i) for i in range(N_TELL)]
+        await collect()
         bytes0, frames0, env0 = metrics.bytes_sent, metrics.frames_sent, metrics.envelopes_sent
         elapsed = await _stream(system, counter, smalls)
         result["remote_tell_msgs_per_s"] = N_TELL / elapsed
         wire = (metrics.bytes_sent - bytes0) + 5 * (metrics.frames_sent - frames0)
         result["wire_bytes_per_small_msg"] = wire / (metrics.envelopes_sent - env0)
         del smalls
+        await collect()
 
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         pinger = system.spawn(lambda: Pinger(ponger, N_PING, done), capacity=IN_FLIGHT * 4)
@@ -178,6 +199,7 @@ async def node_a(peer: str) -> dict[str, Any]:
         await done
         result["remote_ping_pong_per_s"] = N_PING / (time.perf_counter() - start)
         await pinger.stop()
+        await collect()
 
         samples = []
         perf = time.perf_counter
@@ -190,6 +212,7 @@ async def node_a(peer: str) -> dict[str, Any]:
         result["remote_ask_p99_us"] = samples[int(len(samples) * 0.99)] * 1e6
 
         kib = bytes(1024)
+        await collect()
         elapsed = await _stream(system, counter, [kib] * N_1KIB)
         result["payload_1kib_msgs_per_s"] = N_1KIB / elapsed
     return result
