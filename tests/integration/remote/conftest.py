@@ -163,6 +163,15 @@ class NodeProcess:
 StartNode = Callable[..., Awaitable[NodeProcess]]
 
 
+async def eventually(predicate: Callable[[], bool]) -> None:
+    """Yield to the event loop (its I/O included) until ``predicate`` holds."""
+    for _ in range(200_000):
+        if predicate():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition never held")
+
+
 @pytest.fixture
 async def start_node(tmp_path: Path) -> AsyncIterator[StartNode]:
     """Start node processes; every one still running is killed at teardown."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 from prometheus_client import generate_latest
@@ -22,7 +21,7 @@ from shoal.runtime.testing import ManualClock, Probe
 
 from ._actors import Boom, Echo, Forwarder, Recorder, Relay, Replier, Sequencer
 from ._messages import ALL, Forward, ReplyTo, Seq
-from .conftest import Nodes
+from .conftest import Nodes, eventually
 
 
 def path(remoting: Remoting, name: str) -> str:
@@ -244,15 +243,6 @@ async def test_counters_are_exposed_in_the_systems_prometheus_registry(nodes: No
     text = generate_latest(a.metrics).decode()
     assert f'shoal_remote_frames_sent_total{{address="{remote_a.address}"}}' in text
     assert "shoal_remote_peers_connected" in text
-
-
-async def eventually(predicate: Callable[[], bool]) -> None:
-    """Yield to the event loop (its I/O included) until ``predicate`` holds."""
-    for _ in range(200_000):
-        if predicate():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never held")
 
 
 async def test_messages_for_a_peer_not_up_yet_are_buffered_then_delivered_in_order(

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from shoal import AskTimeout
 from shoal.remote import RemoteSettings, RemotingStartError, TlsSettings
+from shoal.runtime.testing import Probe
 
 from ._actors import Echo
-from .conftest import Nodes
+from .conftest import Nodes, eventually
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs openssl")
 
@@ -69,11 +69,14 @@ async def test_a_peer_without_a_cluster_certificate_cannot_connect(
     )
     a, remote_a = await nodes.start(settings=settings)
     b, remote_b = await nodes.start(settings=RemoteSettings.testing(tls=tls(certs / "cluster")))
-    b.spawn(Echo, name="echo")
-    with pytest.raises(AskTimeout):
-        await a.resolve(f"shoal://{remote_b.address}/user/echo").ask("let me in", timeout=0.5)
+    probe = Probe(b, "probe")
+    a.resolve(f"shoal://{remote_b.address}/user/probe").tell("let me in")
+    # The TLS handshake fails, so the stream does: A backs off and keeps the message.
+    await eventually(lambda: remote_a.peers[remote_b.address].state == "backoff")
+    assert remote_a.peers[remote_b.address].queued == 1
     assert remote_b.metrics.handshakes_accepted == 0
     assert remote_a.metrics.connects == 0
+    assert probe.pending() == 0
 
 
 async def test_unreadable_certificate_files_fail_start(nodes: Nodes, tmp_path: Path) -> None:
