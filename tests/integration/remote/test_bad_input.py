@@ -42,6 +42,7 @@ async def node(nodes: Nodes) -> tuple[ActorSystem, Remoting]:
             batch_max_bytes=1024,
             max_frame_bytes=80 * 1024,
             bad_input_log_limit=3,
+            bad_input_log_interval=3600.0,
         )
     )
     system.spawn(Recorder, name="recorder")
