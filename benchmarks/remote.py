@@ -11,6 +11,11 @@ run on uvloop when installed (``loop`` says which). Figures:
 * ``remote_ask_p50_us`` / ``remote_ask_p99_us``: 20,000 sequential asks from
   A to an echo actor on B (after 2,000 warm-up asks).
 * ``payload_1kib_msgs_per_s``: as the tell figure, 200,000 messages of 1 KiB.
+* ``baseline_grpc_ask_p50_us`` / ``baseline_grpc_ask_p99_us``: the natural
+  baseline of the ask figures, measured in the same run: 20,000 sequential
+  round trips of 10 bytes over a bare grpc.aio bidi stream between the same
+  two processes (B echoes on a raw gRPC server in its own loop, same pinning
+  and gRPC I/O settings); ``ask_p50_vs_baseline`` is Shoal's p50 over it.
 * ``wire_bytes_per_small_msg``: frame bytes A wrote per envelope during the
   tell run (full batches), including gRPC's 5-byte message prefix per frame;
   HTTP/2, TCP and IP headers are not counted.
@@ -46,6 +51,8 @@ import sys
 import time
 from dataclasses import dataclass
 from typing import Any
+
+import grpc
 
 from shoal import Actor, ActorRef, ActorSystem, Settings, message
 from shoal.remote import RemoteSettings, Remoting
@@ -145,16 +152,56 @@ def _settings() -> tuple[Settings, RemoteSettings]:
     return Settings(ask_timeout=30.0, messages=(Small,)), RemoteSettings()
 
 
+async def _raw_echo(request_iterator: Any, context: Any) -> None:
+    """The baseline: a bare gRPC bidi stream that echoes each message's bytes."""
+    while True:
+        message = await context.read()
+        if message is grpc.aio.EOF:
+            return
+        await context.write(message)
+
+
 async def node_b() -> None:
     settings, remote = _settings()
+    raw = grpc.aio.server()
+    raw.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "bench.Echo", {"Stream": grpc.stream_stream_rpc_method_handler(_raw_echo)}
+            ),
+        )
+    )
+    raw_port = raw.add_insecure_port("127.0.0.1:0")
+    await raw.start()
     async with ActorSystem("bench", settings) as system:
         remoting = await Remoting.start(system, remote)
         system.spawn(Counter, name="counter", capacity=N_TELL + 1)
         system.spawn(Ponger, name="ponger", capacity=IN_FLIGHT * 4)
         system.spawn(Echo, name="echo")
         system.spawn(Collector, name="gc")
-        print(f"READY {remoting.address}", flush=True)
+        print(f"READY {remoting.address} {raw_port}", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await raw.stop(None)
+
+
+async def _baseline_round_trips(raw_port: int) -> list[float]:
+    """Sequential 10-byte round trips over a bare grpc.aio bidi stream."""
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{raw_port}") as channel:
+        call = channel.stream_stream("/bench.Echo/Stream")()
+        payload = bytes(10)
+        for _ in range(N_WARMUP):
+            await call.write(payload)
+            await call.read()
+        samples = []
+        perf = time.perf_counter
+        for _ in range(N_ASK):
+            t0 = perf()
+            await call.write(payload)
+            await call.read()
+            samples.append(perf() - t0)
+        await call.done_writing()
+    samples.sort()
+    return samples
 
 
 async def _stream(system: ActorSystem, target: ActorRef, messages: list[Any]) -> float:
@@ -175,7 +222,7 @@ async def _stream(system: ActorSystem, target: ActorRef, messages: list[Any]) ->
     return elapsed
 
 
-async def node_a(peer: str) -> dict[str, Any]:
+async def node_a(peer: str, raw_port: int) -> dict[str, Any]:
     settings, remote = _settings()
     result: dict[str, Any] = {}
     async with ActorSystem("bench", settings) as system:
@@ -223,6 +270,13 @@ async def node_a(peer: str) -> dict[str, Any]:
         samples.sort()
         result["remote_ask_p50_us"] = samples[len(samples) // 2] * 1e6
         result["remote_ask_p99_us"] = samples[int(len(samples) * 0.99)] * 1e6
+        await collect()
+        base = await _baseline_round_trips(raw_port)
+        result["baseline_grpc_ask_p50_us"] = base[len(base) // 2] * 1e6
+        result["baseline_grpc_ask_p99_us"] = base[int(len(base) * 0.99)] * 1e6
+        result["ask_p50_vs_baseline"] = (
+            result["remote_ask_p50_us"] / result["baseline_grpc_ask_p50_us"]
+        )
 
         kib = bytes(1024)
         await collect()
@@ -268,7 +322,7 @@ def one_run(loop_name: str, pin: bool, grpc_io: str) -> dict[str, Any]:
         if not line or line[0] != "READY":
             raise RuntimeError(f"node B did not start: {line}")
         a = subprocess.run(
-            [*cmd, "a", "--peer", line[1]],
+            [*cmd, "a", "--peer", line[1], "--raw-port", line[2]],
             capture_output=True,
             text=True,
             env=env,
@@ -306,6 +360,7 @@ def main() -> None:
     )
     parser.add_argument("--role", choices=["a", "b"], help=argparse.SUPPRESS)
     parser.add_argument("--peer", help=argparse.SUPPRESS)
+    parser.add_argument("--raw-port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role is not None and args.pin:
         _pin(0 if args.role == "a" else 1)
@@ -313,7 +368,7 @@ def main() -> None:
         _run_loop(node_b(), args.loop)
         return
     if args.role == "a":
-        print(json.dumps(_run_loop(node_a(args.peer), args.loop)), flush=True)
+        print(json.dumps(_run_loop(node_a(args.peer, args.raw_port), args.loop)), flush=True)
         return
     runs = [one_run(args.loop, args.pin, args.grpc_io) for _ in range(args.runs)]
     result: dict[str, Any] = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
