@@ -24,6 +24,7 @@ from ._backoff import backoff_delay
 from ._errors import NodeGoneError
 from ._grpc import Quarantined, Refused, StreamClosed, open_stream
 from ._timeout import with_timeout
+from ._wire import FrameError
 
 if TYPE_CHECKING:
     from shoal.runtime import Cancellable
@@ -68,6 +69,8 @@ class Link:
         self._attempt = 0
         self._unreachable_since: float | None = None
         self._refusing: str | None = None
+        self._connected: asyncio.Future[None] | None = None
+        """Set while closing waits for a stream that is still connecting."""
 
     def _enter(self, state: State) -> None:
         if state not in _TRANSITIONS[self.state]:
@@ -87,18 +90,55 @@ class Link:
             uid = self._accept_incarnation(stream.peer_uid)
             self._enter(State.CONNECTED)
             self._stream = stream
+            if self._connected is not None and not self._connected.done():
+                self._connected.set_result(None)
             self._attempt = 0
             self._unreachable_since = None
             self._refusing = None
             remoting.metrics.connects += 1
             _log.info("[%s] connected to %s (uid %d)", remoting.address, self._address, uid)
-            await self._assoc.write_loop(stream)
+            reader = self._loop.create_task(self._read_answers(stream))
+            try:
+                await self._assoc.write_loop(stream)
+            except asyncio.CancelledError:
+                reader.cancel()
+                raise
+            finally:
+                # The call is over: the reader takes the answers that arrived
+                # before its end, then stops by itself.
+                await asyncio.gather(reader, return_exceptions=True)
         except (Refused, StreamClosed, TimeoutError, OSError) as exc:
             self._failed(exc)
         finally:
             self._stream = None
             if stream is not None:
                 await stream.close()
+
+    async def _read_answers(self, stream: OutboundStream) -> None:
+        """Settle this node's asks with the answers the peer writes back on the stream.
+
+        A frame that breaks the protocol is counted and logged, and ends the
+        stream (the writer then reconnects, as after any lost stream).
+        """
+        remoting = self._remoting
+        answers = remoting.inbound.replies
+        while True:
+            data = await stream.read()
+            if data is None:
+                return
+            try:
+                answers(data, self._assoc)
+            except FrameError as exc:
+                remoting.metrics.count_bad(exc.kind)
+                remoting.bad_log.report(
+                    exc.kind,
+                    "[%s] dropping stream to %s: %s",
+                    remoting.address,
+                    self._address,
+                    exc,
+                )
+                stream.abort()
+                return
 
     def _accept_incarnation(self, uid: int) -> int:
         if self._remoting.is_quarantined(self._address, uid):
@@ -161,20 +201,18 @@ class Link:
             stream.abort()
 
     async def aclose(self) -> None:
-        """Let the writer flush (bounded by ``shutdown_flush_timeout``), end the stream, close."""
+        """Let the writer flush (bounded by ``shutdown_flush_timeout``), end the stream, close.
+
+        A stream still connecting gets its chance too: what a node queued
+        just before shutting down (a ``Terminated`` for a remote watcher, say)
+        is not lost only because no stream to that peer was open yet.
+        """
         if self.state is State.CLOSED:
             return
-        previous, self.state = self.state, State.CLOSED
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        stream = self._stream
-        if previous is State.CONNECTED and stream is not None:
+        if self.state in (State.CONNECTING, State.CONNECTED):
             try:
                 await with_timeout(
-                    self._clock,
-                    self._assoc.flush(stream),
-                    self._remoting.settings.shutdown_flush_timeout,
+                    self._clock, self._flush(), self._remoting.settings.shutdown_flush_timeout
                 )
             except TimeoutError:
                 _log.warning(
@@ -183,6 +221,10 @@ class Link:
                     self._address,
                     self._remoting.settings.shutdown_flush_timeout,
                 )
+        self.state = State.CLOSED
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         task = self._task
         if task is not None and not task.done():
             if self._stream is not None:
@@ -190,3 +232,12 @@ class Link:
             else:
                 task.cancel()  # still connecting
             await asyncio.gather(task, return_exceptions=True)
+
+    async def _flush(self) -> None:
+        task = self._task
+        if self.state is State.CONNECTING and task is not None:
+            connected = self._connected = self._loop.create_future()
+            await asyncio.wait((connected, task), return_when=asyncio.FIRST_COMPLETED)
+        stream = self._stream
+        if self.state is State.CONNECTED and stream is not None:
+            await self._assoc.flush(stream)

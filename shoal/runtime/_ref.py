@@ -229,10 +229,16 @@ class AskTimeouts:
         if queue is None:
             return
         done = self._done[timeout] + 1
+        # Asks mostly finish in the order they were made: dropping finished ones
+        # from the front at once keeps the queue (and the garbage collector's
+        # young generation) as small as the asks actually in flight.
+        while queue and queue[0][1].done():
+            queue.popleft()
+            done -= 1
         if done > 1024 and done * 2 > len(queue):
             self._queues[timeout] = deque(e for e in queue if not e[1].done())
             done = 0
-        self._done[timeout] = done
+        self._done[timeout] = max(0, done)
 
     def _arm(self, deadline: float) -> None:
         if self._handle is not None:
