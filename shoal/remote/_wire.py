@@ -263,6 +263,15 @@ def read_batch(batch: pb.Batch) -> InBatch:
         raise FrameError(BAD_MALFORMED, "malformed string, route or envelope table")
     if correlations is not None and len(correlations) != len(route):
         raise FrameError(BAD_MALFORMED, f"{len(correlations)} correlation ids for {len(route)}")
+    if len(flat) == ROUTE_WIDTH:
+        # One route (an ask, its reply, most small batches): the checks below, unrolled.
+        kind, target, sender, serializer_id, manifest = flat
+        if kind > MAX_KIND or target >= nstrings or sender >= nstrings or manifest >= nstrings:
+            raise FrameError(BAD_MALFORMED, "route 0 is out of range")
+        if any(route):
+            raise FrameError(BAD_MALFORMED, "an envelope refers to a missing route")
+        one: Route = (kind, strings[target], strings[sender], serializer_id, strings[manifest])
+        return InBatch([one], route, payloads, correlations)
     routes: list[Route] = []
     for i in range(0, len(flat), ROUTE_WIDTH):
         kind, target, sender, serializer_id, manifest = flat[i : i + ROUTE_WIDTH]

@@ -186,7 +186,8 @@ class Serialization:
             if cls is bytes:
                 return Serialized(SERIALIZER_BYTES, "", value)  # type: ignore[arg-type]
             if cls in _PRIMITIVES:
-                self._check_primitive(value)
+                if cls not in _LEAVES:  # a leaf needs no walk (the check would pass at once)
+                    self._check_primitive(value)
                 return Serialized(SERIALIZER_PRIMITIVE, "", self._encoder.encode(value))
             if isinstance(value, ProtobufMessage):
                 return Serialized(

@@ -153,6 +153,11 @@ def _batch(**fields: list[object]) -> pb.Batch:
 
 def test_a_well_formed_batch_reads() -> None:
     assert read_batch(_batch()).routes == [(0, TARGET, "", 2, "")]
+    two = read_batch(
+        _batch(routes=[0, 1, 0, 2, 0, 1, 0, 0, 1, 0], route=[1, 0], payload=[b"", b""])
+    )
+    assert two.routes == [(0, TARGET, "", 2, ""), (1, "", "", 1, "")]
+    assert two.route == [1, 0]
 
 
 @pytest.mark.parametrize(
@@ -168,6 +173,11 @@ def test_a_well_formed_batch_reads() -> None:
         {"route": [1]},  # no such route
         {"route": [0, 0]},  # more routes than payloads
         {"correlation": [1, 2]},  # more ids than envelopes
+        # The same checks when a batch has several routes:
+        {"routes": [0, 1, 0, 2, 0, 99, 1, 0, 2, 0]},
+        {"routes": [0, 1, 0, 2, 0, 0, 5, 0, 2, 0]},
+        {"routes": [0, 1, 0, 2, 0, 0, 1, 0, 2, 5]},
+        {"routes": [0, 1, 0, 2, 0, 0, 1, 0, 2, 0], "route": [2]},
     ],
 )
 def test_batches_with_bad_indexes_or_lengths_are_rejected(fields: dict[str, list[object]]) -> None:
