@@ -411,12 +411,33 @@ class Inbound:
                 )
         metrics.envelopes_received += len(batch.route)
         routes = batch.routes
+        pending = assoc.pending
         correlations = batch.correlations or itertools.repeat(0)
         for index, payload, correlation in zip(
             batch.route, batch.payloads, correlations, strict=False
         ):
-            kind, _, _, serializer_id, manifest = routes[index]
-            self._control(kind, None, None, serializer_id, manifest, payload, correlation, assoc)
+            future = pending.pop(correlation, None)
+            if future is not None and not future.done():
+                kind, _, _, serializer_id, manifest = routes[index]
+                self._settle(future, kind, serializer_id, manifest, payload)
+
+    def _settle(
+        self,
+        future: asyncio.Future[Any],
+        kind: int,
+        serializer_id: int,
+        manifest: str,
+        payload: bytes,
+    ) -> None:
+        """Complete an ask of this node with the answer (REPLY) or failure (FAILURE) it got."""
+        if kind == K_FAILURE:
+            future.set_exception(remote_failure(*decode_failure(payload)))
+            return
+        try:
+            future.set_result(self._deserialize(serializer_id, manifest, payload))
+        except SerializationError as exc:
+            self._count_decode_error(exc, "a reply")
+            future.set_exception(exc)
 
     def deliver(self, batch: InBatch, assoc: Association, replies: Outbox) -> None:
         """Hand every envelope of ``batch`` (from ``assoc``'s peer) to its target, in order;
@@ -473,16 +494,9 @@ class Inbound:
     ) -> None:
         if kind in (K_REPLY, K_FAILURE):
             future = assoc.pending.pop(correlation, None)
-            if future is None or future.done():
-                return  # the asker gave up (timeout) or the node was declared gone meanwhile
-            if kind == K_FAILURE:
-                future.set_exception(remote_failure(*decode_failure(payload)))
-                return
-            try:
-                future.set_result(self._deserialize(serializer_id, manifest, payload))
-            except SerializationError as exc:
-                self._count_decode_error(exc, "a reply")
-                future.set_exception(exc)
+            # None or done: the asker gave up (timeout) or the node was declared gone meanwhile.
+            if future is not None and not future.done():
+                self._settle(future, kind, serializer_id, manifest, payload)
         elif kind in (K_WATCH, K_UNWATCH):
             if target is None or type(sender) is not RemoteActorRef:
                 return  # a watch of another node's actor, or by no one: nothing to do
