@@ -10,14 +10,9 @@ messages arrive in the order they were sent. Traffic from B to A travels on
 the stream B opens to A.
 
 On that call the client (the sending node) writes Frames: first a
-Handshake, then Batches. The server (the receiving node) answers with one
-Frame, a HandshakeAck, or ends the call with an error status when it
-refuses the handshake. After the ack, the server writes back Batches that
-carry only REPLY and FAILURE envelopes: the answers to the asks (and remote
-stops) that arrived on this call. An answer the server can no longer write
-there (the call ended first) travels on the stream the server opens to the
-client's node instead. A client reads the call until it ends; a server
-that writes back any other kind of envelope loses the call.
+Handshake, then Batches. The server (the receiving node) writes exactly one
+Frame back, a HandshakeAck, or ends the call with an error status when it
+refuses the handshake; after that it only reads.
 
 Compatibility: field numbers are never reused; a peer speaking another
 `protocol_version` is refused at the handshake.

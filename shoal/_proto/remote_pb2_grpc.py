@@ -45,8 +45,7 @@ class RemotingServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Stream(self, request_iterator, context):
-        """Client writes Handshake, then Batch frames; server answers one
-        HandshakeAck, then Batch frames of answers to the client's asks.
+        """Client writes Handshake, then Batch frames; server answers one HandshakeAck.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

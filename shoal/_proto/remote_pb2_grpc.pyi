@@ -10,14 +10,9 @@ messages arrive in the order they were sent. Traffic from B to A travels on
 the stream B opens to A.
 
 On that call the client (the sending node) writes Frames: first a
-Handshake, then Batches. The server (the receiving node) answers with one
-Frame, a HandshakeAck, or ends the call with an error status when it
-refuses the handshake. After the ack, the server writes back Batches that
-carry only REPLY and FAILURE envelopes: the answers to the asks (and remote
-stops) that arrived on this call. An answer the server can no longer write
-there (the call ended first) travels on the stream the server opens to the
-client's node instead. A client reads the call until it ends; a server
-that writes back any other kind of envelope loses the call.
+Handshake, then Batches. The server (the receiving node) writes exactly one
+Frame back, a HandshakeAck, or ends the call with an error status when it
+refuses the handshake; after that it only reads.
 
 Compatibility: field numbers are never reused; a peer speaking another
 `protocol_version` is refused at the handshake.
@@ -52,17 +47,13 @@ class RemotingStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> RemotingAsyncStub: ...
     Stream: _grpc.StreamStreamMultiCallable[_remote_pb2.Frame, _remote_pb2.Frame]
-    """Client writes Handshake, then Batch frames; server answers one
-    HandshakeAck, then Batch frames of answers to the client's asks.
-    """
+    """Client writes Handshake, then Batch frames; server answers one HandshakeAck."""
 
 @_typing.type_check_only
 class RemotingAsyncStub(RemotingStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Stream: _aio.StreamStreamMultiCallable[_remote_pb2.Frame, _remote_pb2.Frame]  # type: ignore[assignment]
-    """Client writes Handshake, then Batch frames; server answers one
-    HandshakeAck, then Batch frames of answers to the client's asks.
-    """
+    """Client writes Handshake, then Batch frames; server answers one HandshakeAck."""
 
 class RemotingServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -71,8 +62,6 @@ class RemotingServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_remote_pb2.Frame],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_remote_pb2.Frame], _abc.AsyncIterator[_remote_pb2.Frame]]:
-        """Client writes Handshake, then Batch frames; server answers one
-        HandshakeAck, then Batch frames of answers to the client's asks.
-        """
+        """Client writes Handshake, then Batch frames; server answers one HandshakeAck."""
 
 def add_RemotingServicer_to_server(servicer: RemotingServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

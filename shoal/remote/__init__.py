@@ -10,11 +10,9 @@ reached exactly like local ones::
         total = await counter.ask(Get())
 
 One ordered gRPC stream carries everything from one node to another;
-envelopes are batched per peer and flushed at the end of the loop turn. The
-answers to the asks a stream carried come back on that same stream, so a
-node answering an ask never needs a connection to the asker. Refs inside
-messages travel as paths, so replies and forwarding work across nodes. See
-``proto/remote.proto`` for the wire format.
+envelopes are batched per peer and flushed at the end of the loop turn.
+Refs inside messages travel as paths, so replies and forwarding work across
+nodes. See ``proto/remote.proto`` for the wire format.
 
 Latency: with grpcio's default EventEngine endpoints every stream operation
 wakes another gRPC thread. Nodes started with

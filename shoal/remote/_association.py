@@ -1,14 +1,16 @@
 """One peer, as seen from this node: its outbox and writer, its asks and watches.
 
 An :class:`Association` exists per remote address (not per incarnation).
-Everything this node sends to that address goes through its outbox (see
-:mod:`._outbox`) and is written on one gRPC stream (kept by its
-:class:`~._link.Link`). Answers to this node's asks come back on that same
-stream (or, if it broke meanwhile, on the stream the peer opened to this
-node); the peer's death-watch notifications arrive on the peer's stream.
-Either way the inbound side routes them here.
+Everything this node sends to that address goes through its outbox and is
+written on one gRPC stream (kept by its :class:`~._link.Link`); answers to
+this node's asks and the peer's death-watch notifications are routed back to
+it by the inbound side.
 
-At most ``outbox_capacity`` envelopes wait, connected or not.
+The outbox: envelopes go into the open :class:`OutBatch`; it is sealed when
+full (``batch_max_envelopes``/``batch_max_bytes``) and written when the
+writer next runs, which is the loop iteration after the first envelope woke
+it: all that is sent in one loop turn shares one batch and one write. At most
+``outbox_capacity`` envelopes wait, connected or not.
 
 Concurrency contract: every method runs on the system's event loop and none
 blocks; ``tell``/``send_*`` never raise (undeliverable envelopes go to dead
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
 from shoal.runtime import ActorRef, SerializationError
@@ -26,9 +29,15 @@ from shoal.runtime import ActorRef, SerializationError
 from ._errors import NodeGoneError, OutboxFullError, UnreachableError
 from ._grpc import StreamClosed
 from ._link import Link, State
-from ._outbox import Outbox
 from ._watch import RemoteWatches
-from ._wire import K_MESSAGE, K_STOP, OutBatch
+from ._wire import (
+    K_FAILURE,
+    K_MESSAGE,
+    K_REPLY,
+    K_STOP,
+    OutBatch,
+    encode_failure,
+)
 
 if TYPE_CHECKING:
     from ._grpc import OutboundStream
@@ -36,13 +45,15 @@ if TYPE_CHECKING:
 
 _log: Final = logging.getLogger("shoal.remote")
 
+# Headroom for the string and route tables around a single large payload.
+_FRAME_OVERHEAD: Final = 64 * 1024
 
-class Association(Outbox):
+
+class Association:
     """This node's state for one peer address (see the module docstring)."""
 
     def __init__(self, remoting: Remoting, address: str) -> None:
         settings = remoting.settings
-        super().__init__(settings, remoting.system.loop, remoting.system.serialization.serialize)
         self.address = address
         self.uid: int | None = None
         """The peer's incarnation, once a handshake told it."""
@@ -52,15 +63,33 @@ class Association(Outbox):
         self.watches = RemoteWatches(self._send_watch, remoting.path_of, self._quarantined)
         self._remoting = remoting
         self._system = remoting.system
+        self._loop = remoting.system.loop
         self._clock = remoting.system.clock
         self._metrics = remoting.metrics
+        self._serialize = remoting.system.serialization.serialize
         self._path_of = remoting.path_of
+        self._max_envelopes = settings.batch_max_envelopes
+        self._max_bytes = settings.batch_max_bytes
+        self._max_payload = settings.max_frame_bytes - _FRAME_OVERHEAD
+        self._capacity = settings.outbox_capacity
         self._high_water = max(1, settings.outbox_capacity // 2)
+        self._batch = OutBatch()
+        # The next open batch, made while a write is in flight rather than on
+        # the path from a tell to its write.
+        self._spare: OutBatch | None = OutBatch()
+        self._sealed: deque[OutBatch] = deque()
+        self._queued = 0
+        self._wakeup: asyncio.Future[None] | None = None
         self._room_waiters: list[asyncio.Future[None]] = []
         self.link = Link(self, remoting)
 
     def __repr__(self) -> str:
         return f"<Association {self.address} {self.link.state.value} queued={self._queued}>"
+
+    @property
+    def queued(self) -> int:
+        """Envelopes queued for the peer and not yet written."""
+        return self._queued
 
     # -- sending (hot path) ----------------------------------------------------------
 
@@ -83,7 +112,7 @@ class Association(Outbox):
                 SerializationError(f"{len(payload)} bytes exceed the frame limit"),
             )
             return
-        self._append(
+        self._batch.add(
             K_MESSAGE,
             target,
             "" if sender is None else self._path_of(sender),
@@ -93,6 +122,27 @@ class Association(Outbox):
             correlation,
             message,
         )
+        self._queued += 1
+        self._added()
+
+    def send_reply(self, correlation: int, value: object) -> None:
+        """Answer the peer's ask ``correlation`` with ``value`` (a failure if it cannot be sent)."""
+        try:
+            serializer_id, manifest, payload = self._serialize(value)
+        except SerializationError as exc:
+            self.send_failure(correlation, type(exc).__name__, str(exc))
+            return
+        if len(payload) > self._max_bytes and not self._make_room(len(payload)):
+            self.send_failure(
+                correlation, "SerializationError", f"reply of {len(payload)} bytes is too large"
+            )
+            return
+        self._control(K_REPLY, "", "", serializer_id, manifest, payload, correlation)
+
+    def send_failure(self, correlation: int, error_type: str, message: str) -> None:
+        """Fail the peer's ask ``correlation``."""
+        payload = encode_failure(error_type, message[:4096])
+        self._control(K_FAILURE, "", "", 0, "", payload, correlation)
 
     def _send_watch(self, kind: int, target: str, sender: str) -> None:
         self._control(kind, target, sender, 0, "", b"", 0)
@@ -120,10 +170,32 @@ class Association(Outbox):
             if future is not None and not future.done():
                 future.set_exception(OutboxFullError(f"outbox to {self.address} is full"))
             return
-        self._append(kind, target, sender, serializer_id, manifest, payload, correlation, None)
+        self._batch.add(kind, target, sender, serializer_id, manifest, payload, correlation, None)
+        self._queued += 1
+        self._added()
 
-    def _no_writer_waiting(self) -> None:
-        if self.link.state is State.IDLE:
+    def _make_room(self, size: int) -> bool:
+        """Before a payload larger than a batch: seal the open batch so the payload
+        travels in a frame of its own. ``False`` if it cannot fit in any frame."""
+        if size > self._max_payload:
+            return False
+        if self._batch.routes:
+            self._sealed.append(self._batch)
+            self._batch = OutBatch()
+        return True
+
+    def _added(self) -> None:
+        batch = self._batch
+        if len(batch.routes) >= self._max_envelopes or batch.nbytes >= self._max_bytes:
+            self._sealed.append(batch)
+            self._batch = OutBatch()
+        wakeup = self._wakeup
+        if wakeup is not None:
+            # The writer resumes on the next loop iteration: everything queued
+            # during this one goes out in the same batch.
+            self._wakeup = None
+            wakeup.set_result(None)
+        elif self.link.state is State.IDLE:
             self.link.start()
 
     def _reject(
@@ -213,7 +285,11 @@ class Association(Outbox):
 
     def drop_outbox(self, reason: str, error: type[Exception] = UnreachableError) -> None:
         """Send every queued (not in-flight) envelope to dead letters; fail their asks."""
-        for batch in self._take_all():
+        batches = [*self._sealed, self._batch]
+        self._sealed.clear()
+        self._batch = OutBatch()
+        for batch in batches:
+            self._queued -= len(batch)
             self._dead_letter_batch(batch, reason, error)
         self._wake_room_waiters()
 
@@ -245,11 +321,16 @@ class Association(Outbox):
         metrics = self._metrics
         write = stream.write
         while not stream.finished:
-            batch = self._next_batch()
-            if batch is None:
-                stream.wakeup = self._wait_for_work()
+            if self._sealed:
+                batch = self._sealed.popleft()
+            elif self._batch.routes:
+                batch = self._batch
+                self._batch = self._spare or OutBatch()
+                self._spare = None
+            else:
+                self._wakeup = stream.wakeup = self._loop.create_future()
                 try:
-                    await stream.wakeup
+                    await self._wakeup
                 finally:
                     self._wakeup = None
                 continue
@@ -258,11 +339,13 @@ class Association(Outbox):
             try:
                 await write(data)
             except StreamClosed:
-                self._written(count)
+                self._queued -= count
                 self._dead_letter_batch(batch, "remote-connection-lost", UnreachableError)
                 self._wake_room_waiters()
                 raise
-            self._written(count)
+            if self._spare is None:
+                self._spare = OutBatch()
+            self._queued -= count
             metrics.frames_sent += 1
             metrics.bytes_sent += len(data)
             metrics.envelopes_sent += count

@@ -161,16 +161,6 @@ class OutboundStream:
                 str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             ) from exc
 
-    async def read(self) -> bytes | None:
-        """The next frame the peer wrote back (answers to our asks); ``None`` once the
-        call has ended, however it ended."""
-        try:
-            data = await self._call.read()
-        except Exception:  # AioRpcError, InvalidStateError...: the call is over
-            self._on_done(self._call)
-            return None
-        return data if isinstance(data, bytes) else None
-
     async def status(self) -> str:
         code = await self._call.code()
         details = await self._call.details()

@@ -3,12 +3,6 @@
 Each peer stream is one handler task: it checks the handshake, then reads
 batches in order and hands each envelope to its local target with the
 runtime's hooks (``tell``/``_deliver`` with a promise for asks, ``_watch``...).
-Answers to the asks that arrived on a stream are written back on that same
-stream by its :class:`ReplyLane`, so an ask costs one stream hop each way and
-answering never needs a connection to the asking node. Answers the lane can
-no longer write (its stream ended first) go through the association instead,
-on this node's own stream to the peer.
-
 A frame that breaks the protocol ends that stream only; an envelope that
 cannot be delivered is dropped alone. Both are counted and logged at a rate
 limit. Nothing here blocks, and nothing received is ever unpickled.
@@ -36,9 +30,7 @@ from shoal.runtime import (
 
 from ._errors import RemoteAskError
 from ._grpc import EOF
-from ._outbox import Outbox
 from ._ref import RemoteActorRef
-from ._timeout import with_timeout
 from ._wire import (
     BAD_CLUSTER,
     BAD_HANDSHAKE,
@@ -47,7 +39,6 @@ from ._wire import (
     BAD_PAYLOAD,
     BAD_QUARANTINED,
     BAD_SECRET,
-    BAD_UNEXPECTED,
     BAD_UNKNOWN_MANIFEST,
     BAD_UNKNOWN_TARGET,
     K_FAILURE,
@@ -72,7 +63,6 @@ if TYPE_CHECKING:
 
     from ._association import Association
     from ._remoting import Remoting
-    from ._wire import OutBatch
 
 _log: Final = logging.getLogger("shoal.remote")
 
@@ -113,125 +103,33 @@ def remote_failure(error_type: str, message: str) -> Exception:
 class _Answer(asyncio.Future[Any]):
     """The promise of an ask that arrived from a peer.
 
-    Completing it queues the answer at once, in the turn the handler
-    answered: a done-callback would cost the reply one more loop iteration
-    of latency. Made with ``_Answer(loop=loop)``, then given ``_replies``
-    and ``_correlation`` (no ``__init__`` of its own: one is made per ask).
+    Completing it queues the answer for the asking node at once, in the turn
+    the handler answered: a done-callback would cost the reply one more loop
+    iteration of latency. Made with ``_Answer(loop=loop)``, then given
+    ``_assoc`` and ``_correlation`` (no ``__init__`` of its own: one is made
+    per ask, on the path of its latency).
     """
 
-    __slots__ = ("_correlation", "_replies")
+    __slots__ = ("_assoc", "_correlation")
 
-    _replies: Outbox
+    _assoc: Association
     _correlation: int
 
     def set_result(self, result: Any, /) -> None:
         super().set_result(result)
-        self._replies.send_reply(self._correlation, result)
+        self._assoc.send_reply(self._correlation, result)
 
     def set_exception(self, exception: type | BaseException, /) -> None:
         super().set_exception(exception)
         error = self.exception()  # also marks it retrieved: the asker gets it, not the log
         assert error is not None
-        self._replies.send_failure(self._correlation, type(error).__name__, str(error))
+        self._assoc.send_failure(self._correlation, type(error).__name__, str(error))
 
     def cancel(self, msg: Any | None = None) -> bool:
         cancelled = super().cancel(msg)
         if cancelled:
-            self._replies.send_failure(self._correlation, "CancelledError", "the ask was cancelled")
+            self._assoc.send_failure(self._correlation, "CancelledError", "the ask was cancelled")
         return cancelled
-
-
-class ReplyLane(Outbox):
-    """Answers to the asks that arrived on one inbound stream, written back on it.
-
-    It queues like an association's outbox (one write per loop turn), and
-    hands an answer to the association (this node's own stream to the peer)
-    when it is full or its stream has ended. When the stream ends, what it
-    had not written yet goes the same way: nothing it accepted is lost
-    while the peer can still be reached.
-    """
-
-    def __init__(
-        self,
-        remoting: Remoting,
-        assoc: Association,
-        context: grpc.aio.ServicerContext[Any, Any],
-    ) -> None:
-        super().__init__(
-            remoting.settings, remoting.system.loop, remoting.system.serialization.serialize
-        )
-        self.open = True
-        self._assoc = assoc
-        self._context = context
-        self._metrics = remoting.metrics
-        self._clock = remoting.system.clock
-        self._flush_timeout = remoting.settings.shutdown_flush_timeout
-        self._flushed: asyncio.Future[None] | None = None
-        self._task = self._loop.create_task(self._write_loop())
-
-    def _control(
-        self,
-        kind: int,
-        target: str,
-        sender: str,
-        serializer_id: int,
-        manifest: str,
-        payload: bytes,
-        correlation: int,
-    ) -> None:
-        if not self.open or self._queued >= self._capacity:
-            self._assoc._control(
-                kind, target, sender, serializer_id, manifest, payload, correlation
-            )
-            return
-        self._append(kind, target, sender, serializer_id, manifest, payload, correlation, None)
-
-    async def _write_loop(self) -> None:
-        metrics = self._metrics
-        write = self._context.write
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                if self._flushed is not None and not self._flushed.done():
-                    self._flushed.set_result(None)
-                try:
-                    await self._wait_for_work()
-                finally:
-                    self._wakeup = None
-                continue
-            data = batch.encode()
-            try:
-                await write(data)
-            except BaseException:
-                self._reroute([batch])  # it may not have reached the peer
-                self._written(len(batch))
-                raise
-            self._written(len(batch))
-            metrics.frames_sent += 1
-            metrics.bytes_sent += len(data)
-            metrics.envelopes_sent += len(batch)
-
-    async def close(self, *, flush: bool) -> None:
-        """Stop writing (first, with ``flush``, write what is queued, within
-        ``shutdown_flush_timeout``); what is left goes through the association."""
-        if flush and self._queued and not self._task.done():
-            self._flushed = self._loop.create_future()
-            try:
-                await with_timeout(self._clock, asyncio.shield(self._flushed), self._flush_timeout)
-            except TimeoutError:
-                pass
-        self.open = False
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        self._reroute(self._take_all())
-
-    def _reroute(self, batches: list[OutBatch]) -> None:
-        for batch in batches:
-            for key, payload, correlation in batch.raw():
-                kind, target, sender, serializer_id, manifest = key
-                self._assoc._control(
-                    kind, target, sender, serializer_id, manifest, payload, correlation
-                )
 
 
 class Inbound:
@@ -244,8 +142,6 @@ class Inbound:
         self._bad_log = remoting.bad_log
         self._max_frame = remoting.settings.max_frame_bytes
         self._deserialize = remoting.system.serialization.deserialize
-        self.streams = 0
-        """Peer streams being served (handshake accepted, not ended)."""
 
     async def serve(
         self, request_iterator: object, context: grpc.aio.ServicerContext[Any, Any]
@@ -262,27 +158,6 @@ class Inbound:
         except _Refusal as exc:
             await self._drop_stream(context, exc.kind, str(exc), exc.code)
         await context.write(encode_ack(self._remoting.address, self._remoting.uid))
-        lane = ReplyLane(self._remoting, assoc, context)
-        self.streams += 1
-        try:
-            await self._serve(context, assoc, uid, lane)
-        except BaseException:
-            await lane.close(flush=False)
-            raise
-        else:
-            # The peer ended its side: answer what is queued before the call ends.
-            await lane.close(flush=True)
-        finally:
-            self.streams -= 1
-
-    async def _serve(
-        self,
-        context: grpc.aio.ServicerContext[Any, Any],
-        assoc: Association,
-        uid: int,
-        lane: ReplyLane,
-    ) -> None:
-        read = context.read
         metrics = self._metrics
         max_frame = self._max_frame
         quarantined = self._remoting.quarantined
@@ -309,7 +184,7 @@ class Inbound:
                     context, exc.kind, f"{exc} (from {assoc.address} uid {uid})", _code(exc)
                 )
             metrics.envelopes_received += len(batch.route)
-            self.deliver(batch, assoc, lane)
+            self.deliver(batch, assoc)
 
     async def _drop_stream(
         self,
@@ -397,51 +272,8 @@ class Inbound:
             )
         return resolved
 
-    def replies(self, data: bytes, assoc: Association) -> None:
-        """Settle this node's asks with a frame of answers that came back on its
-        stream to ``assoc``'s peer; raises :class:`FrameError` for a bad frame."""
-        metrics = self._metrics
-        metrics.frames_received += 1
-        metrics.bytes_received += len(data)
-        batch = decode_batch(data, self._max_frame)
-        for kind, _, _, _, _ in batch.routes:
-            if kind != K_REPLY and kind != K_FAILURE:  # noqa: PLR1714 - two ints, no tuple
-                raise FrameError(
-                    BAD_UNEXPECTED, f"kind {kind} on a stream that only carries answers back"
-                )
-        metrics.envelopes_received += len(batch.route)
-        routes = batch.routes
-        pending = assoc.pending
-        correlations = batch.correlations or itertools.repeat(0)
-        for index, payload, correlation in zip(
-            batch.route, batch.payloads, correlations, strict=False
-        ):
-            future = pending.pop(correlation, None)
-            if future is not None and not future.done():
-                kind, _, _, serializer_id, manifest = routes[index]
-                self._settle(future, kind, serializer_id, manifest, payload)
-
-    def _settle(
-        self,
-        future: asyncio.Future[Any],
-        kind: int,
-        serializer_id: int,
-        manifest: str,
-        payload: bytes,
-    ) -> None:
-        """Complete an ask of this node with the answer (REPLY) or failure (FAILURE) it got."""
-        if kind == K_FAILURE:
-            future.set_exception(remote_failure(*decode_failure(payload)))
-            return
-        try:
-            future.set_result(self._deserialize(serializer_id, manifest, payload))
-        except SerializationError as exc:
-            self._count_decode_error(exc, "a reply")
-            future.set_exception(exc)
-
-    def deliver(self, batch: InBatch, assoc: Association, replies: Outbox) -> None:
-        """Hand every envelope of ``batch`` (from ``assoc``'s peer) to its target, in order;
-        answers to its asks go to ``replies``."""
+    def deliver(self, batch: InBatch, assoc: Association) -> None:
+        """Hand every envelope of ``batch`` (from ``assoc``'s peer) to its target, in order."""
         routes = self._resolve(batch)
         deserialize = self._deserialize
         correlations = batch.correlations or itertools.repeat(0)
@@ -456,28 +288,20 @@ class Inbound:
                 try:
                     message = deserialize(serializer_id, manifest, payload)
                 except SerializationError as exc:
-                    self._undecodable(exc, path, replies, correlation)
+                    self._undecodable(exc, path, assoc, correlation)
                     continue
                 if target is None:
-                    self._misaddressed(message, sender, path, replies, correlation)
+                    self._misaddressed(message, sender, path, assoc, correlation)
                 elif correlation:
                     answer = _Answer(loop=loop)
-                    answer._replies = replies
+                    answer._assoc = assoc
                     answer._correlation = correlation
                     target._deliver(message, sender, answer)
                 else:
                     target.tell(message, sender)
             else:
                 self._control(
-                    kind,
-                    target,
-                    sender,
-                    serializer_id,
-                    manifest,
-                    payload,
-                    correlation,
-                    assoc,
-                    replies,
+                    kind, target, sender, serializer_id, manifest, payload, correlation, assoc
                 )
 
     def _control(
@@ -490,13 +314,21 @@ class Inbound:
         payload: bytes,
         correlation: int,
         assoc: Association,
-        replies: Outbox | None = None,
     ) -> None:
         if kind in (K_REPLY, K_FAILURE):
             future = assoc.pending.pop(correlation, None)
-            # None or done: the asker gave up (timeout) or the node was declared gone meanwhile.
-            if future is not None and not future.done():
-                self._settle(future, kind, serializer_id, manifest, payload)
+            if future is None or future.done():
+                return  # the asker gave up (timeout) or the node was declared gone meanwhile
+            if kind == K_FAILURE:
+                future.set_exception(remote_failure(*decode_failure(payload)))
+                return
+            try:
+                result = self._deserialize(serializer_id, manifest, payload)
+            except SerializationError as exc:
+                self._count_decode_error(exc, "a reply")
+                future.set_exception(exc)
+                return
+            future.set_result(result)
         elif kind in (K_WATCH, K_UNWATCH):
             if target is None or type(sender) is not RemoteActorRef:
                 return  # a watch of another node's actor, or by no one: nothing to do
@@ -508,18 +340,17 @@ class Inbound:
             if target is not None and type(sender) is RemoteActorRef:
                 assoc.watches.remote_terminated(sender, target, kind == K_TERMINATED)
         elif kind == K_STOP:
-            answer = replies or assoc
             if target is None:
-                answer.send_reply(correlation, None)  # as stopping a dead local ref: done
+                assoc.send_reply(correlation, None)  # as stopping a dead local ref: done
             else:
-                target.stop().add_done_callback(lambda _: answer.send_reply(correlation, None))
+                target.stop().add_done_callback(lambda _: assoc.send_reply(correlation, None))
 
     def _undecodable(
-        self, error: SerializationError, path: str, replies: Outbox, correlation: int
+        self, error: SerializationError, path: str, assoc: Association, correlation: int
     ) -> None:
         self._count_decode_error(error, f"a message to {path}")
         if correlation:
-            replies.send_failure(correlation, type(error).__name__, str(error))
+            assoc.send_failure(correlation, type(error).__name__, str(error))
 
     def _count_decode_error(self, error: SerializationError, what: str) -> None:
         kind = BAD_UNKNOWN_MANIFEST if isinstance(error, UnknownManifestError) else BAD_PAYLOAD
@@ -530,12 +361,12 @@ class Inbound:
         message: object,
         sender: ActorRef | None,
         path: str,
-        replies: Outbox,
+        assoc: Association,
         correlation: int,
     ) -> None:
         self._system._dead_letter(message, sender, None, "remote-misaddressed")
         if correlation:
-            replies.send_failure(
+            assoc.send_failure(
                 correlation, "ActorStoppedError", f"no actor at {path} on {self._remoting.address}"
             )
 

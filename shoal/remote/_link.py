@@ -24,7 +24,6 @@ from ._backoff import backoff_delay
 from ._errors import NodeGoneError
 from ._grpc import Quarantined, Refused, StreamClosed, open_stream
 from ._timeout import with_timeout
-from ._wire import FrameError
 
 if TYPE_CHECKING:
     from shoal.runtime import Cancellable
@@ -97,48 +96,13 @@ class Link:
             self._refusing = None
             remoting.metrics.connects += 1
             _log.info("[%s] connected to %s (uid %d)", remoting.address, self._address, uid)
-            reader = self._loop.create_task(self._read_answers(stream))
-            try:
-                await self._assoc.write_loop(stream)
-            except asyncio.CancelledError:
-                reader.cancel()
-                raise
-            finally:
-                # The call is over: the reader takes the answers that arrived
-                # before its end, then stops by itself.
-                await asyncio.gather(reader, return_exceptions=True)
+            await self._assoc.write_loop(stream)
         except (Refused, StreamClosed, TimeoutError, OSError) as exc:
             self._failed(exc)
         finally:
             self._stream = None
             if stream is not None:
                 await stream.close()
-
-    async def _read_answers(self, stream: OutboundStream) -> None:
-        """Settle this node's asks with the answers the peer writes back on the stream.
-
-        A frame that breaks the protocol is counted and logged, and ends the
-        stream (the writer then reconnects, as after any lost stream).
-        """
-        remoting = self._remoting
-        answers = remoting.inbound.replies
-        while True:
-            data = await stream.read()
-            if data is None:
-                return
-            try:
-                answers(data, self._assoc)
-            except FrameError as exc:
-                remoting.metrics.count_bad(exc.kind)
-                remoting.bad_log.report(
-                    exc.kind,
-                    "[%s] dropping stream to %s: %s",
-                    remoting.address,
-                    self._address,
-                    exc,
-                )
-                stream.abort()
-                return
 
     def _accept_incarnation(self, uid: int) -> int:
         if self._remoting.is_quarantined(self._address, uid):

@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 
 from shoal._proto import remote_pb2 as pb
 
-PROTOCOL_VERSION: Final = 2
+PROTOCOL_VERSION: Final = 1
 
 # Route kinds, as in the RouteKind enum of remote.proto (a unit test pins them).
 K_MESSAGE: Final = 0
@@ -162,13 +162,6 @@ class OutBatch:
             correlations += [0] * (len(self.routes) - len(correlations))
             batch.correlation.extend(correlations)
         return frame.SerializeToString()
-
-    def raw(self) -> Iterator[tuple[tuple[int, str, str, int, str], bytes, int]]:
-        """``(route key, payload, correlation)`` of each envelope, in order."""
-        correlations = self.correlations or ()
-        keys = self.route_keys
-        for i, route in enumerate(self.routes):
-            yield keys[route], self.payloads[i], correlations[i] if i < len(correlations) else 0
 
     def envelopes(self) -> Iterator[tuple[int, str, str, int, object]]:
         """``(kind, target, sender, correlation, original)`` of each envelope, in order."""

@@ -189,6 +189,22 @@ async def test_a_graceful_shutdown_flushes_terminated_to_remote_watchers(nodes: 
     assert await probe.receive() == Terminated(echo, existence_confirmed=True)
 
 
+async def test_a_shutdown_flushes_terminated_even_before_a_stream_back_is_open(
+    nodes: Nodes,
+) -> None:
+    a, remote_a = await nodes.start()
+    b, remote_b = await nodes.start()
+    b.spawn(Echo, name="echo")
+    echo = a.resolve(path(remote_b, "echo"))
+    probe = Probe(a)
+    a.spawn(watcher(echo, probe))
+    await eventually(lambda: remote_b.peers.get(remote_a.address, None) is not None)
+    await eventually(lambda: remote_b.peers[remote_a.address].watched_by == 1)
+    assert remote_b.peers[remote_a.address].state == "idle"  # B never sent A anything
+    await b.shutdown()  # B connects to A while closing, to say its actor stopped
+    assert await probe.receive() == Terminated(echo, existence_confirmed=True)
+
+
 async def test_a_restarted_peer_is_a_new_incarnation(nodes: Nodes) -> None:
     a, remote_a = await nodes.start()
     b, remote_b = await nodes.start()
