@@ -3,16 +3,18 @@
 isort:skip_file
 Node-to-node transport of Shoal (shoal.remote).
 
-Each node runs one `Remoting` gRPC service. Node A sends everything it has
-for node B on ONE long-lived `Stream` call that A opens to B: per ordered
-pair of nodes there is one stream, so per sender/receiver pair of actors
-messages arrive in the order they were sent. Traffic from B to A travels on
-the stream B opens to A.
+Each node runs one `Remoting` gRPC service. A node writes everything it has
+for a peer on one `Stream` call at a time, so per ordered pair of nodes
+there is one ordered stream, and per sender/receiver pair of actors
+messages arrive in the order they were sent.
 
-On that call the client (the sending node) writes Frames: first a
-Handshake, then Batches. The server (the receiving node) writes exactly one
-Frame back, a HandshakeAck, or ends the call with an error status when it
-refuses the handshake; after that it only reads.
+The node that opens the call (the client) writes Frames: first a
+Handshake, then Batches. The server answers with one Frame, a
+HandshakeAck, or ends the call with an error status when it refuses the
+handshake. After the ack the server may write Batches of its own traffic
+for the client's node on the same call: a node whose peer already has a
+call open to it writes there instead of opening a second one. Both sides
+therefore read the call until it ends.
 
 Compatibility: field numbers are never reused; a peer speaking another
 `protocol_version` is refused at the handshake.
@@ -118,7 +120,7 @@ Global___Frame: _TypeAlias = Frame  # noqa: Y015
 
 @_typing.final
 class Handshake(_message.Message):
-    """The first frame of every stream, from the connecting (sending) node."""
+    """The first frame of every stream, from the connecting node."""
 
     DESCRIPTOR: _descriptor.Descriptor
 

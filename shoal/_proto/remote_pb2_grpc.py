@@ -45,7 +45,8 @@ class RemotingServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Stream(self, request_iterator, context):
-        """Client writes Handshake, then Batch frames; server answers one HandshakeAck.
+        """Client writes Handshake, then Batch frames; server answers one
+        HandshakeAck, then may write Batch frames of its own traffic.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

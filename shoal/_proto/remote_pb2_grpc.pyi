@@ -3,16 +3,18 @@
 isort:skip_file
 Node-to-node transport of Shoal (shoal.remote).
 
-Each node runs one `Remoting` gRPC service. Node A sends everything it has
-for node B on ONE long-lived `Stream` call that A opens to B: per ordered
-pair of nodes there is one stream, so per sender/receiver pair of actors
-messages arrive in the order they were sent. Traffic from B to A travels on
-the stream B opens to A.
+Each node runs one `Remoting` gRPC service. A node writes everything it has
+for a peer on one `Stream` call at a time, so per ordered pair of nodes
+there is one ordered stream, and per sender/receiver pair of actors
+messages arrive in the order they were sent.
 
-On that call the client (the sending node) writes Frames: first a
-Handshake, then Batches. The server (the receiving node) writes exactly one
-Frame back, a HandshakeAck, or ends the call with an error status when it
-refuses the handshake; after that it only reads.
+The node that opens the call (the client) writes Frames: first a
+Handshake, then Batches. The server answers with one Frame, a
+HandshakeAck, or ends the call with an error status when it refuses the
+handshake. After the ack the server may write Batches of its own traffic
+for the client's node on the same call: a node whose peer already has a
+call open to it writes there instead of opening a second one. Both sides
+therefore read the call until it ends.
 
 Compatibility: field numbers are never reused; a peer speaking another
 `protocol_version` is refused at the handshake.
@@ -47,13 +49,17 @@ class RemotingStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> RemotingAsyncStub: ...
     Stream: _grpc.StreamStreamMultiCallable[_remote_pb2.Frame, _remote_pb2.Frame]
-    """Client writes Handshake, then Batch frames; server answers one HandshakeAck."""
+    """Client writes Handshake, then Batch frames; server answers one
+    HandshakeAck, then may write Batch frames of its own traffic.
+    """
 
 @_typing.type_check_only
 class RemotingAsyncStub(RemotingStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Stream: _aio.StreamStreamMultiCallable[_remote_pb2.Frame, _remote_pb2.Frame]  # type: ignore[assignment]
-    """Client writes Handshake, then Batch frames; server answers one HandshakeAck."""
+    """Client writes Handshake, then Batch frames; server answers one
+    HandshakeAck, then may write Batch frames of its own traffic.
+    """
 
 class RemotingServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -62,6 +68,8 @@ class RemotingServicer(metaclass=_abc_1.ABCMeta):
         request_iterator: _MaybeAsyncIterator[_remote_pb2.Frame],
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_remote_pb2.Frame], _abc.AsyncIterator[_remote_pb2.Frame]]:
-        """Client writes Handshake, then Batch frames; server answers one HandshakeAck."""
+        """Client writes Handshake, then Batch frames; server answers one
+        HandshakeAck, then may write Batch frames of its own traffic.
+        """
 
 def add_RemotingServicer_to_server(servicer: RemotingServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

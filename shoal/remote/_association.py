@@ -40,7 +40,7 @@ from ._wire import (
 )
 
 if TYPE_CHECKING:
-    from ._grpc import OutboundStream
+    from ._grpc import Stream
     from ._remoting import Remoting
 
 _log: Final = logging.getLogger("shoal.remote")
@@ -192,9 +192,11 @@ class Association:
         wakeup = self._wakeup
         if wakeup is not None:
             # The writer resumes on the next loop iteration: everything queued
-            # during this one goes out in the same batch.
+            # during this one goes out in the same batch. (Already done: the
+            # stream ended, and the writer is about to find out.)
             self._wakeup = None
-            wakeup.set_result(None)
+            if not wakeup.done():
+                wakeup.set_result(None)
         elif self.link.state is State.IDLE:
             self.link.start()
 
@@ -316,7 +318,7 @@ class Association:
         """Whether the link should (re)connect: envelopes wait, or watches need the peer."""
         return self._queued > 0 or bool(self.watches.watching)
 
-    async def write_loop(self, stream: OutboundStream) -> None:
+    async def write_loop(self, stream: Stream) -> None:
         """Write batches until the stream ends; raises :class:`StreamClosed` then."""
         metrics = self._metrics
         write = stream.write
@@ -353,7 +355,7 @@ class Association:
                 self._wake_room_waiters()
         raise StreamClosed(await stream.status())
 
-    async def flush(self, stream: OutboundStream) -> None:
+    async def flush(self, stream: Stream) -> None:
         """Wait until the writer wrote everything queued, then end the stream cleanly."""
         while self._queued and not stream.finished:
             waiter: asyncio.Future[None] = self._loop.create_future()

@@ -1,15 +1,17 @@
-"""The gRPC plumbing: server, channels, TLS credentials, and one outbound stream.
+"""The gRPC plumbing: server, channels, TLS credentials, and the two kinds of stream.
 
-Frames travel as raw bytes (no serializer on either side) so the transport
-controls parsing, size checks and copies itself; :mod:`._wire` does the
-encoding.
+A node writes to a peer on one :class:`Stream` at a time: the call it opened
+to the peer (:class:`OutboundStream`), or the call the peer opened to it
+(:class:`InboundStream`, written from the server side). Frames travel as raw
+bytes (no serializer on either side) so the transport controls parsing, size
+checks and copies itself; :mod:`._wire` does the encoding.
 """
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import grpc
 import grpc.aio
@@ -82,7 +84,8 @@ def start_server(
             # Frames up to twice the limit reach the transport, which counts
             # and logs them; gRPC silently ends the stream beyond that.
             ("grpc.max_receive_message_length", settings.max_frame_bytes * 2),
-            ("grpc.max_send_message_length", 1024 * 1024),
+            # The server side of a peer's call carries this node's traffic too.
+            ("grpc.max_send_message_length", settings.max_frame_bytes),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
             ("grpc.so_reuseport", 0),
@@ -109,7 +112,7 @@ def start_server(
 def _channel(target: str, settings: RemoteSettings, credentials: Credentials) -> grpc.aio.Channel:
     options: list[tuple[str, Any]] = [
         ("grpc.max_send_message_length", settings.max_frame_bytes),
-        ("grpc.max_receive_message_length", 1024 * 1024),
+        ("grpc.max_receive_message_length", settings.max_frame_bytes * 2),
         # Each association owns its connection: a shared subchannel would
         # outlive a reconnect and tie its backoff to gRPC's instead of ours.
         ("grpc.use_local_subchannel_pool", 1),
@@ -132,8 +135,40 @@ def _target(address: str) -> str:
     return host_port
 
 
+class Stream(Protocol):
+    """A handshaken call on which this node writes to one peer (either direction)."""
+
+    finished: bool
+    """The call has ended (or is no longer to be written)."""
+    wakeup: asyncio.Future[None] | None
+    """The writer's idle wait, completed when the call ends."""
+    peer_uid: int
+
+    async def write(self, data: bytes) -> None:
+        """Write one frame; raises :class:`StreamClosed` if the call has ended."""
+
+    async def status(self) -> str:
+        """Why the call ended."""
+
+    async def done_writing(self) -> None:
+        """End this node's side of the call, if it can."""
+
+    async def wait_finished(self) -> None:
+        """Wait until the call has ended."""
+
+    def abort(self) -> None:
+        """Stop using the call now."""
+
+    async def close(self) -> None:
+        """Release what the call holds."""
+
+
 class OutboundStream:
-    """One open, handshaken stream to a peer; written by the association's writer."""
+    """One open, handshaken call this node opened to a peer.
+
+    This node writes its traffic on it; the peer may write its own traffic
+    back on the same call (see :class:`InboundStream`), read with :meth:`read`.
+    """
 
     __slots__ = ("_call", "_channel", "finished", "peer_uid", "wakeup")
 
@@ -161,6 +196,15 @@ class OutboundStream:
                 str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             ) from exc
 
+    async def read(self) -> bytes | None:
+        """The next frame the peer wrote back; ``None`` once the call has ended."""
+        try:
+            data = await self._call.read()
+        except Exception:  # AioRpcError, InvalidStateError...: the call is over
+            self._on_done(self._call)
+            return None
+        return data if isinstance(data, bytes) else None
+
     async def status(self) -> str:
         code = await self._call.code()
         details = await self._call.details()
@@ -182,6 +226,61 @@ class OutboundStream:
     async def close(self) -> None:
         self._call.cancel()
         await self._channel.close(None)
+
+
+class InboundStream:
+    """The server side of a call a peer opened to this node, once handshaken.
+
+    The peer writes its traffic on the call; this node may write its own
+    traffic to the peer back on it, instead of opening a call of its own.
+    It can be written until the peer's handler ends (:meth:`ended`); a
+    server cannot end a call from outside that handler, so :meth:`abort`
+    only stops this node from writing.
+    """
+
+    __slots__ = ("_context", "_ended", "finished", "peer_uid", "wakeup")
+
+    def __init__(self, context: grpc.aio.ServicerContext[Any, Any], peer_uid: int) -> None:
+        self._context = context
+        self.peer_uid = peer_uid
+        self.finished = False
+        self.wakeup: asyncio.Future[None] | None = None
+        self._ended = "aborted by this node"
+
+    def ended(self, why: str) -> None:
+        """The handler is ending: the call can no longer be written."""
+        if not self.finished:
+            self._ended = why
+        self.abort()
+
+    async def write(self, data: bytes) -> None:
+        if self.finished:
+            raise StreamClosed(self._ended)
+        try:
+            await self._context.write(data)
+        except Exception as exc:  # AbortError, InvalidStateError, UsageError...
+            self.finished = True
+            raise StreamClosed(
+                str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            ) from exc
+
+    async def status(self) -> str:
+        return self._ended
+
+    async def done_writing(self) -> None:
+        """Nothing to do: the call ends when the peer ends its side."""
+
+    async def wait_finished(self) -> None:
+        """Nothing to wait for (see :meth:`done_writing`)."""
+
+    def abort(self) -> None:
+        self.finished = True
+        wakeup = self.wakeup
+        if wakeup is not None and not wakeup.done():
+            wakeup.set_result(None)
+
+    async def close(self) -> None:
+        self.abort()
 
 
 async def open_stream(remoting: Remoting, address: str) -> OutboundStream:

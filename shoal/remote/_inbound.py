@@ -29,7 +29,7 @@ from shoal.runtime import (
 )
 
 from ._errors import RemoteAskError
-from ._grpc import EOF
+from ._grpc import EOF, InboundStream
 from ._ref import RemoteActorRef
 from ._wire import (
     BAD_CLUSTER,
@@ -142,6 +142,8 @@ class Inbound:
         self._bad_log = remoting.bad_log
         self._max_frame = remoting.settings.max_frame_bytes
         self._deserialize = remoting.system.serialization.deserialize
+        self.streams = 0
+        """Peers' calls being served (handshake accepted, not ended)."""
 
     async def serve(
         self, request_iterator: object, context: grpc.aio.ServicerContext[Any, Any]
@@ -158,8 +160,20 @@ class Inbound:
         except _Refusal as exc:
             await self._drop_stream(context, exc.kind, str(exc), exc.code)
         await context.write(encode_ack(self._remoting.address, self._remoting.uid))
-        metrics = self._metrics
-        max_frame = self._max_frame
+        stream = InboundStream(context, uid)
+        self.streams += 1
+        try:
+            # This node may write its own traffic to the peer on this call.
+            assoc.link.offer(stream)
+            await self._serve(context, assoc, uid)
+        finally:
+            self.streams -= 1
+            stream.ended(f"{assoc.address} ended its stream")
+
+    async def _serve(
+        self, context: grpc.aio.ServicerContext[Any, Any], assoc: Association, uid: int
+    ) -> None:
+        read = context.read
         quarantined = self._remoting.quarantined
         peer = (assoc.address, uid)
         while True:
@@ -175,16 +189,22 @@ class Inbound:
                     f"{assoc.address} uid {uid} is quarantined",
                     grpc.StatusCode.PERMISSION_DENIED,
                 )
-            metrics.frames_received += 1
-            metrics.bytes_received += len(data)
             try:
-                batch = decode_batch(data, max_frame)
+                self.receive(data, assoc)
             except FrameError as exc:
                 await self._drop_stream(
                     context, exc.kind, f"{exc} (from {assoc.address} uid {uid})", _code(exc)
                 )
-            metrics.envelopes_received += len(batch.route)
-            self.deliver(batch, assoc)
+
+    def receive(self, data: bytes, assoc: Association) -> None:
+        """Decode a batch frame from ``assoc``'s peer and deliver it (either direction of
+        a call); raises :class:`FrameError` if the frame breaks the protocol."""
+        metrics = self._metrics
+        metrics.frames_received += 1
+        metrics.bytes_received += len(data)
+        batch = decode_batch(data, self._max_frame)
+        metrics.envelopes_received += len(batch.route)
+        self.deliver(batch, assoc)
 
     async def _drop_stream(
         self,
@@ -278,6 +298,7 @@ class Inbound:
         deserialize = self._deserialize
         correlations = batch.correlations or itertools.repeat(0)
         loop = self._system.loop
+        pending = assoc.pending
         for index, payload, correlation in zip(
             batch.route, batch.payloads, correlations, strict=False
         ):
@@ -299,10 +320,35 @@ class Inbound:
                     target._deliver(message, sender, answer)
                 else:
                     target.tell(message, sender)
+            elif kind in (K_REPLY, K_FAILURE):
+                future = pending.pop(correlation, None)
+                # None or done: the asker gave up (timeout) or the node was declared gone.
+                if future is not None and not future.done():
+                    self._settle(future, kind, serializer_id, manifest, payload)
             else:
                 self._control(
                     kind, target, sender, serializer_id, manifest, payload, correlation, assoc
                 )
+
+    def _settle(
+        self,
+        future: asyncio.Future[Any],
+        kind: int,
+        serializer_id: int,
+        manifest: str,
+        payload: bytes,
+    ) -> None:
+        """Complete an ask of this node with the answer (REPLY) or failure (FAILURE) it got."""
+        if kind == K_FAILURE:
+            future.set_exception(remote_failure(*decode_failure(payload)))
+            return
+        try:
+            result = self._deserialize(serializer_id, manifest, payload)
+        except SerializationError as exc:
+            self._count_decode_error(exc, "a reply")
+            future.set_exception(exc)
+            return
+        future.set_result(result)
 
     def _control(
         self,
@@ -315,21 +361,7 @@ class Inbound:
         correlation: int,
         assoc: Association,
     ) -> None:
-        if kind in (K_REPLY, K_FAILURE):
-            future = assoc.pending.pop(correlation, None)
-            if future is None or future.done():
-                return  # the asker gave up (timeout) or the node was declared gone meanwhile
-            if kind == K_FAILURE:
-                future.set_exception(remote_failure(*decode_failure(payload)))
-                return
-            try:
-                result = self._deserialize(serializer_id, manifest, payload)
-            except SerializationError as exc:
-                self._count_decode_error(exc, "a reply")
-                future.set_exception(exc)
-                return
-            future.set_result(result)
-        elif kind in (K_WATCH, K_UNWATCH):
+        if kind in (K_WATCH, K_UNWATCH):
             if target is None or type(sender) is not RemoteActorRef:
                 return  # a watch of another node's actor, or by no one: nothing to do
             if kind == K_WATCH:

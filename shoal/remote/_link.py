@@ -1,16 +1,26 @@
-"""The outbound stream to one peer: connecting, handshaking, backing off, closing.
+"""This node's stream to one peer: connecting, handshaking, backing off, closing.
+
+A node writes everything for a peer on one stream at a time: a call it opened
+to the peer, or the call the peer opened to it (written from the server
+side). Whichever node connects first, one call then carries the traffic both
+ways; a node opens a call of its own only when the peer has none open to it.
+Per direction there is still one ordered stream, so per sender/receiver pair
+order is kept.
 
 Lifecycle (``Link.state``), an explicit state machine; an invalid transition
 raises (a bug, caught by the tests)::
 
     IDLE --first envelope--> CONNECTING --ack--> CONNECTED --stream lost--> BACKOFF
-    CONNECTING --failure/refused/timeout--> BACKOFF --timer--> CONNECTING | IDLE
+    IDLE | BACKOFF --the peer's call arrives--> CONNECTED (written from the server side)
+    CONNECTING --failure/refused/timeout--> BACKOFF --timer--> CONNECTING | CONNECTED | IDLE
     any --aclose()--> CLOSED
 
-One task at a time owns the stream: it opens it (handshake included), then
-runs the association's writer until the stream ends. Every delay is on the
-system clock: the handshake timeout, the backoff (see ``RemoteSettings``),
-and how long the association's outbox is kept for an unreachable peer.
+One task at a time owns the stream: it opens it (handshake included) or
+adopts the peer's, then runs the association's writer until the stream ends.
+A call this node opened is also read: the peer may write on it. Every delay
+is on the system clock: the handshake timeout, the backoff (see
+``RemoteSettings``), and how long the association's outbox is kept for an
+unreachable peer.
 """
 
 from __future__ import annotations
@@ -24,12 +34,13 @@ from ._backoff import backoff_delay
 from ._errors import NodeGoneError
 from ._grpc import Quarantined, Refused, StreamClosed, open_stream
 from ._timeout import with_timeout
+from ._wire import FrameError
 
 if TYPE_CHECKING:
     from shoal.runtime import Cancellable
 
     from ._association import Association
-    from ._grpc import OutboundStream
+    from ._grpc import InboundStream, OutboundStream, Stream
     from ._remoting import Remoting
 
 _log: Final = logging.getLogger("shoal.remote")
@@ -44,10 +55,10 @@ class State(Enum):
 
 
 _TRANSITIONS: Final = {
-    State.IDLE: {State.CONNECTING, State.CLOSED},
+    State.IDLE: {State.CONNECTING, State.CONNECTED, State.CLOSED},
     State.CONNECTING: {State.CONNECTED, State.BACKOFF, State.CLOSED},
     State.CONNECTED: {State.BACKOFF, State.CLOSED},
-    State.BACKOFF: {State.CONNECTING, State.IDLE, State.CLOSED},
+    State.BACKOFF: {State.CONNECTING, State.CONNECTED, State.IDLE, State.CLOSED},
     State.CLOSED: set[State](),
 }
 
@@ -63,7 +74,9 @@ class Link:
         self._clock = remoting.system.clock
         self._loop = remoting.system.loop
         self._task: asyncio.Task[None] | None = None
-        self._stream: OutboundStream | None = None
+        self._stream: Stream | None = None
+        self._offered: InboundStream | None = None
+        """The latest call the peer opened to this node, which it may write on."""
         self._timer: Cancellable | None = None
         self._attempt = 0
         self._unreachable_since: float | None = None
@@ -78,8 +91,53 @@ class Link:
 
     def start(self) -> None:
         """Connect (from IDLE): there is something to send."""
-        self._enter(State.CONNECTING)
-        self._task = self._loop.create_task(self._run())
+        self._connect()
+
+    def _connect(self) -> None:
+        offered = self._offered
+        if offered is not None and not offered.finished:
+            self._enter(State.CONNECTED)
+            self._task = self._loop.create_task(self._run_adopted(offered))
+        else:
+            self._enter(State.CONNECTING)
+            self._task = self._loop.create_task(self._run())
+
+    def offer(self, stream: InboundStream) -> None:
+        """The peer opened a call to this node (handshake accepted): write on it
+        unless this node already has a stream or is opening one."""
+        if self.state is State.CLOSED:
+            return
+        self._offered = stream
+        if self.state in (State.IDLE, State.BACKOFF):
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            self._connect()
+
+    def _connected_to(self, stream: Stream) -> None:
+        self._stream = stream
+        if self._connected is not None and not self._connected.done():
+            self._connected.set_result(None)
+        self._attempt = 0
+        self._unreachable_since = None
+        self._refusing = None
+
+    async def _run_adopted(self, stream: InboundStream) -> None:
+        self._connected_to(stream)
+        _log.debug(
+            "[%s] writing to %s on its stream (uid %d)",
+            self._remoting.address,
+            self._address,
+            stream.peer_uid,
+        )
+        try:
+            await self._assoc.write_loop(stream)
+        except StreamClosed as exc:
+            self._failed(exc)
+        finally:
+            self._stream = None
+            if self._offered is stream:
+                self._offered = None
 
     async def _run(self) -> None:
         remoting = self._remoting
@@ -88,21 +146,57 @@ class Link:
             stream = await open_stream(remoting, self._address)
             uid = self._accept_incarnation(stream.peer_uid)
             self._enter(State.CONNECTED)
-            self._stream = stream
-            if self._connected is not None and not self._connected.done():
-                self._connected.set_result(None)
-            self._attempt = 0
-            self._unreachable_since = None
-            self._refusing = None
+            self._connected_to(stream)
             remoting.metrics.connects += 1
             _log.info("[%s] connected to %s (uid %d)", remoting.address, self._address, uid)
-            await self._assoc.write_loop(stream)
+            reader = self._loop.create_task(self._read(stream))
+            try:
+                await self._assoc.write_loop(stream)
+            except asyncio.CancelledError:
+                reader.cancel()
+                raise
+            finally:
+                # The call is over: the reader takes what arrived before its
+                # end, then stops by itself.
+                await asyncio.gather(reader, return_exceptions=True)
         except (Refused, StreamClosed, TimeoutError, OSError) as exc:
             self._failed(exc)
         finally:
             self._stream = None
             if stream is not None:
                 await stream.close()
+
+    async def _read(self, stream: OutboundStream) -> None:
+        """Deliver what the peer writes back on the call this node opened.
+
+        A frame that breaks the protocol is counted and logged, and ends the
+        call (the writer then reconnects, as after any lost stream).
+        """
+        remoting = self._remoting
+        receive = remoting.inbound.receive
+        assoc = self._assoc
+        quarantined = remoting.quarantined
+        peer = (self._address, stream.peer_uid)
+        while True:
+            data = await stream.read()
+            if data is None:
+                return
+            if peer in quarantined:
+                stream.abort()  # quarantined meanwhile: nothing more from it is delivered
+                return
+            try:
+                receive(data, assoc)
+            except FrameError as exc:
+                remoting.metrics.count_bad(exc.kind)
+                remoting.bad_log.report(
+                    exc.kind,
+                    "[%s] dropping stream to %s: %s",
+                    remoting.address,
+                    self._address,
+                    exc,
+                )
+                stream.abort()
+                return
 
     def _accept_incarnation(self, uid: int) -> int:
         if self._remoting.is_quarantined(self._address, uid):
@@ -146,20 +240,28 @@ class Link:
             rand=remoting.rng.random(),
         )
         self._attempt += 1
+        offered = self._offered
+        if offered is not None and not offered.finished and offered is not self._stream:
+            # The peer has opened a newer call meanwhile: write on it at once.
+            self._loop.call_soon(self._retry)
+            return
         self._timer = self._clock.call_later(delay, self._retry)
 
     def _retry(self) -> None:
         self._timer = None
         if self.state is not State.BACKOFF:
             return
-        if self._assoc.has_work():
-            self._enter(State.CONNECTING)
-            self._task = self._loop.create_task(self._run())
+        offered = self._offered
+        if self._assoc.has_work() or (offered is not None and not offered.finished):
+            self._connect()
         else:
             self._enter(State.IDLE)
 
     def abort(self) -> None:
-        """Close the stream at once (a quarantine): reconnecting starts over."""
+        """Stop writing on the stream at once (a quarantine): reconnecting starts over."""
+        offered, self._offered = self._offered, None
+        if offered is not None:
+            offered.abort()
         stream = self._stream
         if stream is not None:
             stream.abort()
@@ -186,6 +288,7 @@ class Link:
                     self._remoting.settings.shutdown_flush_timeout,
                 )
         self.state = State.CLOSED
+        self._offered = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -82,6 +82,8 @@ class Remoting:
         self.next_id = itertools.count(1).__next__
         self._address = system.name
         self._prefix = ""
+        self.inbound = Inbound(self)
+        """Delivers what peers send, on their calls to this node and on this node's to them."""
         self._server: grpc.aio.Server | None = None
         self._collector: RemoteCollector | None = None
         self._associations: dict[str, Association] = {}
@@ -124,7 +126,8 @@ class Remoting:
         )
         self.uid = secrets.randbits(63) or 1
         self.credentials = await asyncio.to_thread(Credentials, settings.tls)
-        server, port = start_server(settings, self.credentials, Inbound(self).serve)
+        self.inbound = Inbound(self)  # with these settings
+        server, port = start_server(settings, self.credentials, self.inbound.serve)
         host = settings.public_host
         self.port = port
         self._address = f"{self.system.name}@{f'[{host}]' if ':' in host else host}:{port}"
@@ -313,6 +316,10 @@ class Remoting:
             "shoal_remote_peers_connected": (
                 "Peers with an open outbound stream.",
                 sum(1 for a in assocs if a.link.state is State.CONNECTED),
+            ),
+            "shoal_remote_inbound_streams": (
+                "Calls from peers this node is serving.",
+                self.inbound.streams,
             ),
             "shoal_remote_outbox_envelopes": (
                 "Envelopes queued for peers.",

@@ -15,7 +15,7 @@ from google.protobuf.message import DecodeError
 
 from shoal._proto import remote_pb2 as pb
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 
 # Route kinds, as in the RouteKind enum of remote.proto (a unit test pins them).
 K_MESSAGE: Final = 0
