@@ -139,7 +139,10 @@ class Handshake(_message.Message):
     """The address the sender believes it is connected to."""
     cluster_name: _builtins.str
     cluster_secret: _builtins.bytes
-    """The cluster secret when one is configured (compared in constant time)."""
+    """The cluster secret when one is configured (compared in constant time).
+    It admits the sender as a member of the cluster, at the address it
+    claims; it does not prove that address.
+    """
     def __init__(
         self,
         *,

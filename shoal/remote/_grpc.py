@@ -88,6 +88,10 @@ def start_server(
             ("grpc.max_send_message_length", settings.max_frame_bytes),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
+            # Peers' calls carry this node's traffic too: notice a peer that
+            # went silent as soon as on a call of this node's own.
+            ("grpc.keepalive_time_ms", 10_000),
+            ("grpc.keepalive_timeout_ms", 5_000),
             ("grpc.so_reuseport", 0),
         ]
     )
@@ -143,6 +147,8 @@ class Stream(Protocol):
     wakeup: asyncio.Future[None] | None
     """The writer's idle wait, completed when the call ends."""
     peer_uid: int
+    peer_side: bool
+    """Whether the peer opened the call (this node writes from the server side)."""
 
     async def write(self, data: bytes) -> None:
         """Write one frame; raises :class:`StreamClosed` if the call has ended."""
@@ -171,6 +177,8 @@ class OutboundStream:
     """
 
     __slots__ = ("_call", "_channel", "finished", "peer_uid", "wakeup")
+
+    peer_side = False
 
     def __init__(self, channel: grpc.aio.Channel, call: Any, peer_uid: int) -> None:
         self._channel = channel
@@ -239,6 +247,8 @@ class InboundStream:
     """
 
     __slots__ = ("_context", "_ended", "finished", "peer_uid", "wakeup")
+
+    peer_side = True
 
     def __init__(self, context: grpc.aio.ServicerContext[Any, Any], peer_uid: int) -> None:
         self._context = context

@@ -76,6 +76,8 @@ class Link:
         self._task: asyncio.Task[None] | None = None
         self._stream: Stream | None = None
         self._offered: InboundStream | None = None
+        self._ending: set[asyncio.Task[None]] = set()
+        """Earlier tasks still closing their stream when a newer one took over."""
         """The latest call the peer opened to this node, which it may write on."""
         self._timer: Cancellable | None = None
         self._attempt = 0
@@ -93,14 +95,37 @@ class Link:
         """Connect (from IDLE): there is something to send."""
         self._connect()
 
-    def _connect(self) -> None:
+    def _usable_offer(self) -> InboundStream | None:
+        """The peer's call to write on, if there is one still open and not quarantined."""
         offered = self._offered
-        if offered is not None and not offered.finished:
+        if offered is None:
+            return None
+        if offered.finished or self._remoting.is_quarantined(self._address, offered.peer_uid):
+            self._offered = None
+            return None
+        return offered
+
+    def _connect(self) -> None:
+        previous = self._task
+        if previous is not None and not previous.done():
+            self._ending.add(previous)  # still closing its stream; awaited by aclose
+            previous.add_done_callback(self._ending.discard)
+        offered = self._usable_offer()
+        if offered is not None:
             self._enter(State.CONNECTED)
             self._task = self._loop.create_task(self._run_adopted(offered))
         else:
             self._enter(State.CONNECTING)
             self._task = self._loop.create_task(self._run())
+
+    def incarnation_replaced(self, old_uid: int) -> None:
+        """The peer restarted: stop writing on a call of its old incarnation at once."""
+        offered = self._offered
+        if offered is not None and offered.peer_uid == old_uid:
+            self._offered = None
+        stream = self._stream
+        if stream is not None and stream.peer_uid == old_uid:
+            stream.abort()
 
     def offer(self, stream: InboundStream) -> None:
         """The peer opened a call to this node (handshake accepted): write on it
@@ -156,6 +181,8 @@ class Link:
                 reader.cancel()
                 raise
             finally:
+                if not stream.finished:
+                    stream.abort()  # the writer failed otherwise than by the call ending
                 # The call is over: the reader takes what arrived before its
                 # end, then stops by itself.
                 await asyncio.gather(reader, return_exceptions=True)
@@ -240,8 +267,8 @@ class Link:
             rand=remoting.rng.random(),
         )
         self._attempt += 1
-        offered = self._offered
-        if offered is not None and not offered.finished and offered is not self._stream:
+        offered = self._usable_offer()
+        if offered is not None and offered is not self._stream:
             # The peer has opened a newer call meanwhile: write on it at once.
             self._loop.call_soon(self._retry)
             return
@@ -251,8 +278,7 @@ class Link:
         self._timer = None
         if self.state is not State.BACKOFF:
             return
-        offered = self._offered
-        if self._assoc.has_work() or (offered is not None and not offered.finished):
+        if self._assoc.has_work() or self._usable_offer() is not None:
             self._connect()
         else:
             self._enter(State.IDLE)
@@ -293,12 +319,17 @@ class Link:
             self._timer.cancel()
             self._timer = None
         task = self._task
+        stream = self._stream
         if task is not None and not task.done():
-            if self._stream is not None:
-                self._stream.abort()  # the writer ends and the task closes the channel
-            else:
-                task.cancel()  # still connecting
+            if stream is not None:
+                stream.abort()  # the writer ends and the task closes the channel
+            if stream is None or stream.peer_side:
+                # Still connecting, or writing on the peer's call: a server-side
+                # write held up by flow control does not end with abort().
+                task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        if self._ending:
+            await asyncio.gather(*self._ending, return_exceptions=True)
 
     async def _flush(self) -> None:
         task = self._task

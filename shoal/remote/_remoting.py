@@ -235,6 +235,7 @@ class Remoting:
         self.quarantined.add((assoc.address, old))
         _log.info("[%s] %s restarted (uid %d, was %d)", self._address, assoc.address, uid, old)
         assoc.incarnation_gone("restarted")
+        assoc.link.incarnation_replaced(old)
 
     # -- peers, refs and paths -------------------------------------------------------------
 

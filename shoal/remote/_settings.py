@@ -49,7 +49,9 @@ class RemoteSettings:
     cluster_secret: bytes | None = None
     """Shared secret every peer must present in its handshake (compared in
     constant time). It travels in the handshake: configure ``tls`` too on an
-    untrusted network."""
+    untrusted network. It admits a node to the cluster but does not bind it to
+    the address it claims: whoever holds it (or a valid certificate) can speak
+    as, and be written to as, any member. Give it to cluster nodes only."""
 
     tls: TlsSettings | None = None
     """Mutual TLS for every stream; ``None`` means plaintext."""

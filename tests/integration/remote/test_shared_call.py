@@ -3,13 +3,15 @@ open to it writes there instead of opening its own (in-process nodes, real gRPC)
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
 import grpc.aio
 import pytest
 
+from shoal import Actor
 from shoal._proto import remote_pb2 as pb
 from shoal.remote import RemoteSettings, Remoting
 from shoal.remote._grpc import SERVICE
@@ -19,7 +21,7 @@ from shoal.runtime.testing import Probe
 
 from ._actors import Echo, Recorder, Replier
 from ._messages import ReplyTo, Seq
-from .conftest import Nodes, eventually
+from .conftest import SAFETY, Nodes, RawPeer, eventually
 
 
 def path(remoting: Remoting, name: str) -> str:
@@ -43,19 +45,32 @@ async def test_a_node_answers_and_tells_on_the_call_its_peer_opened(nodes: Nodes
     assert (remote_a.inbound.streams, remote_b.inbound.streams) == (0, 1)
 
 
+class Sink(Actor):
+    """Appends what it receives to a list the test also writes to."""
+
+    def __init__(self, seen: list[object]) -> None:
+        self.seen = seen
+
+    def receive(self, msg: object) -> None:
+        self.seen.append(msg)
+
+
 async def test_what_a_handler_tells_before_answering_arrives_before_the_answer(
     nodes: Nodes,
 ) -> None:
     a, remote_a = await nodes.start()
     b, remote_b = await nodes.start()
-    recorder = a.spawn(Recorder, name="recorder")
+    seen: list[object] = []
+    a.spawn(lambda: Sink(seen), name="sink")
     b.spawn(Replier, name="replier")
     replier = a.resolve(path(remote_b, "replier"))
-    remote_recorder = b.resolve(path(remote_a, "recorder"))
+    sink = b.resolve(path(remote_a, "sink"))
     for n in range(50):
-        # The handler tells the recorder, then answers: one stream, in that order.
-        assert await replier.ask(ReplyTo(remote_recorder, f"m{n}")) is None
-        assert (await recorder.ask("get"))[-1] == f"M{n}"
+        # The handler tells the sink, then answers. On one stream the tell is
+        # delivered first, so the sink has run before the asker resumes.
+        assert await replier.ask(ReplyTo(sink, f"m{n}")) is None
+        seen.append(f"answer {n}")
+    assert seen == [x for n in range(50) for x in (f"M{n}", f"answer {n}")]
 
 
 async def test_when_the_peers_call_ends_a_node_opens_its_own(nodes: Nodes) -> None:
@@ -125,6 +140,38 @@ async def test_nothing_from_a_quarantined_incarnation_is_delivered_from_a_call(
     b.resolve(path(remote_a, "recorder")).tell("must not arrive")
     await eventually(lambda: remote_a.metrics.bad_input.get("quarantined_peer", 0) >= 1)
     assert await recorder.ask("get") == []
+
+
+async def test_nothing_is_written_on_the_call_of_a_replaced_incarnation(
+    nodes: Nodes, raw_peer: Callable[[str], RawPeer]
+) -> None:
+    a, remote_a = await nodes.start()
+    old, new = raw_peer(f"127.0.0.1:{remote_a.port}"), raw_peer(f"127.0.0.1:{remote_a.port}")
+    peer = f"{a.name}@127.0.0.1:9"  # where the raw peers claim to be
+    await old.handshake(remote_a.address, uid=1)
+    target = a.resolve(f"shoal://{peer}/user/x")
+    target.tell("before")
+    assert b"before" in await asyncio.wait_for(old.call.read(), SAFETY)  # on uid 1's call
+    await new.handshake(remote_a.address, uid=2)  # the peer restarted
+    assert remote_a.is_quarantined(peer, 1)
+    target.tell("after")
+    # Straight on the new incarnation's call:
+    assert b"after" in await asyncio.wait_for(new.call.read(), SAFETY)
+    assert remote_a.metrics.connects == 0
+
+
+async def test_closing_does_not_wait_on_a_peer_that_stopped_reading_its_call(
+    nodes: Nodes, raw_peer: Callable[[str], RawPeer]
+) -> None:
+    a, remote_a = await nodes.start(settings=RemoteSettings.testing(shutdown_flush_timeout=0.05))
+    stuck = raw_peer(f"127.0.0.1:{remote_a.port}")
+    await stuck.handshake(remote_a.address)  # then never reads again
+    target = a.resolve(f"shoal://{a.name}@127.0.0.1:9/user/x")
+    for _ in range(200):
+        target.tell(bytes(256 * 1024))  # far more than the call's flow-control window
+    await eventually(lambda: remote_a.metrics.frames_sent > 0)
+    await asyncio.wait_for(remote_a.aclose(), SAFETY)  # a hang would end the test here
+    assert remote_a.peers[f"{a.name}@127.0.0.1:9"].state == "closed"
 
 
 # -- a peer that writes back garbage on the call this node opened -----------------------
