@@ -76,9 +76,9 @@ class Link:
         self._task: asyncio.Task[None] | None = None
         self._stream: Stream | None = None
         self._offered: InboundStream | None = None
+        """The latest call the peer opened to this node, which it may write on."""
         self._ending: set[asyncio.Task[None]] = set()
         """Earlier tasks still closing their stream when a newer one took over."""
-        """The latest call the peer opened to this node, which it may write on."""
         self._timer: Cancellable | None = None
         self._attempt = 0
         self._unreachable_since: float | None = None
