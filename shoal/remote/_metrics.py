@@ -1,4 +1,4 @@
-"""Remote transport counters, their Prometheus collector, and rate-limited logging.
+"""Remote transport counters and their Prometheus collector.
 
 Counters are plain ints bumped on the event loop (per batch on the hot
 path, never per message); Prometheus reads them only when scraped, through a
@@ -7,7 +7,6 @@ custom collector registered in the system's own registry (``system.metrics``).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
@@ -15,8 +14,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
-
-    from shoal.runtime import Clock
 
 
 class RemoteMetrics:
@@ -130,38 +127,3 @@ class RemoteCollector:
             family = GaugeMetricFamily(gauge, doc, labels=["address"])
             family.add_metric(address, level)
             yield family
-
-
-class RateLimitedLog:
-    """Logs at most ``limit`` lines per key per ``interval`` (on the clock), then a summary.
-
-    Bad input can arrive at line rate; one log line per frame would turn a
-    misbehaving peer into a disk-filling one.
-    """
-
-    __slots__ = ("_clock", "_interval", "_limit", "_logger", "_windows")
-
-    def __init__(self, logger: logging.Logger, clock: Clock, limit: int, interval: float) -> None:
-        self._logger = logger
-        self._clock = clock
-        self._limit = limit
-        self._interval = interval
-        self._windows: dict[str, list[float]] = {}  # key -> [window start, logged, suppressed]
-
-    def report(self, key: str, msg: str, *args: object) -> None:
-        now = self._clock.now()
-        window = self._windows.get(key)
-        if window is None or now - window[0] >= self._interval:
-            if window is not None and window[2]:
-                self._logger.warning(
-                    "%d more %s events in the last %.0f s (not logged one by one)",
-                    int(window[2]),
-                    key,
-                    now - window[0],
-                )
-            window = self._windows[key] = [now, 0.0, 0.0]
-        if window[1] < self._limit:
-            window[1] += 1
-            self._logger.warning(msg, *args)
-        else:
-            window[2] += 1

@@ -10,14 +10,14 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from shoal.runtime import ActorPath, ActorRef, LocalActorRef
+from shoal.runtime import ActorPath, ActorRef, LocalActorRef, RateLimitedLog
 
 from ._association import Association
 from ._errors import RemotingStartError
 from ._grpc import Credentials, start_server
 from ._inbound import Inbound
 from ._link import State
-from ._metrics import RateLimitedLog, RemoteCollector, RemoteMetrics
+from ._metrics import RemoteCollector, RemoteMetrics
 from ._ref import RemoteActorRef
 from ._settings import RemoteSettings
 

@@ -25,6 +25,7 @@ from ._messages import DeadLetter as DeadLetter
 from ._messages import ReceiveTimeout as ReceiveTimeout
 from ._messages import Terminated as Terminated
 from ._path import ActorPath as ActorPath
+from ._ratelimit import RateLimitedLog as RateLimitedLog
 from ._ref import ActorRef as ActorRef
 from ._ref import LocalActorRef as LocalActorRef
 from ._reply import Reply as Reply
@@ -65,6 +66,7 @@ __all__ = [
     "SupervisorStrategy",
     # running
     "run",
+    "RateLimitedLog",
     # time
     "Cancellable",
     "Clock",

@@ -19,6 +19,7 @@ from ._eventstream import EventStream
 from ._messages import DeadLetter
 from ._metrics import RuntimeCollector
 from ._path import ActorPath, valid_name
+from ._ratelimit import RateLimitedLog
 from ._ref import ActorlessRef, ActorRef, AskTimeouts, LocalActorRef
 from ._serialization import Serialization
 from ._settings import MailboxOverflow, Settings
@@ -139,9 +140,13 @@ class ActorSystem:
         self._spawned = 0
         self._stopped = 0
         self._dead_letters = 0
-        self._dl_window_start = self._clock.now()
-        self._dl_logged = 0
-        self._dl_suppressed = 0
+        self._dl_log = RateLimitedLog(
+            _log,
+            self._clock,
+            self._settings.dead_letter_log_limit,
+            self._settings.dead_letter_log_interval,
+            level=logging.INFO,
+        )
         self._running = True
         self._shutdown_task: asyncio.Task[None] | None = None
         self._user = self._guardian("user", self._settings.guardian_strategy)
@@ -266,30 +271,14 @@ class ActorSystem:
         self._dead_letters += 1
         if isinstance(message, DeadLetter):
             return  # a dead letter about a dead letter would loop
-        now = self._clock.now()
-        settings = self._settings
-        if now - self._dl_window_start >= settings.dead_letter_log_interval:
-            if self._dl_suppressed:
-                _log.warning(
-                    "[%s] %d more dead letters in the last %.0f s (not logged one by one)",
-                    self.address,
-                    self._dl_suppressed,
-                    now - self._dl_window_start,
-                )
-            self._dl_window_start = now
-            self._dl_logged = 0
-            self._dl_suppressed = 0
-        if self._dl_logged < settings.dead_letter_log_limit:
-            self._dl_logged += 1
-            _log.info(
-                "[%s] dead letter (%s): %s to %s",
-                self.address,
-                reason,
-                type(message).__qualname__,
-                recipient.path if recipient is not None else "?",
-            )
-        else:
-            self._dl_suppressed += 1
+        self._dl_log.report(
+            "dead-letter",
+            "[%s] dead letter (%s): %s to %s",
+            self.address,
+            reason,
+            type(message).__qualname__,
+            recipient.path if recipient is not None else "?",
+        )
         if self._events._subscribers:
             self._events.publish(DeadLetter(message, sender, recipient, reason))
 

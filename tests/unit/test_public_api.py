@@ -61,6 +61,7 @@ def test_runtime_exports() -> None:
             "manifest_of",
             "message",
             "run",
+            "RateLimitedLog",
         ]
     )
     for name in shoal.runtime.__all__:

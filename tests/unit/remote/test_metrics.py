@@ -8,7 +8,8 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 
 from shoal.remote import RemoteMetrics
-from shoal.remote._metrics import RateLimitedLog, RemoteCollector
+from shoal.remote._metrics import RemoteCollector
+from shoal.runtime import RateLimitedLog
 from shoal.runtime.testing import ManualClock
 
 
