@@ -215,7 +215,7 @@ class Association:
                 )
                 future.set_exception(error)
             return
-        self._system._dead_letter(
+        self._system.dead_letter(
             message, sender, self._remoting.remote_ref(target), f"remote-{reason}"
         )
 
@@ -236,7 +236,7 @@ class Association:
         self._remoting.bad_log.report(
             "unserializable", "cannot send %s to %s: %s", type(message).__qualname__, target, error
         )
-        self._system._dead_letter(
+        self._system.dead_letter(
             message, sender, self._remoting.remote_ref(target), "remote-unserializable"
         )
 
@@ -305,7 +305,7 @@ class Association:
                 if future is not None and not future.done():
                     future.set_exception(error(f"not delivered to {self.address}: {reason}"))
             elif kind == K_MESSAGE:
-                self._system._dead_letter(
+                self._system.dead_letter(
                     original,
                     self._remoting.resolve_or_none(sender),
                     self._remoting.remote_ref(target),

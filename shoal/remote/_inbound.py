@@ -2,7 +2,7 @@
 
 Each peer stream is one handler task: it checks the handshake, then reads
 batches in order and hands each envelope to its local target with the
-runtime's hooks (``tell``/``_deliver`` with a promise for asks, ``_watch``...).
+runtime's hooks (``tell``/``deliver`` with a promise for asks, ``add_watcher``...).
 A frame that breaks the protocol ends that stream only; an envelope that
 cannot be delivered is dropped alone. Both are counted and logged at a rate
 limit. Nothing here blocks, and nothing received is ever unpickled.
@@ -317,7 +317,7 @@ class Inbound:
                     answer = _Answer(loop=loop)
                     answer._assoc = assoc
                     answer._correlation = correlation
-                    target._deliver(message, sender, answer)
+                    target.deliver(message, sender, answer)
                 else:
                     target.tell(message, sender)
             elif kind in (K_REPLY, K_FAILURE):
@@ -396,7 +396,7 @@ class Inbound:
         assoc: Association,
         correlation: int,
     ) -> None:
-        self._system._dead_letter(message, sender, None, "remote-misaddressed")
+        self._system.dead_letter(message, sender, None, "remote-misaddressed")
         if correlation:
             assoc.send_failure(
                 correlation, "ActorStoppedError", f"no actor at {path} on {self._remoting.address}"

@@ -87,7 +87,7 @@ class RemoteActorRef(ActorRef):
         self._assoc.send_stop(self.path_str, correlation)
         return future
 
-    def _deliver(
+    def deliver(
         self, message: object, sender: ActorRef | None, promise: asyncio.Future[Any] | None
     ) -> None:
         if promise is None:
@@ -114,13 +114,13 @@ class RemoteActorRef(ActorRef):
         future.add_done_callback(settled)
         return correlation
 
-    def _watch(self, watcher: ActorRef) -> None:
+    def add_watcher(self, watcher: ActorRef) -> None:
         self._assoc.watches.watch(self, watcher)
 
-    def _unwatch(self, watcher: ActorRef) -> None:
+    def remove_watcher(self, watcher: ActorRef) -> None:
         self._assoc.watches.unwatch(self, watcher)
 
-    def _terminated(self, ref: ActorRef, existence_confirmed: bool = True) -> None:
+    def notify_terminated(self, ref: ActorRef, existence_confirmed: bool = True) -> None:
         # This ref is a watcher on the peer; ``ref`` is an actor of this node.
         self._assoc.watches.notify_terminated(self, ref, existence_confirmed)
 

@@ -45,7 +45,7 @@ class RemoteWatches:
     def watch(self, watchee: RemoteActorRef, watcher: ActorRef) -> None:
         """``watcher`` (of this node) watches ``watchee`` (of the peer)."""
         if self._gone():
-            watcher._terminated(watchee, existence_confirmed=False)
+            watcher.notify_terminated(watchee, existence_confirmed=False)
             return
         watchers = self.watching.get(watchee)
         if watchers is None:
@@ -78,7 +78,7 @@ class RemoteWatches:
         if watchers is None:
             watchers = self.watched_by[target] = set()
         watchers.add(watcher)
-        target._watch(watcher)  # may notify at once, for an actor that is already gone
+        target.add_watcher(watcher)  # may notify at once, for an actor that is already gone
 
     def remote_unwatch(self, target: ActorRef, watcher: RemoteActorRef) -> None:
         watchers = self.watched_by.get(target)
@@ -86,7 +86,7 @@ class RemoteWatches:
             watchers.discard(watcher)
             if not watchers:
                 del self.watched_by[target]
-        target._unwatch(watcher)
+        target.remove_watcher(watcher)
 
     def remote_terminated(
         self, watchee: RemoteActorRef, watcher: ActorRef, confirmed: bool
@@ -98,7 +98,7 @@ class RemoteWatches:
         watchers.discard(watcher)
         if not watchers:
             del self.watching[watchee]
-        watcher._terminated(watchee, existence_confirmed=confirmed)
+        watcher.notify_terminated(watchee, existence_confirmed=confirmed)
 
     def settle(self) -> int:
         """The peer's incarnation is gone: end every watch; returns how many there were.
@@ -109,9 +109,9 @@ class RemoteWatches:
         watching, self.watching = self.watching, {}
         for watchee, watchers in watching.items():
             for watcher in watchers:
-                watcher._terminated(watchee, existence_confirmed=False)
+                watcher.notify_terminated(watchee, existence_confirmed=False)
         watched_by, self.watched_by = self.watched_by, {}
         for target, remote_watchers in watched_by.items():
             for remote_watcher in remote_watchers:
-                target._unwatch(remote_watcher)
+                target.remove_watcher(remote_watcher)
         return sum(map(len, watching.values())) + sum(map(len, watched_by.values()))

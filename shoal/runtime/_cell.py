@@ -244,7 +244,7 @@ class Context:
             x.watching = set()
         if ref not in x.watching:
             x.watching.add(ref)
-            ref._watch(self._ref)
+            ref.add_watcher(self._ref)
         return ref
 
     def unwatch(self, ref: ActorRef) -> None:
@@ -252,7 +252,7 @@ class Context:
         x = self._x
         if x is not None and x.watching is not None and ref in x.watching:
             x.watching.discard(ref)
-            ref._unwatch(self._ref)
+            ref.remove_watcher(self._ref)
 
     def stash(self) -> None:
         """Set the current message aside until :meth:`unstash_all`.
@@ -315,7 +315,7 @@ class Context:
         if type(item) is Envelope and item.kind == K_USER:
             if item.promise is not None:
                 self._detached = True
-            ref._deliver(message, item.sender, item.promise)
+            ref.deliver(message, item.sender, item.promise)
         else:
             ref.tell(message)
 
@@ -394,9 +394,9 @@ class Context:
                 )
                 item.promise.set_exception(error)
                 return
-            self._system._dead_letter(item.message, item.sender, self._ref, reason)
+            self._system.dead_letter(item.message, item.sender, self._ref, reason)
         else:
-            self._system._dead_letter(item, None, self._ref, reason)
+            self._system.dead_letter(item, None, self._ref, reason)
 
     async def _wait_for_room(self) -> None:
         waiter: asyncio.Future[None] = self._loop.create_future()

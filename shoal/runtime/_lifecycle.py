@@ -254,11 +254,11 @@ def finalize(cell: Context) -> None:
     watchers, x.watchers = x.watchers, None
     if watchers:
         for watcher in watchers:
-            watcher._terminated(cell._ref)
+            watcher.notify_terminated(cell._ref)
     watching, x.watching = x.watching, None
     if watching:
         for ref in watching:
-            ref._unwatch(cell._ref)
+            ref.remove_watcher(cell._ref)
     cell._actor = None
     cell._current = None
     cancel_timers(cell)  # ones started by stopped() itself
@@ -290,7 +290,7 @@ def _chain(*parts: Iterable[object] | None) -> Iterable[object]:
 
 def add_watcher(cell: Context, watcher: ActorRef) -> None:
     if cell._state == STOPPED:
-        watcher._terminated(cell._ref)
+        watcher.notify_terminated(cell._ref)
         return
     x = extras(cell)
     if x.watchers is None:

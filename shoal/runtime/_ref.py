@@ -52,22 +52,34 @@ class ActorRef:
         """Stop the actor after its current message; the future completes once it is dead."""
         raise NotImplementedError
 
-    # -- runtime internals shared with transports ----------------------------------
+    # -- the extension API: for transports and runtime layers, not for actors -------
+    #
+    # A transport (``shoal.remote``) implements these for its refs and calls
+    # them on local ones. All run on the system's loop, never block and never
+    # raise because of the target.
 
-    def _deliver(
+    def deliver(
         self, message: object, sender: ActorRef | None, promise: asyncio.Future[Any] | None
     ) -> None:
-        """Deliver with an optional reply promise (completed with the answer)."""
+        """Deliver ``message`` as if sent by ``sender``, with an optional reply promise.
+
+        Whoever ends up handling the message completes ``promise``: the target
+        actor's turn with the handler's return value or error, the runtime
+        with :class:`ActorStoppedError`/:class:`MailboxFullError` when the
+        target cannot take it, or a transport with the remote answer. The
+        caller owns the promise's timeout.
+        """
         raise NotImplementedError
 
-    def _watch(self, watcher: ActorRef) -> None:
+    def add_watcher(self, watcher: ActorRef) -> None:
         """Register ``watcher`` to get ``Terminated(self)`` exactly once."""
         raise NotImplementedError
 
-    def _unwatch(self, watcher: ActorRef) -> None:
+    def remove_watcher(self, watcher: ActorRef) -> None:
+        """Undo :meth:`add_watcher`; a ``Terminated`` already sent is not recalled."""
         raise NotImplementedError
 
-    def _terminated(self, ref: ActorRef, existence_confirmed: bool = True) -> None:
+    def notify_terminated(self, ref: ActorRef, existence_confirmed: bool = True) -> None:
         """Tell this (watching) actor that ``ref`` has terminated."""
         raise NotImplementedError
 
@@ -92,13 +104,13 @@ class ActorlessRef(ActorRef):
         future.set_result(None)
         return future
 
-    def _watch(self, watcher: ActorRef) -> None:
-        watcher._terminated(self, existence_confirmed=False)
+    def add_watcher(self, watcher: ActorRef) -> None:
+        watcher.notify_terminated(self, existence_confirmed=False)
 
-    def _unwatch(self, watcher: ActorRef) -> None:
+    def remove_watcher(self, watcher: ActorRef) -> None:
         pass
 
-    def _terminated(self, ref: ActorRef, existence_confirmed: bool = True) -> None:
+    def notify_terminated(self, ref: ActorRef, existence_confirmed: bool = True) -> None:
         pass
 
 
@@ -132,7 +144,7 @@ class LocalActorRef(ActorRef):
             cell._scheduled = True
             cell._loop.call_soon(cell._run)
 
-    def _deliver(
+    def deliver(
         self, message: object, sender: ActorRef | None, promise: asyncio.Future[Any] | None
     ) -> None:
         cell = self._cell
@@ -161,7 +173,7 @@ class LocalActorRef(ActorRef):
         cell = self._cell
         system = cell._system
         future: asyncio.Future[Any] = cell._loop.create_future()
-        self._deliver(message, None, future)
+        self.deliver(message, None, future)
         if future.done():
             return future.result()
         if timeout is None:
@@ -184,13 +196,13 @@ class LocalActorRef(ActorRef):
     def stop(self) -> asyncio.Future[None]:
         return self._cell._request_stop()
 
-    def _watch(self, watcher: ActorRef) -> None:
+    def add_watcher(self, watcher: ActorRef) -> None:
         self._cell._add_watcher(watcher)
 
-    def _unwatch(self, watcher: ActorRef) -> None:
+    def remove_watcher(self, watcher: ActorRef) -> None:
         self._cell._remove_watcher(watcher)
 
-    def _terminated(self, ref: ActorRef, existence_confirmed: bool = True) -> None:
+    def notify_terminated(self, ref: ActorRef, existence_confirmed: bool = True) -> None:
         self._cell._signal_terminated(Terminated(ref, existence_confirmed))
 
 

@@ -57,7 +57,7 @@ class PromiseRef(ActorlessRef):
         if not self._promise.done():
             self._promise.set_result(message)
 
-    def _deliver(
+    def deliver(
         self, message: object, sender: ActorRef | None, promise: asyncio.Future[Any] | None
     ) -> None:
         self.tell(message, sender)

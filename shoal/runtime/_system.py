@@ -54,7 +54,7 @@ class _Guardian(Actor):
         self.supervisor_strategy = strategy  # type: ignore[misc]
 
     def receive(self, message: object) -> None:
-        self.ctx.system._dead_letter(message, self.ctx.sender, self.ctx.ref, "no-such-actor")
+        self.ctx.system.dead_letter(message, self.ctx.sender, self.ctx.ref, "no-such-actor")
 
 
 class _DeadRef(ActorlessRef):
@@ -72,9 +72,9 @@ class _DeadRef(ActorlessRef):
         return self._target
 
     def tell(self, message: object, sender: ActorRef | None = None) -> None:
-        self._system._dead_letter(message, sender, self, self._reason)
+        self._system.dead_letter(message, sender, self, self._reason)
 
-    def _deliver(
+    def deliver(
         self, message: object, sender: ActorRef | None, promise: asyncio.Future[Any] | None
     ) -> None:
         if promise is not None:
@@ -265,7 +265,7 @@ class ActorSystem:
 
     # -- dead letters -------------------------------------------------------------------------
 
-    def _dead_letter(
+    def dead_letter(
         self, message: object, sender: ActorRef | None, recipient: ActorRef | None, reason: str
     ) -> None:
         self._dead_letters += 1

@@ -15,13 +15,13 @@ class FakeRef:
         self.path_str = path
         self.events: list[tuple[str, Any, Any]] = []
 
-    def _terminated(self, ref: Any, existence_confirmed: bool = True) -> None:
+    def notify_terminated(self, ref: Any, existence_confirmed: bool = True) -> None:
         self.events.append(("terminated", ref, existence_confirmed))
 
-    def _watch(self, watcher: Any) -> None:
+    def add_watcher(self, watcher: Any) -> None:
         self.events.append(("watch", watcher, None))
 
-    def _unwatch(self, watcher: Any) -> None:
+    def remove_watcher(self, watcher: Any) -> None:
         self.events.append(("unwatch", watcher, None))
 
 
