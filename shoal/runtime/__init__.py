@@ -6,6 +6,8 @@ Shoal; every other layer builds on it.
 """
 
 from ._actor import Actor as Actor
+from ._address import Address as Address
+from ._address import UniqueAddress as UniqueAddress
 from ._cell import Context as Context
 from ._cell import StashOverflowError as StashOverflowError
 from ._clock import Cancellable as Cancellable
@@ -76,8 +78,10 @@ __all__ = [
     "Serialized",
     "manifest_of",
     "message",
-    # transports
+    # transports and nodes
     "RefProvider",
+    "Address",
+    "UniqueAddress",
     # errors
     "ActorInitializationError",
     "ActorStoppedError",

@@ -27,6 +27,7 @@ def test_runtime_exports() -> None:
         [
             "Actor",
             "ActorInitializationError",
+            "Address",
             "ActorPath",
             "ActorRef",
             "ActorStoppedError",
@@ -57,6 +58,7 @@ def test_runtime_exports() -> None:
             "SystemNotRunningError",
             "Terminated",
             "Timers",
+            "UniqueAddress",
             "UnknownManifestError",
             "manifest_of",
             "message",
