@@ -30,7 +30,7 @@ import logging
 from enum import Enum
 from typing import TYPE_CHECKING, Final
 
-from ._backoff import backoff_delay
+from ._backoff import reconnect_backoff
 from ._errors import NodeGoneError
 from ._grpc import Quarantined, Refused, StreamClosed, open_stream
 from ._timeout import with_timeout
@@ -257,15 +257,7 @@ class Link:
             assoc.drop_outbox("remote-refused")
         elif now - self._unreachable_since >= remoting.settings.unreachable_drop_after:
             assoc.drop_outbox("remote-unreachable")
-        settings = remoting.settings
-        delay = backoff_delay(
-            self._attempt,
-            minimum=settings.backoff_min,
-            maximum=settings.backoff_max,
-            multiplier=settings.backoff_multiplier,
-            jitter=settings.backoff_jitter,
-            rand=remoting.rng.random(),
-        )
+        delay = reconnect_backoff(remoting.settings).delay(self._attempt, remoting.rng.random())
         self._attempt += 1
         offered = self._usable_offer()
         if offered is not None and offered is not self._stream:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -76,7 +75,7 @@ class Remoting:
         self.metrics = RemoteMetrics()
         self.uid = 0
         self.port = 0
-        self.rng = random.Random()
+        self.rng = system.random
         self.bad_log = RateLimitedLog(_log, system.clock, 5, 10.0)
         self.credentials = Credentials(None)
         self.next_id = itertools.count(1).__next__
@@ -120,7 +119,7 @@ class Remoting:
 
     async def _start(self, settings: RemoteSettings) -> None:
         self.settings = settings
-        self.rng = settings.rng if settings.rng is not None else random.Random()
+        self.rng = settings.rng if settings.rng is not None else self.system.random
         self.bad_log = RateLimitedLog(
             _log, self.system.clock, settings.bad_input_log_limit, settings.bad_input_log_interval
         )

@@ -106,7 +106,7 @@ class RemoteSettings:
     """The bad-input logging interval in seconds."""
 
     rng: random.Random | None = None
-    """Random source of the backoff jitter; ``None`` means a fresh ``random.Random()``."""
+    """Random source of the backoff jitter; ``None`` means the system's (``system.random``)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import random
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +64,14 @@ class Settings:
 
     clock: Clock | None = None
     """The clock; ``None`` means the running event loop's."""
+
+    rng: random.Random | int | None = None
+    """The random source of everything random in the system (backoff jitter
+    of restarts, and of layers that use ``system.random``): a
+    ``random.Random``, an ``int`` seed for a fresh one, or ``None`` for an
+    unseeded one. Fix it in tests to make jitter reproducible. A
+    ``random.Random`` given here is shared by every system built from these
+    settings."""
 
     messages: tuple[type, ...] = ()
     """Message classes (``@message``) and protobuf classes registered at start."""

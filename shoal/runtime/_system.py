@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -128,6 +129,8 @@ class ActorSystem:
         self._clock: Clock = (
             self._settings.clock if self._settings.clock is not None else LoopClock(self._loop)
         )
+        rng = self._settings.rng
+        self._random = rng if isinstance(rng, random.Random) else random.Random(rng)
         self._provider: RefProvider | None = None
         self._serialization = Serialization(ActorRef, self.resolve)
         self._serialization.register(*self._settings.messages)
@@ -178,6 +181,12 @@ class ActorSystem:
     def clock(self) -> Clock:
         """The clock every timer and timeout of this system uses."""
         return self._clock
+
+    @property
+    def random(self) -> random.Random:
+        """The system's random source (``Settings.rng``): use it for jitter and
+        any other randomness, so that a test fixing the seed fixes every draw."""
+        return self._random
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
