@@ -7,9 +7,9 @@ import itertools
 import logging
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
-from shoal.runtime import ActorPath, ActorRef, LocalActorRef, RateLimitedLog
+from shoal.runtime import ActorPath, ActorRef, LocalActorRef, RateLimitedLog, ShutdownPhase
 
 from ._association import Association
 from ._errors import RemotingStartError
@@ -66,6 +66,9 @@ class Remoting:
     Hooks for the cluster layer: :meth:`node_gone` and :meth:`quarantine`.
     All methods are called on the system's event loop.
     """
+
+    shutdown_phase: ClassVar[ShutdownPhase] = ShutdownPhase.CLOSE_REMOTING
+    """``aclose`` runs in this phase of the system's coordinated shutdown."""
 
     def __init__(self, system: ActorSystem) -> None:
         # Created by ``system.extension(Remoting)``; ``start()`` does the rest.

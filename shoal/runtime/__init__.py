@@ -16,6 +16,7 @@ from ._clock import LoopClock as LoopClock
 from ._errors import ActorInitializationError as ActorInitializationError
 from ._errors import ActorStoppedError as ActorStoppedError
 from ._errors import AskTimeout as AskTimeout
+from ._errors import ExtensionError as ExtensionError
 from ._errors import InvalidActorNameError as InvalidActorNameError
 from ._errors import MailboxFullError as MailboxFullError
 from ._errors import SerializationError as SerializationError
@@ -38,6 +39,8 @@ from ._serialization import manifest_of as manifest_of
 from ._serialization import message as message
 from ._settings import MailboxOverflow as MailboxOverflow
 from ._settings import Settings as Settings
+from ._shutdown import CoordinatedShutdown as CoordinatedShutdown
+from ._shutdown import ShutdownPhase as ShutdownPhase
 from ._supervision import Backoff as Backoff
 from ._supervision import Directive as Directive
 from ._supervision import SupervisorStrategy as SupervisorStrategy
@@ -66,8 +69,10 @@ __all__ = [
     "Backoff",
     "Directive",
     "SupervisorStrategy",
-    # running
+    # running, extensions and shutdown
     "run",
+    "CoordinatedShutdown",
+    "ShutdownPhase",
     "RateLimitedLog",
     # time
     "Cancellable",
@@ -86,6 +91,7 @@ __all__ = [
     "ActorInitializationError",
     "ActorStoppedError",
     "AskTimeout",
+    "ExtensionError",
     "InvalidActorNameError",
     "MailboxFullError",
     "SerializationError",
