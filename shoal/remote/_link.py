@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Final
 
 from ._backoff import reconnect_backoff
 from ._errors import NodeGoneError
+from ._events import PeerConnected, PeerDisconnected, peer_address
 from ._grpc import Quarantined, Refused, StreamClosed, open_stream
 from ._timeout import with_timeout
 from ._wire import FrameError
@@ -141,6 +142,8 @@ class Link:
 
     def _connected_to(self, stream: Stream) -> None:
         self._stream = stream
+        event = PeerConnected(peer_address(self._address, stream.peer_uid))
+        self._remoting.system.event_stream.publish(event)
         if self._connected is not None and not self._connected.done():
             self._connected.set_result(None)
         self._attempt = 0
@@ -246,6 +249,9 @@ class Link:
             _log.warning("[%s] %s refused us: %s", remoting.address, self._address, exc)
         elif was_connected:
             _log.info("[%s] lost stream to %s: %s", remoting.address, self._address, exc)
+        if was_connected and self._stream is not None:
+            peer = peer_address(self._address, self._stream.peer_uid)
+            remoting.system.event_stream.publish(PeerDisconnected(peer, str(exc) or repr(exc)))
         elif self._attempt == 0:
             _log.info("[%s] cannot reach %s: %s", remoting.address, self._address, exc)
         self._refusing = str(exc) if refused else None

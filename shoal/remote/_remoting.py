@@ -9,10 +9,19 @@ import secrets
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Final
 
-from shoal.runtime import ActorPath, ActorRef, LocalActorRef, RateLimitedLog, ShutdownPhase
+from shoal.runtime import (
+    ActorPath,
+    ActorRef,
+    Address,
+    LocalActorRef,
+    RateLimitedLog,
+    ShutdownPhase,
+    UniqueAddress,
+)
 
 from ._association import Association
 from ._errors import RemotingStartError
+from ._events import PeerQuarantined, peer_address
 from ._grpc import Credentials, start_server
 from ._inbound import Inbound
 from ._link import State
@@ -83,6 +92,7 @@ class Remoting:
         self.credentials = Credentials(None)
         self.next_id = itertools.count(1).__next__
         self._address = system.name
+        self._unique_address = UniqueAddress(Address(system.name), 0)
         self._prefix = ""
         self.inbound = Inbound(self)
         """Delivers what peers send, on their calls to this node and on this node's to them."""
@@ -126,13 +136,15 @@ class Remoting:
         self.bad_log = RateLimitedLog(
             _log, self.system.clock, settings.bad_input_log_limit, settings.bad_input_log_interval
         )
-        self.uid = secrets.randbits(63) or 1
+        # Not drawn from ``self.rng``: two nodes seeded alike must still differ.
+        self.uid = settings.uid if settings.uid is not None else secrets.randbits(63) or 1
         self.credentials = await asyncio.to_thread(Credentials, settings.tls)
         self.inbound = Inbound(self)  # with these settings
         server, port = start_server(settings, self.credentials, self.inbound.serve)
         host = settings.public_host
         self.port = port
-        self._address = f"{self.system.name}@{f'[{host}]' if ':' in host else host}:{port}"
+        self._unique_address = UniqueAddress(Address(self.system.name, host, port), self.uid)
+        self._address = str(self._unique_address.address)
         self._prefix = f"shoal://{self._address}/"
         try:
             self.system.install_provider(self)
@@ -168,6 +180,11 @@ class Remoting:
     def address(self) -> str:
         """This node's address, ``system@host:port``."""
         return self._address
+
+    @property
+    def unique_address(self) -> UniqueAddress:
+        """This node's typed address and incarnation uid (uid 0 before ``start``)."""
+        return self._unique_address
 
     def resolve(self, path: ActorPath) -> ActorRef:
         """A ref for ``path`` on another node (called by ``system.resolve``)."""
@@ -216,6 +233,7 @@ class Remoting:
         self.quarantined.add(key)
         self.metrics.quarantines += 1
         _log.warning("[%s] quarantined %s uid %d", self._address, address, uid)
+        self.system.event_stream.publish(PeerQuarantined(peer_address(address, uid), "quarantined"))
         assoc = self._associations.get(address)
         if assoc is not None and assoc.uid in (uid, None):
             assoc.declare_gone("quarantined")
@@ -235,6 +253,9 @@ class Remoting:
         # A new incarnation at the same address: the old one is gone for good.
         self.metrics.incarnations_replaced += 1
         self.quarantined.add((assoc.address, old))
+        self.system.event_stream.publish(
+            PeerQuarantined(peer_address(assoc.address, old), "restarted")
+        )
         _log.info("[%s] %s restarted (uid %d, was %d)", self._address, assoc.address, uid, old)
         assoc.incarnation_gone("restarted")
         assoc.link.incarnation_replaced(old)
