@@ -287,6 +287,13 @@ class ActorSystem:
     def dead_letter(
         self, message: object, sender: ActorRef | None, recipient: ActorRef | None, reason: str
     ) -> None:
+        """Record ``message`` as undeliverable to ``recipient`` because of ``reason``.
+
+        Counted (``stats()["dead_letters"]``), logged at a rate limit
+        (``Settings.dead_letter_log_*``) and published as a
+        :class:`DeadLetter` to subscribers of the event stream. Never raises;
+        for transports and extensions as much as for the runtime itself.
+        """
         self._dead_letters += 1
         if isinstance(message, DeadLetter):
             return  # a dead letter about a dead letter would loop
