@@ -110,7 +110,9 @@ class ActorSystem:
             ref = system.spawn(Counter, name="counter")
 
     Several systems may live in one process; they share nothing. A system is
-    used from its own event loop's thread only.
+    used from its own event loop's thread only. Layers built on it are
+    extensions (:meth:`extension`) and stop with it in the phases of its
+    :attr:`coordinated_shutdown`.
     """
 
     def __init__(self, name: str = "shoal", settings: Settings | None = None) -> None:
@@ -215,7 +217,7 @@ class ActorSystem:
 
     @property
     def is_running(self) -> bool:
-        """``False`` once :meth:`shutdown` has begun."""
+        """``False`` once the coordinated shutdown has begun (:meth:`shutdown`)."""
         return self._running
 
     # -- actors ------------------------------------------------------------------------------
