@@ -16,6 +16,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
+    from ._clock import Cancellable
     from ._system import ActorSystem
 
 _log: Final = logging.getLogger("shoal.runtime")
@@ -132,7 +133,7 @@ class CoordinatedShutdown:
         settings = self._system.settings
         return settings.shutdown_phase_timeouts.get(phase, settings.shutdown_timeout)
 
-    def add_task(self, phase: ShutdownPhase, name: str, task: ShutdownTask) -> _Registration:
+    def add_task(self, phase: ShutdownPhase, name: str, task: ShutdownTask) -> Cancellable:
         """Run ``task()`` (async) in ``phase``; ``name`` identifies it in log lines.
 
         Returns a handle whose ``cancel()`` unregisters the task (e.g. when
