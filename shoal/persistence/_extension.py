@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, ClassVar
 
-from shoal.runtime import ActorSystem
+from shoal.runtime import ActorSystem, ShutdownPhase
 
 from ._journal import Journal
 from ._memory import MemoryJournal, MemorySnapshotStore
@@ -50,6 +50,9 @@ class Persistence:
     The plugins are created on first use and closed when the system shuts
     down (after its user actors stopped).
     """
+
+    shutdown_phase: ClassVar[ShutdownPhase] = ShutdownPhase.CLOSE_JOURNALS
+    """``aclose`` runs in this phase of the system's coordinated shutdown."""
 
     def __init__(self, system: ActorSystem) -> None:
         self.system = system

@@ -29,6 +29,10 @@ from ._errors import RemoteAskError as RemoteAskError
 from ._errors import RemoteError as RemoteError
 from ._errors import RemotingStartError as RemotingStartError
 from ._errors import UnreachableError as UnreachableError
+from ._events import PeerConnected as PeerConnected
+from ._events import PeerDisconnected as PeerDisconnected
+from ._events import PeerEvent as PeerEvent
+from ._events import PeerQuarantined as PeerQuarantined
 from ._metrics import RemoteMetrics as RemoteMetrics
 from ._ref import RemoteActorRef as RemoteActorRef
 from ._remoting import PeerStatus as PeerStatus
@@ -42,6 +46,11 @@ __all__ = [
     "RemoteActorRef",
     "PeerStatus",
     "RemoteMetrics",
+    # events on the system's event stream
+    "PeerEvent",
+    "PeerConnected",
+    "PeerDisconnected",
+    "PeerQuarantined",
     # settings
     "RemoteSettings",
     "TlsSettings",

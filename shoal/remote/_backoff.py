@@ -1,28 +1,26 @@
-"""Reconnect delays: exponential backoff with jitter (pure arithmetic)."""
+"""Reconnect delays: the runtime's :class:`~shoal.runtime.Backoff` with remoting's settings."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def backoff_delay(
-    attempt: int,
-    *,
-    minimum: float,
-    maximum: float,
-    multiplier: float,
-    jitter: float,
-    rand: float,
-) -> float:
-    """Seconds to wait before reconnect attempt ``attempt`` (0 = the first retry).
+from shoal.runtime import Backoff
 
-    ``min(maximum, minimum * multiplier ** attempt)``, minus up to ``jitter``
-    of it: ``rand`` (uniform in [0, 1)) picks how much, so nodes that lost a
-    peer at the same moment spread their reconnects out instead of arriving
-    together ("decorrelated" enough for a handful of peers, and bounded, which
-    full jitter is not at its low end).
+if TYPE_CHECKING:
+    from ._settings import RemoteSettings
+
+
+def reconnect_backoff(settings: RemoteSettings) -> Backoff:
+    """The backoff of reconnect attempts (``RemoteSettings.backoff_*``).
+
+    Attempt ``n`` (0 = the first retry after a failure) waits
+    ``min(backoff_max, backoff_min * backoff_multiplier**n)``, minus up to
+    ``backoff_jitter`` of it, so nodes that lost a peer at the same moment
+    spread their reconnects out; ``backoff_max`` is a hard bound.
     """
-    if attempt < 0:
-        raise ValueError("attempt must be >= 0")
-    # Cap the exponent so a long outage cannot overflow the float.
-    base = minimum * multiplier ** min(attempt, 64)
-    delay = min(maximum, base)
-    return delay * (1.0 - jitter * rand)
+    return Backoff(
+        min_delay=settings.backoff_min,
+        max_delay=settings.backoff_max,
+        factor=settings.backoff_multiplier,
+        jitter=settings.backoff_jitter,
+    )

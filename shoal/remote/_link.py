@@ -30,8 +30,9 @@ import logging
 from enum import Enum
 from typing import TYPE_CHECKING, Final
 
-from ._backoff import backoff_delay
+from ._backoff import reconnect_backoff
 from ._errors import NodeGoneError
+from ._events import PeerConnected, PeerDisconnected, peer_address
 from ._grpc import Quarantined, Refused, StreamClosed, open_stream
 from ._timeout import with_timeout
 from ._wire import FrameError
@@ -141,6 +142,8 @@ class Link:
 
     def _connected_to(self, stream: Stream) -> None:
         self._stream = stream
+        event = PeerConnected(peer_address(self._address, stream.peer_uid))
+        self._remoting.system.event_stream.publish(event)
         if self._connected is not None and not self._connected.done():
             self._connected.set_result(None)
         self._attempt = 0
@@ -246,6 +249,9 @@ class Link:
             _log.warning("[%s] %s refused us: %s", remoting.address, self._address, exc)
         elif was_connected:
             _log.info("[%s] lost stream to %s: %s", remoting.address, self._address, exc)
+        if was_connected and self._stream is not None:
+            peer = peer_address(self._address, self._stream.peer_uid)
+            remoting.system.event_stream.publish(PeerDisconnected(peer, str(exc) or repr(exc)))
         elif self._attempt == 0:
             _log.info("[%s] cannot reach %s: %s", remoting.address, self._address, exc)
         self._refusing = str(exc) if refused else None
@@ -257,15 +263,7 @@ class Link:
             assoc.drop_outbox("remote-refused")
         elif now - self._unreachable_since >= remoting.settings.unreachable_drop_after:
             assoc.drop_outbox("remote-unreachable")
-        settings = remoting.settings
-        delay = backoff_delay(
-            self._attempt,
-            minimum=settings.backoff_min,
-            maximum=settings.backoff_max,
-            multiplier=settings.backoff_multiplier,
-            jitter=settings.backoff_jitter,
-            rand=remoting.rng.random(),
-        )
+        delay = reconnect_backoff(remoting.settings).delay(self._attempt, remoting.rng.random())
         self._attempt += 1
         offered = self._usable_offer()
         if offered is not None and offered is not self._stream:

@@ -5,15 +5,23 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import random
 import secrets
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, ClassVar, Final
 
-from shoal.runtime import ActorPath, ActorRef, LocalActorRef, RateLimitedLog
+from shoal.runtime import (
+    ActorPath,
+    ActorRef,
+    Address,
+    LocalActorRef,
+    RateLimitedLog,
+    ShutdownPhase,
+    UniqueAddress,
+)
 
 from ._association import Association
 from ._errors import RemotingStartError
+from ._events import PeerQuarantined, peer_address
 from ._grpc import Credentials, start_server
 from ._inbound import Inbound
 from ._link import State
@@ -68,6 +76,9 @@ class Remoting:
     All methods are called on the system's event loop.
     """
 
+    shutdown_phase: ClassVar[ShutdownPhase] = ShutdownPhase.CLOSE_REMOTING
+    """``aclose`` runs in this phase of the system's coordinated shutdown."""
+
     def __init__(self, system: ActorSystem) -> None:
         # Created by ``system.extension(Remoting)``; ``start()`` does the rest.
         self.system = system
@@ -76,11 +87,12 @@ class Remoting:
         self.metrics = RemoteMetrics()
         self.uid = 0
         self.port = 0
-        self.rng = random.Random()
+        self.rng = system.random
         self.bad_log = RateLimitedLog(_log, system.clock, 5, 10.0)
         self.credentials = Credentials(None)
         self.next_id = itertools.count(1).__next__
         self._address = system.name
+        self._unique_address = UniqueAddress(Address(system.name), 0)
         self._prefix = ""
         self.inbound = Inbound(self)
         """Delivers what peers send, on their calls to this node and on this node's to them."""
@@ -120,17 +132,19 @@ class Remoting:
 
     async def _start(self, settings: RemoteSettings) -> None:
         self.settings = settings
-        self.rng = settings.rng if settings.rng is not None else random.Random()
+        self.rng = settings.rng if settings.rng is not None else self.system.random
         self.bad_log = RateLimitedLog(
             _log, self.system.clock, settings.bad_input_log_limit, settings.bad_input_log_interval
         )
-        self.uid = secrets.randbits(63) or 1
+        # Not drawn from ``self.rng``: two nodes seeded alike must still differ.
+        self.uid = settings.uid if settings.uid is not None else secrets.randbits(63) or 1
         self.credentials = await asyncio.to_thread(Credentials, settings.tls)
         self.inbound = Inbound(self)  # with these settings
         server, port = start_server(settings, self.credentials, self.inbound.serve)
         host = settings.public_host
         self.port = port
-        self._address = f"{self.system.name}@{f'[{host}]' if ':' in host else host}:{port}"
+        self._unique_address = UniqueAddress(Address(self.system.name, host, port), self.uid)
+        self._address = str(self._unique_address.address)
         self._prefix = f"shoal://{self._address}/"
         try:
             self.system.install_provider(self)
@@ -166,6 +180,11 @@ class Remoting:
     def address(self) -> str:
         """This node's address, ``system@host:port``."""
         return self._address
+
+    @property
+    def unique_address(self) -> UniqueAddress:
+        """This node's typed address and incarnation uid (uid 0 before ``start``)."""
+        return self._unique_address
 
     def resolve(self, path: ActorPath) -> ActorRef:
         """A ref for ``path`` on another node (called by ``system.resolve``)."""
@@ -214,6 +233,7 @@ class Remoting:
         self.quarantined.add(key)
         self.metrics.quarantines += 1
         _log.warning("[%s] quarantined %s uid %d", self._address, address, uid)
+        self.system.event_stream.publish(PeerQuarantined(peer_address(address, uid), "quarantined"))
         assoc = self._associations.get(address)
         if assoc is not None and assoc.uid in (uid, None):
             assoc.declare_gone("quarantined")
@@ -233,6 +253,9 @@ class Remoting:
         # A new incarnation at the same address: the old one is gone for good.
         self.metrics.incarnations_replaced += 1
         self.quarantined.add((assoc.address, old))
+        self.system.event_stream.publish(
+            PeerQuarantined(peer_address(assoc.address, old), "restarted")
+        )
         _log.info("[%s] %s restarted (uid %d, was %d)", self._address, assoc.address, uid, old)
         assoc.incarnation_gone("restarted")
         assoc.link.incarnation_replaced(old)

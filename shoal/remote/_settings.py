@@ -106,7 +106,13 @@ class RemoteSettings:
     """The bad-input logging interval in seconds."""
 
     rng: random.Random | None = None
-    """Random source of the backoff jitter; ``None`` means a fresh ``random.Random()``."""
+    """Random source of the backoff jitter; ``None`` means the system's (``system.random``)."""
+
+    uid: int | None = None
+    """This node's incarnation uid (``1 <= uid < 2**63``), told to peers in
+    every handshake; ``None`` (the default) draws a random one at start. Fix
+    it only in tests: a node restarted with the same uid is not recognised as
+    a new incarnation by its peers."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -123,6 +129,8 @@ class RemoteSettings:
             raise ValueError("need 0 < backoff_min <= backoff_max and backoff_multiplier >= 1")
         if not 0 <= self.backoff_jitter <= 1:
             raise ValueError("backoff_jitter must be within 0..1")
+        if self.uid is not None and not 0 < self.uid < 2**63:
+            raise ValueError(f"uid must be within 1..2**63-1, not {self.uid}")
 
     @property
     def public_host(self) -> str:

@@ -62,3 +62,12 @@ class SerializationError(ShoalError):
 
 class UnknownManifestError(SerializationError):
     """A payload names a serializer id or manifest this system does not know."""
+
+
+class ExtensionError(ShoalError):
+    """An extension cannot be created: its dependencies form a cycle, one of them
+    is not an extension factory or failed to start, or it would be closed after
+    one of its dependencies.
+
+    Raised by ``ActorSystem.extension``; the message names the extensions involved.
+    """

@@ -415,7 +415,7 @@ def restart(cell: Context, error: Exception, message: object, strategy: Supervis
     if backoff is not None:
         if now - sup.last_failure > backoff.reset_after:
             sup.attempts = 0
-        delay = backoff.delay(sup.attempts)
+        delay = backoff.delay(sup.attempts, cell._system.random.random())
         sup.attempts += 1
         sup.last_failure = now
         if sup.handle is not None:

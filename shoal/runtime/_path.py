@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from ._address import Address
 
 _SCHEME: Final = "shoal://"
 # Names are URI path segments; "$" starts the names Shoal generates itself.
@@ -56,6 +59,13 @@ class ActorPath:
         if not colon or not port.isdigit():
             raise ValueError(f"malformed address {self.address!r}")
         return host.strip("[]"), int(port)
+
+    @property
+    def node(self) -> Address:
+        """The typed :class:`Address` of the node; ``ValueError`` if it is malformed."""
+        from ._address import Address  # noqa: PLC0415 - _address imports this module
+
+        return Address.parse(self.address)
 
     @property
     def name(self) -> str:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import enum
+import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from ._shutdown import ShutdownPhase
 from ._supervision import SupervisorStrategy
 
 if TYPE_CHECKING:
@@ -53,7 +56,16 @@ class Settings:
     """How failures of top-level actors (spawned by the system) are handled."""
 
     shutdown_timeout: float = 30.0
-    """Seconds ``shutdown()`` waits for actors to stop before giving up on them."""
+    """The default time box, in seconds, of each phase of the coordinated
+    shutdown (a phase without tasks takes none): when it runs out, the
+    phase's unfinished tasks (actors that did not stop, an extension that
+    did not close) are logged and cancelled and the next phase starts."""
+
+    shutdown_phase_timeouts: Mapping[str, float] = field(default_factory=dict)
+    """Time boxes of particular phases (a :class:`ShutdownPhase` or its name),
+    overriding ``shutdown_timeout``, e.g.
+    ``{ShutdownPhase.CLUSTER_SHARDING_SHUTDOWN_REGION: 10.0}``. A shutdown
+    takes at most the sum of the time boxes of the phases that have tasks."""
 
     dead_letter_log_limit: int = 10
     """Dead letters logged per interval; the rest are counted, and summarised."""
@@ -64,6 +76,14 @@ class Settings:
     clock: Clock | None = None
     """The clock; ``None`` means the running event loop's."""
 
+    rng: random.Random | int | None = None
+    """The random source of everything random in the system (backoff jitter
+    of restarts, and of layers that use ``system.random``): a
+    ``random.Random``, an ``int`` seed for a fresh one, or ``None`` for an
+    unseeded one. Fix it in tests to make jitter reproducible. A
+    ``random.Random`` given here is shared by every system built from these
+    settings."""
+
     messages: tuple[type, ...] = ()
     """Message classes (``@message``) and protobuf classes registered at start."""
 
@@ -72,6 +92,12 @@ class Settings:
             raise ValueError("mailbox_capacity and throughput must be >= 1")
         if self.ask_timeout <= 0 or self.shutdown_timeout <= 0:
             raise ValueError("timeouts must be positive")
+        phases = {p.value for p in ShutdownPhase}
+        for phase, timeout in self.shutdown_phase_timeouts.items():
+            if phase not in phases:
+                raise ValueError(f"not a shutdown phase: {phase!r} (see ShutdownPhase)")
+            if not timeout > 0:
+                raise ValueError(f"the time box of shutdown phase {phase} must be positive")
 
     @classmethod
     def testing(cls, **overrides: Any) -> Settings:

@@ -8,7 +8,6 @@ default: only the failing child is affected.
 from __future__ import annotations
 
 import enum
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -28,11 +27,21 @@ class Directive(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Exponential restart backoff: ``min(max_delay, min_delay * factor**n) * (1 ± jitter)``.
+    """Exponential backoff with downward jitter: the one delay formula of every layer.
 
-    ``n`` counts consecutive restarts; it resets once the actor has run
-    ``reset_after`` seconds without failing. While the delay runs the actor is
-    suspended and its mailbox keeps accepting (bounded) messages.
+    Attempt ``n`` (0-based) waits ``min(max_delay, min_delay * factor**n) *
+    (1 - jitter * rand)``, ``rand`` uniform in ``[0, 1)``. The jitter only
+    shortens a delay, so ``max_delay`` is a hard bound (documented bounds,
+    such as how long a peer may stay unreachable, stay exact) while nodes
+    that failed at the same moment spread their retries out. The exponent is
+    capped, so a long outage cannot overflow.
+
+    Supervision restarts with it (``SupervisorStrategy.restart(backoff=...)``):
+    ``n`` counts consecutive restarts and resets once the actor has run
+    ``reset_after`` seconds without failing; while the delay runs the actor
+    is suspended and its mailbox keeps accepting (bounded) messages.
+    Remoting's reconnects use the same formula (``RemoteSettings.backoff_*``)
+    and reset ``n`` when a stream connects; ``reset_after`` is not used there.
     """
 
     min_delay: float = 0.2
@@ -44,16 +53,20 @@ class Backoff:
     def __post_init__(self) -> None:
         if not 0 < self.min_delay <= self.max_delay:
             raise ValueError("Backoff needs 0 < min_delay <= max_delay")
-        if self.factor < 1 or not 0 <= self.jitter < 1:
-            raise ValueError("Backoff needs factor >= 1 and 0 <= jitter < 1")
+        if self.factor < 1 or not 0 <= self.jitter <= 1:
+            raise ValueError("Backoff needs factor >= 1 and 0 <= jitter <= 1")
 
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """The delay before restart number ``attempt`` (0-based)."""
+    def delay(self, attempt: int, rand: float) -> float:
+        """Seconds to wait before attempt ``attempt`` (0-based); pure arithmetic.
+
+        ``rand`` (uniform in ``[0, 1)``, e.g. ``system.random.random()``)
+        picks how much jitter is taken off. Raises ``ValueError`` for a
+        negative ``attempt``.
+        """
+        if attempt < 0:
+            raise ValueError(f"backoff attempt must be >= 0, not {attempt}")
         base = min(self.max_delay, self.min_delay * self.factor ** min(attempt, 64))
-        if not self.jitter:
-            return base
-        spread = (rng or random).uniform(-self.jitter, self.jitter)
-        return max(0.0, base * (1 + spread))
+        return base * (1.0 - self.jitter * rand)
 
 
 def _always_resume(_: Exception) -> Directive:

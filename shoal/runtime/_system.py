@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+from asyncio import shield
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -16,6 +18,7 @@ from ._cell import Context
 from ._clock import Clock, LoopClock
 from ._errors import ActorStoppedError, SystemNotRunningError
 from ._eventstream import EventStream
+from ._extensions import Extensions
 from ._messages import DeadLetter
 from ._metrics import RuntimeCollector
 from ._path import ActorPath, valid_name
@@ -23,6 +26,7 @@ from ._ratelimit import RateLimitedLog
 from ._ref import ActorlessRef, ActorRef, AskTimeouts, LocalActorRef
 from ._serialization import Serialization
 from ._settings import MailboxOverflow, Settings
+from ._shutdown import CoordinatedShutdown, ShutdownPhase
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -96,11 +100,6 @@ class _DeadRef(ActorlessRef):
         return hash(self._target)
 
 
-def _complete(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
-
-
 class ActorSystem:
     """A node's actors, their clock, serialization, event stream and extensions.
 
@@ -111,7 +110,9 @@ class ActorSystem:
             ref = system.spawn(Counter, name="counter")
 
     Several systems may live in one process; they share nothing. A system is
-    used from its own event loop's thread only.
+    used from its own event loop's thread only. Layers built on it are
+    extensions (:meth:`extension`) and stop with it in the phases of its
+    :attr:`coordinated_shutdown`.
     """
 
     def __init__(self, name: str = "shoal", settings: Settings | None = None) -> None:
@@ -128,13 +129,16 @@ class ActorSystem:
         self._clock: Clock = (
             self._settings.clock if self._settings.clock is not None else LoopClock(self._loop)
         )
+        rng = self._settings.rng
+        self._random = rng if isinstance(rng, random.Random) else random.Random(rng)
         self._provider: RefProvider | None = None
         self._serialization = Serialization(ActorRef, self.resolve)
         self._serialization.register(*self._settings.messages)
         self._events = EventStream()
         self._ask_timeouts = AskTimeouts(self._clock)
         self._room_waiters: dict[Context, deque[asyncio.Future[None]]] = {}
-        self._extensions: dict[object, object] = {}
+        self._shutdown = CoordinatedShutdown(self, self._stop_accepting)
+        self._extensions = Extensions(self)
         self._metrics: CollectorRegistry | None = None
         self._processed = 0
         self._spawned = 0
@@ -148,9 +152,20 @@ class ActorSystem:
             level=logging.INFO,
         )
         self._running = True
-        self._shutdown_task: asyncio.Task[None] | None = None
         self._user = self._guardian("user", self._settings.guardian_strategy)
         self._system = self._guardian("system", self._settings.guardian_strategy)
+        add = self._shutdown.add_task
+        # Shielded: a phase that overruns cancels its tasks, not the shared stop futures.
+        user, system = self._user, self._system
+        add(
+            ShutdownPhase.STOP_USER_ACTORS, "stop user actors", lambda: shield(user._request_stop())
+        )
+        add(
+            ShutdownPhase.STOP_SYSTEM_ACTORS,
+            "stop system actors",
+            lambda: shield(system._request_stop()),
+        )
+        add(ShutdownPhase.ACTOR_SYSTEM_TERMINATE, "fail pending asks", self._close_asks)
 
     def _guardian(self, name: str, strategy: SupervisorStrategy) -> Context:
         cell = Context(self, None, name, lambda: _Guardian(strategy), 1 << 30, 100)
@@ -180,6 +195,12 @@ class ActorSystem:
         return self._clock
 
     @property
+    def random(self) -> random.Random:
+        """The system's random source (``Settings.rng``): use it for jitter and
+        any other randomness, so that a test fixing the seed fixes every draw."""
+        return self._random
+
+    @property
     def loop(self) -> asyncio.AbstractEventLoop:
         """The event loop this system runs on."""
         return self._loop
@@ -196,7 +217,7 @@ class ActorSystem:
 
     @property
     def is_running(self) -> bool:
-        """``False`` once :meth:`shutdown` has begun."""
+        """``False`` once the coordinated shutdown has begun (:meth:`shutdown`)."""
         return self._running
 
     # -- actors ------------------------------------------------------------------------------
@@ -268,6 +289,13 @@ class ActorSystem:
     def dead_letter(
         self, message: object, sender: ActorRef | None, recipient: ActorRef | None, reason: str
     ) -> None:
+        """Record ``message`` as undeliverable to ``recipient`` because of ``reason``.
+
+        Counted (``stats()["dead_letters"]``), logged at a rate limit
+        (``Settings.dead_letter_log_*``) and published as a
+        :class:`DeadLetter` to subscribers of the event stream. Never raises;
+        for transports and extensions as much as for the runtime itself.
+        """
         self._dead_letters += 1
         if isinstance(message, DeadLetter):
             return  # a dead letter about a dead letter would loop
@@ -310,16 +338,27 @@ class ActorSystem:
     def extension(self, factory: Callable[[ActorSystem], E]) -> E:
         """The system's single instance of an extension, created by ``factory(system)``.
 
-        Extensions with an ``async def aclose()`` are closed at shutdown, in
-        reverse order of creation, after user actors stopped.
+        ``factory`` is usually the extension's class. Contract, for the
+        layers built on the runtime:
+
+        * Created once, on first call, synchronously on the system's loop
+          (the constructor must not block; async start-up is the extension's
+          own method, e.g. ``await Remoting.start(system)``). Later calls
+          return the same instance. Raises :class:`SystemNotRunningError`
+          once shutdown has begun.
+        * ``factory.depends_on`` (optional, a tuple of factories) names the
+          extensions it needs: they are created first. A cycle, a dependency
+          that is not callable or one whose creation raised is an
+          :class:`ExtensionError` naming them; nothing is registered then.
+        * ``factory.shutdown_phase`` (optional, a :class:`ShutdownPhase`,
+          default ``CLOSE_EXTENSIONS``) is the phase in which the instance's
+          ``async def aclose()``, if it has one, is awaited. Within a phase
+          the last created closes first, so an extension closes before what
+          it depends on; a dependency must not close in an earlier phase than
+          its dependent (an :class:`ExtensionError`). For other work at
+          shutdown, register tasks with :attr:`coordinated_shutdown`.
         """
-        ext = self._extensions.get(factory)
-        if ext is None:
-            if not self._running:
-                raise SystemNotRunningError(f"actor system {self._name} is shut down")
-            ext = factory(self)
-            self._extensions[factory] = ext
-        return ext  # type: ignore[return-value]
+        return self._extensions.get(factory)
 
     def install_provider(self, provider: RefProvider) -> None:
         """Install the transport that resolves remote paths (done by ``shoal.remote``)."""
@@ -329,50 +368,25 @@ class ActorSystem:
 
     # -- shutdown -------------------------------------------------------------------------------
 
-    async def shutdown(self) -> None:
-        """Stop every actor (children before parents), then extensions. Idempotent."""
-        if self._shutdown_task is None:
-            self._running = False
-            self._shutdown_task = self._loop.create_task(self._shutdown())
-        await asyncio.shield(self._shutdown_task)
+    @property
+    def coordinated_shutdown(self) -> CoordinatedShutdown:
+        """The phases this system stops in; register shutdown tasks here."""
+        return self._shutdown
 
-    async def _shutdown(self) -> None:
-        timeout = self._settings.shutdown_timeout
-        if not await self._within(self._user._request_stop(), timeout):
-            _log.error("[%s] user actors did not stop within %s s", self.address, timeout)
-        for ext in reversed(list(self._extensions.values())):
-            aclose = getattr(ext, "aclose", None)
-            if aclose is not None:
-                closing = asyncio.ensure_future(aclose())
-                try:
-                    if not await self._within(closing, timeout):
-                        closing.cancel()
-                        _log.error("[%s] extension %r did not close in time", self.address, ext)
-                except Exception:
-                    _log.exception("[%s] closing extension %r failed", self.address, ext)
-        if not await self._within(self._system._request_stop(), timeout):
-            _log.error("[%s] system actors did not stop within %s s", self.address, timeout)
-        self._ask_timeouts.close()
+    async def shutdown(self, reason: str = "system-shutdown") -> None:
+        """Run the coordinated shutdown (see :class:`CoordinatedShutdown`) and wait for it.
 
-    async def _within(self, future: asyncio.Future[Any], timeout: float) -> bool:
-        """Wait for ``future`` up to ``timeout`` seconds of the system clock.
-
-        Returns whether it completed (its exception, if any, is raised). The
-        future itself is left alone: it may be shared (a stop future).
+        Stops user actors (children before parents), closes extensions, then
+        stops system actors, each phase time-boxed. Idempotent: later calls
+        wait for the first, whose ``reason`` is kept.
         """
-        if future.done():
-            future.result()
-            return True
-        expired: asyncio.Future[None] = self._loop.create_future()
-        handle = self._clock.call_later(timeout, _complete, expired)
-        try:
-            await asyncio.wait((future, expired), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            handle.cancel()
-        if future.done():
-            future.result()
-            return True
-        return False
+        await self._shutdown.run(reason)
+
+    def _stop_accepting(self) -> None:
+        self._running = False
+
+    async def _close_asks(self) -> None:
+        self._ask_timeouts.close()
 
     async def __aenter__(self) -> ActorSystem:
         return self

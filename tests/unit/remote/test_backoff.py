@@ -1,12 +1,15 @@
-"""Reconnect delays: exponential, capped, jittered downwards."""
+"""Reconnect delays: the runtime's Backoff with remoting's settings (capped, jittered down)."""
 
 from __future__ import annotations
 
 import pytest
 
-from shoal.remote._backoff import backoff_delay
+from shoal.remote import RemoteSettings
+from shoal.remote._backoff import reconnect_backoff
 
-BASE = {"minimum": 0.1, "maximum": 5.0, "multiplier": 2.0, "jitter": 0.2}
+SETTINGS = RemoteSettings(
+    backoff_min=0.1, backoff_max=5.0, backoff_multiplier=2.0, backoff_jitter=0.2
+)
 
 
 @pytest.mark.parametrize(
@@ -23,13 +26,16 @@ BASE = {"minimum": 0.1, "maximum": 5.0, "multiplier": 2.0, "jitter": 0.2}
     ],
 )
 def test_delays(attempt: int, rand: float, expected: float) -> None:
-    assert backoff_delay(attempt, rand=rand, **BASE) == pytest.approx(expected)
+    assert reconnect_backoff(SETTINGS).delay(attempt, rand) == pytest.approx(expected)
 
 
 def test_no_jitter_means_exact_delays() -> None:
-    assert backoff_delay(3, minimum=1, maximum=100, multiplier=3, jitter=0, rand=0.7) == 27
+    settings = RemoteSettings(
+        backoff_min=1, backoff_max=100, backoff_multiplier=3, backoff_jitter=0
+    )
+    assert reconnect_backoff(settings).delay(3, 0.7) == 27
 
 
 def test_negative_attempts_are_a_bug() -> None:
     with pytest.raises(ValueError, match="attempt"):
-        backoff_delay(-1, rand=0.0, **BASE)
+        reconnect_backoff(SETTINGS).delay(-1, 0.0)

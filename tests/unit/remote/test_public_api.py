@@ -10,6 +10,10 @@ def test_remote_exports() -> None:
     assert sorted(shoal.remote.__all__) == [
         "NodeGoneError",
         "OutboxFullError",
+        "PeerConnected",
+        "PeerDisconnected",
+        "PeerEvent",
+        "PeerQuarantined",
         "PeerStatus",
         "RemoteActorRef",
         "RemoteAskError",
