@@ -119,6 +119,7 @@ class Remoting:
         return remoting
 
     async def _start(self, settings: RemoteSettings) -> None:
+        self._check_authentication(settings)
         self.settings = settings
         self.rng = settings.rng if settings.rng is not None else random.Random()
         self.bad_log = RateLimitedLog(
@@ -143,6 +144,27 @@ class Remoting:
         self.system.metrics.register(self._collector)
         self._started = True
         _log.info("[%s] remoting listening (uid %d)", self._address, self.uid)
+
+    def _check_authentication(self, settings: RemoteSettings) -> None:
+        """Refuse to listen beyond loopback without a cluster secret or mutual TLS."""
+        if settings.loopback or settings.cluster_secret is not None or settings.tls is not None:
+            return
+        if settings.allow_unauthenticated:
+            _log.warning(
+                "[%s] remoting listens on %s without a cluster secret or TLS "
+                "(allow_unauthenticated=True): anyone who can reach it can send to "
+                "and stop this node's actors",
+                self.system.name,
+                settings.host or "every interface",
+            )
+            return
+        raise RemotingStartError(
+            f"remoting would listen on {settings.host or 'every interface'!r}, which is not "
+            "a loopback address, without authentication: set "
+            "RemoteSettings(cluster_secret=...) (the same secret on every node), or "
+            "tls=TlsSettings(...) for mutual TLS, or allow_unauthenticated=True on a "
+            "trusted network"
+        )
 
     async def aclose(self) -> None:
         """Flush outboxes (bounded by ``shutdown_flush_timeout``), close streams and the server.
