@@ -161,8 +161,8 @@ class RemoteSettings:
             raise ValueError("outbox_max_bytes and control_outbox_capacity must be >= 1")
         if self.max_idle_associations < 0 or self.quarantine_max_entries < 1:
             raise ValueError("need max_idle_associations >= 0 and quarantine_max_entries >= 1")
-        if self.quarantine_max_age <= 0 or self.unreachable_drop_after <= 0:
-            raise ValueError("quarantine_max_age and unreachable_drop_after must be positive")
+        if self.quarantine_max_age <= 0 or self.unreachable_drop_after < 0:
+            raise ValueError("need quarantine_max_age > 0 and unreachable_drop_after >= 0")
         if self.max_frame_bytes < self.batch_max_bytes + 64 * 1024:
             raise ValueError("max_frame_bytes must exceed batch_max_bytes by at least 64 KiB")
         if self.handshake_timeout <= 0 or self.shutdown_flush_timeout <= 0:

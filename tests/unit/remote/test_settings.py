@@ -49,7 +49,7 @@ def test_advertised_host_is_the_public_host() -> None:
         {"max_idle_associations": -1},
         {"quarantine_max_entries": 0},
         {"quarantine_max_age": 0},
-        {"unreachable_drop_after": 0},
+        {"unreachable_drop_after": -1},
     ],
 )
 def test_invalid_settings_are_refused(fields: dict[str, object]) -> None:
