@@ -231,7 +231,8 @@ class Inbound:
             # A bug, not the peer's fault: end the stream (the link restarts)
             # rather than leave it half-delivered and its reader dead.
             metrics.link_crashes += 1
-            _log.error(
+            self._bad_log.report(
+                BAD_INTERNAL,
                 "[%s] delivering a frame from %s failed",
                 remoting.address,
                 assoc.address,
