@@ -471,12 +471,18 @@ class Association:
                 future.set_exception(error)
 
     def drop_outbox(
-        self, reason: str, error: type[Exception] = UnreachableError, *, control: bool = False
+        self,
+        reason: str,
+        error: type[Exception] = UnreachableError,
+        *,
+        control: bool = False,
+        why: str | None = None,
     ) -> None:
         """Send every queued (not in-flight) user envelope to dead letters; fail their asks.
 
         With ``control``, the control lane goes too; otherwise the ``Terminated``
         notifications held behind the dropped user batches are queued at once.
+        ``why`` is what failed asks say (by default ``reason``).
         """
         batches = [*self._sealed, self._batch]
         self._sealed.clear()
@@ -495,7 +501,7 @@ class Association:
         elif self._held:
             self._release(None)
         for batch in batches:
-            self._dead_letter_batch(batch, reason, error)
+            self._dead_letter_batch(batch, reason, error, why)
         self._wake_room_waiters()
 
     def _trim_control(self, reason: str) -> None:
@@ -518,15 +524,18 @@ class Association:
                     dropped.add(kind, *args, batch.originals[i])
         self._dead_letter_batch(dropped, reason, UnreachableError)
 
-    def _dead_letter_batch(self, batch: OutBatch, reason: str, error: type[Exception]) -> None:
+    def _dead_letter_batch(
+        self, batch: OutBatch, reason: str, error: type[Exception], why: str | None = None
+    ) -> None:
         if not len(batch):
             return
+        if why is None:
+            why = self.gave_up if self.gave_up is not None else reason
         self._metrics.count_dead(reason, len(batch))
         for kind, target, sender, correlation, original in batch.envelopes():
             if correlation and kind in (K_MESSAGE, K_STOP):
                 future = self.pending.pop(correlation, None)
                 if future is not None and not future.done():
-                    why = self.gave_up if self.gave_up is not None else reason
                     future.set_exception(error(f"not delivered to {self.address}: {why}"))
             elif kind == K_MESSAGE:
                 self._system.dead_letter(

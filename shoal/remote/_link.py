@@ -340,7 +340,7 @@ class Link:
         elif refused:
             # A refusal is a decision of the peer, not a network blip: waiting
             # will not deliver these.
-            assoc.drop_outbox("remote-refused")
+            assoc.drop_outbox("remote-refused", why=f"{self._address} refused this node: {exc}")
         settings = remoting.settings
         delay = backoff_delay(
             self._attempt,

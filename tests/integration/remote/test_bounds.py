@@ -11,7 +11,8 @@ import pytest
 from shoal import ActorSystem, Settings
 from shoal.remote import OutboxFullError, RemoteSettings, Remoting, UnreachableError
 from shoal.remote._wire import K_MESSAGE, OutBatch
-from shoal.runtime.testing import ManualClock
+from shoal.runtime import DeadLetter
+from shoal.runtime.testing import ManualClock, Probe
 
 from ._actors import Recorder, Replier
 from ._messages import ALL, ReplyTo
@@ -144,3 +145,34 @@ async def test_the_quarantine_list_is_bounded_and_aged(nodes: Nodes) -> None:
     assert not remoting.is_quarantined("t@10.0.0.1:1", 5)
     remoting.quarantine("t@10.0.0.1:1", 6)  # sweeps what aged out
     assert list(remoting.quarantined) == [("t@10.0.0.1:1", 6)]
+
+
+# -- error messages that say what happened ---------------------------------------------------
+
+
+async def test_a_remote_path_resolved_before_remoting_started_says_so() -> None:
+    async with ActorSystem("t", Settings.testing()) as system:
+        probe = Probe(system, "probe")
+        system.event_stream.subscribe(probe.ref, DeadLetter)
+        system.resolve("shoal://t@127.0.0.1:2552/user/x").tell("hello")
+        letter = await probe.receive()
+        assert isinstance(letter, DeadLetter)
+        assert letter.reason.startswith("no-remoting: a remote path resolved before remoting")
+
+
+async def test_a_path_of_another_system_name_says_so(nodes: Nodes) -> None:
+    system, _ = await nodes.start("app")
+    probe = Probe(system, "probe")
+    system.event_stream.subscribe(probe.ref, DeadLetter)
+    system.resolve("shoal://other@127.0.0.1:2552/user/x").tell("hello")
+    letter = await probe.receive()
+    assert isinstance(letter, DeadLetter)
+    assert letter.reason == "other-system: this system is app"
+
+
+async def test_an_ask_to_a_peer_that_refuses_this_node_says_why(nodes: Nodes) -> None:
+    a, _ = await nodes.start()
+    _, remote_b = await nodes.start(settings=RemoteSettings.testing(cluster_secret=b"s"))
+    ref = a.resolve(f"shoal://{remote_b.address}/user/x")
+    with pytest.raises(UnreachableError, match="refused this node: UNAUTHENTICATED"):
+        await ref.ask("hello", timeout=SAFETY)
