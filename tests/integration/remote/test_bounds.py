@@ -4,6 +4,7 @@ stays unreachable. Timing is asserted on a manual clock."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 import pytest
@@ -176,3 +177,18 @@ async def test_an_ask_to_a_peer_that_refuses_this_node_says_why(nodes: Nodes) ->
     ref = a.resolve(f"shoal://{remote_b.address}/user/x")
     with pytest.raises(UnreachableError, match="refused this node: UNAUTHENTICATED"):
         await ref.ask("hello", timeout=SAFETY)
+
+
+async def test_lines_a_peer_can_trigger_are_rate_limited(
+    nodes: Nodes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="shoal.remote")
+    system, remoting, _ = await manual_node(
+        nodes, bad_input_log_limit=2, bad_input_log_interval=3600.0
+    )
+    for port in range(1, 6):  # five unreachable peers, each failing its first attempt
+        system.resolve(f"shoal://{system.name}@127.0.0.1:{port}/user/x").tell("hello")
+    await eventually(lambda: all(p.state == "backoff" for p in remoting.peers.values()))
+    assert len(remoting.peers) == 5
+    lines = [r for r in caplog.records if "cannot reach" in r.getMessage()]
+    assert len(lines) == 2
