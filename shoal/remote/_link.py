@@ -340,7 +340,9 @@ class Link:
         elif refused:
             # A refusal is a decision of the peer, not a network blip: waiting
             # will not deliver these.
-            assoc.drop_outbox("remote-refused", why=f"{self._address} refused this node: {exc}")
+            assoc.drop_outbox(
+                "remote-refused", why=f"remote-refused, {self._address} refused this node: {exc}"
+            )
         settings = remoting.settings
         delay = backoff_delay(
             self._attempt,
