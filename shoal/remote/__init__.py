@@ -16,6 +16,18 @@ side instead of opening its own, so two nodes usually share one connection.
 Refs inside messages travel as paths, so replies and forwarding work across
 nodes. See ``proto/remote.proto`` for the wire format.
 
+Safe by default: a node listens on loopback unless told otherwise, and
+listening on any other address needs ``cluster_secret`` or ``tls`` (or the
+logged opt-out ``allow_unauthenticated``). Peers may address user actors
+only (system actors opt in with ``Remoting.accept_control``), never stop a
+guardian, and send death-watch frames only for watches that exist. A node
+dials only addresses its own code resolved (or ``Remoting.reach``), never
+one merely named in a peer's frame; refs arriving in messages keep no state
+until used; every per-peer queue and table is bounded (see
+``RemoteSettings``). The system's own messages (death watch, remote stop,
+``Remoting.send_control``) travel on a control lane written before user
+traffic, so a slow user flow neither delays nor drops them.
+
 Latency: with grpcio's default EventEngine endpoints every stream operation
 wakes another gRPC thread. Nodes started with
 ``GRPC_EXPERIMENTS=-event_engine_client,-event_engine_listener`` in their

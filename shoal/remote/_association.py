@@ -6,11 +6,34 @@ written on one gRPC stream (kept by its :class:`~._link.Link`); answers to
 this node's asks and the peer's death-watch notifications are routed back to
 it by the inbound side.
 
-The outbox: envelopes go into the open :class:`OutBatch`; it is sealed when
-full (``batch_max_envelopes``/``batch_max_bytes``) and written when the
-writer next runs, which is the loop iteration after the first envelope woke
-it: all that is sent in one loop turn shares one batch and one write. At most
-``outbox_capacity`` envelopes wait, connected or not.
+Two lanes share the one ordered stream to the peer:
+
+- The **user lane** carries user messages and the answers to the peer's asks.
+  Envelopes go into the open :class:`OutBatch`; it is sealed when full
+  (``batch_max_envelopes``/``batch_max_bytes``) and written when the writer
+  next runs, which is the loop iteration after the first envelope woke it:
+  all that is sent in one loop turn shares one batch and one write. At most
+  ``outbox_capacity`` envelopes and ``outbox_max_bytes`` payload bytes wait,
+  connected or not. Answers ride this lane on purpose: an answer never
+  overtakes what its actor told the asker before answering, as in Akka, where
+  replies are ordinary messages.
+- The **control lane** carries the system's own messages: watch, unwatch,
+  ``Terminated``, remote ``stop()``, and what :meth:`Association.send_control`
+  queues (the cluster's heartbeats and gossip). The writer takes control
+  batches before any user batch, so a control envelope waits at most for the
+  one write in flight, never behind queued user envelopes; it has its own
+  bound (``control_outbox_capacity``) and is never dropped because the user
+  lane is full, nor when the peer has been unreachable for long (only when
+  the peer is declared gone, or remoting closes).
+
+Order: within each lane, envelopes are written in the order they were
+queued, so per sender/receiver pair order holds on each lane. Across lanes
+one rule is kept: a ``Terminated`` for an actor of this node is written only
+after every user envelope that actor sent to the peer before it stopped (it
+is held until the last user batch holding one is written), so a watcher
+never sees ``Terminated`` before that actor's last messages, as in Akka.
+Nothing else is ordered across lanes: a watch, an unwatch or a remote stop
+may overtake user messages queued earlier.
 
 Concurrency contract: every method runs on the system's event loop and none
 blocks; ``tell``/``send_*`` never raise (undeliverable envelopes go to dead
@@ -35,6 +58,10 @@ from ._wire import (
     K_MESSAGE,
     K_REPLY,
     K_STOP,
+    K_TERMINATED,
+    K_TERMINATED_UNCONFIRMED,
+    K_UNWATCH,
+    K_WATCH,
     OutBatch,
     encode_failure,
 )
@@ -48,6 +75,10 @@ _log: Final = logging.getLogger("shoal.remote")
 # Headroom for the string and route tables around a single large payload.
 _FRAME_OVERHEAD: Final = 64 * 1024
 
+# What the control lane keeps when the peer stays unreachable: death-watch
+# bookkeeping is still owed to it, while a stop or a heartbeat is stale by then.
+_WATCH_KINDS: Final = frozenset({K_WATCH, K_UNWATCH, K_TERMINATED, K_TERMINATED_UNCONFIRMED})
+
 
 class Association:
     """This node's state for one peer address (see the module docstring)."""
@@ -58,6 +89,12 @@ class Association:
         self.uid: int | None = None
         """The peer's incarnation, once a handshake told it."""
         self.closed = False
+        self.retired = False
+        """Forgotten as idle (``max_idle_associations``): refs bind to a new one."""
+        self.gave_up: str | None = None
+        """Why this node gave up on the unreachable peer (``unreachable_drop_after``);
+        ``None`` while it is reachable or still being retried."""
+        self._blocked = False  # closed or gave up: refuse user envelopes at once
         self.pending: dict[int, asyncio.Future[Any]] = {}
         """Asks (and remote stops) sent to this peer, by correlation id."""
         self.watches = RemoteWatches(self._send_watch, remoting.path_of, self._quarantined)
@@ -72,6 +109,7 @@ class Association:
         self._max_bytes = settings.batch_max_bytes
         self._max_payload = settings.max_frame_bytes - _FRAME_OVERHEAD
         self._capacity = settings.outbox_capacity
+        self._max_queued_bytes = settings.outbox_max_bytes
         self._high_water = max(1, settings.outbox_capacity // 2)
         self._batch = OutBatch()
         # The next open batch, made while a write is in flight rather than on
@@ -79,6 +117,14 @@ class Association:
         self._spare: OutBatch | None = OutBatch()
         self._sealed: deque[OutBatch] = deque()
         self._queued = 0
+        self._queued_bytes = 0
+        # The control lane (see the module docstring).
+        self._ctl = OutBatch()
+        self._ctl_sealed: deque[OutBatch] = deque()
+        self._ctl_queued = 0
+        self._ctl_capacity = settings.control_outbox_capacity
+        self._held: list[tuple[OutBatch, int, str, str]] = []
+        """Terminated notifications waiting for a user batch to be written first."""
         self._wakeup: asyncio.Future[None] | None = None
         self._room_waiters: list[asyncio.Future[None]] = []
         self.link = Link(self, remoting)
@@ -88,14 +134,34 @@ class Association:
 
     @property
     def queued(self) -> int:
-        """Envelopes queued for the peer and not yet written."""
-        return self._queued
+        """Envelopes queued for the peer (both lanes) and not yet written."""
+        return self._queued + self._ctl_queued + len(self._held)
+
+    @property
+    def queued_bytes(self) -> int:
+        """Payload bytes queued on the user lane."""
+        return self._queued_bytes
+
+    @property
+    def control_queued(self) -> int:
+        """Envelopes queued on the control lane (held ``Terminated`` included)."""
+        return self._ctl_queued + len(self._held)
+
+    def is_idle(self) -> bool:
+        """Nothing going on with the peer: no stream, nothing queued, no asks, no watches."""
+        return (
+            self.link.is_idle()
+            and not self.queued
+            and not self.pending
+            and not self.watches.watching
+            and not self.watches.watched_by
+        )
 
     # -- sending (hot path) ----------------------------------------------------------
 
     def tell(self, target: str, message: object, sender: ActorRef | None, correlation: int) -> None:
         """Queue a user message (an ask when ``correlation`` is set, with its promise pending)."""
-        if self._queued >= self._capacity or self.closed:
+        if self._queued >= self._capacity or self._blocked:
             self._reject(K_MESSAGE, target, message, sender, correlation)
             return
         try:
@@ -103,7 +169,11 @@ class Association:
         except SerializationError as exc:
             self._unsendable(target, message, sender, correlation, exc)
             return
-        if len(payload) > self._max_bytes and not self._make_room(len(payload)):
+        size = len(payload)
+        if self._queued_bytes + size > self._max_queued_bytes and self._queued:
+            self._reject(K_MESSAGE, target, message, sender, correlation)
+            return
+        if size > self._max_bytes and not self._make_room(size):
             self._unsendable(
                 target,
                 message,
@@ -123,6 +193,7 @@ class Association:
             message,
         )
         self._queued += 1
+        self._queued_bytes += size
         self._added()
 
     def send_reply(self, correlation: int, value: object) -> None:
@@ -137,21 +208,85 @@ class Association:
                 correlation, "SerializationError", f"reply of {len(payload)} bytes is too large"
             )
             return
-        self._control(K_REPLY, "", "", serializer_id, manifest, payload, correlation)
+        self._answer(K_REPLY, serializer_id, manifest, payload, correlation)
 
     def send_failure(self, correlation: int, error_type: str, message: str) -> None:
         """Fail the peer's ask ``correlation``."""
         payload = encode_failure(error_type, message[:4096])
-        self._control(K_FAILURE, "", "", 0, "", payload, correlation)
+        self._answer(K_FAILURE, 0, "", payload, correlation)
+
+    def _answer(
+        self, kind: int, serializer_id: int, manifest: str, payload: bytes, correlation: int
+    ) -> None:
+        """Queue an answer on the user lane, bounded like user messages."""
+        if self._queued >= self._capacity or self.closed:
+            self._metrics.count_dead("outbox-full" if self._queued else "closed")
+            return
+        self._batch.add(kind, "", "", serializer_id, manifest, payload, correlation, None)
+        self._queued += 1
+        self._queued_bytes += len(payload)
+        self._added()
 
     def _send_watch(self, kind: int, target: str, sender: str) -> None:
-        self._control(kind, target, sender, 0, "", b"", 0)
+        if kind in (K_TERMINATED, K_TERMINATED_UNCONFIRMED) and self._queued:
+            holding = self._last_batch_from(sender)
+            if holding is not None:
+                # Written once the terminated actor's last queued messages are.
+                if self._ctl_queued + len(self._held) >= self._ctl_capacity:
+                    self._metrics.count_dead("control-outbox-full")
+                    return
+                self._held.append((holding, kind, target, sender))
+                return
+        self._control(kind, target, sender, 0, "", b"", 0, None)
+
+    def _last_batch_from(self, sender: str) -> OutBatch | None:
+        """The last queued user batch holding an envelope sent by ``sender`` (a path)."""
+        if sender in self._batch.string_map:
+            return self._batch
+        for batch in reversed(self._sealed):
+            if sender in batch.string_map:
+                return batch
+        return None
+
+    def _release(self, batch: OutBatch | None) -> None:
+        """Queue the ``Terminated`` held for ``batch`` (for every batch if ``None``)."""
+        held, self._held = self._held, []
+        for entry in held:
+            holding, kind, target, sender = entry
+            if batch is None or holding is batch:
+                self._control(kind, target, sender, 0, "", b"", 0, None)
+            else:
+                self._held.append(entry)
 
     def _quarantined(self) -> bool:
         return self.uid is not None and self._remoting.is_quarantined(self.address, self.uid)
 
     def send_stop(self, target: str, correlation: int) -> None:
-        self._control(K_STOP, target, "", 0, "", b"", correlation)
+        self._control(K_STOP, target, "", 0, "", b"", correlation, None)
+
+    def send_control(self, target: str, message: object, sender: ActorRef | None) -> None:
+        """Queue a message for a system actor of the peer on the control lane.
+
+        ``target`` is the path of an actor under ``/system`` that the peer
+        exposed with ``Remoting.accept_control``. What cannot be serialized or
+        queued goes to dead letters, as for ``tell``.
+        """
+        try:
+            serializer_id, manifest, payload = self._serialize(message)
+        except SerializationError as exc:
+            self._unsendable(target, message, sender, 0, exc)
+            return
+        if len(payload) > self._max_payload:
+            self._unsendable(
+                target,
+                message,
+                sender,
+                0,
+                SerializationError(f"{len(payload)} bytes exceed the frame limit"),
+            )
+            return
+        sender_path = "" if sender is None else self._path_of(sender)
+        self._control(K_MESSAGE, target, sender_path, serializer_id, manifest, payload, 0, message)
 
     def _control(
         self,
@@ -162,17 +297,31 @@ class Association:
         manifest: str,
         payload: bytes,
         correlation: int,
+        original: object,
     ) -> None:
-        """Queue a runtime envelope; they are bounded by the outbox like user messages."""
-        if self._queued >= self._capacity or self.closed:
-            self._metrics.count_dead("outbox-full" if self._queued else "closed")
+        """Queue an envelope on the control lane (bounded by ``control_outbox_capacity``)."""
+        if self._ctl_queued + len(self._held) >= self._ctl_capacity or self.closed:
+            reason = "closed" if self.closed else "control-outbox-full"
+            self._metrics.count_dead(reason)
             future = self.pending.pop(correlation, None) if kind == K_STOP else None
             if future is not None and not future.done():
-                future.set_exception(OutboxFullError(f"outbox to {self.address} is full"))
+                future.set_exception(
+                    UnreachableError(f"remoting of {self._remoting.address} is closed")
+                    if self.closed
+                    else OutboxFullError(f"control outbox to {self.address} is full")
+                )
+            if original is not None:
+                self._system.dead_letter(
+                    original, None, self._remoting.remote_ref(target), f"remote-{reason}"
+                )
             return
-        self._batch.add(kind, target, sender, serializer_id, manifest, payload, correlation, None)
-        self._queued += 1
-        self._added()
+        batch = self._ctl
+        batch.add(kind, target, sender, serializer_id, manifest, payload, correlation, original)
+        self._ctl_queued += 1
+        if len(batch.routes) >= self._max_envelopes or batch.nbytes >= self._max_bytes:
+            self._ctl_sealed.append(batch)
+            self._ctl = OutBatch()
+        self._wake()
 
     def _make_room(self, size: int) -> bool:
         """Before a payload larger than a batch: seal the open batch so the payload
@@ -189,6 +338,9 @@ class Association:
         if len(batch.routes) >= self._max_envelopes or batch.nbytes >= self._max_bytes:
             self._sealed.append(batch)
             self._batch = OutBatch()
+        self._wake()
+
+    def _wake(self) -> None:
         wakeup = self._wakeup
         if wakeup is not None:
             # The writer resumes on the next loop iteration: everything queued
@@ -203,16 +355,25 @@ class Association:
     def _reject(
         self, kind: int, target: str, message: object, sender: ActorRef | None, correlation: int
     ) -> None:
-        reason = "closed" if self.closed else "outbox-full"
+        error: Exception
+        if self.closed:
+            reason = "closed"
+            error = UnreachableError(f"remoting of {self._remoting.address} is closed")
+        elif self.gave_up is not None:
+            reason = "unreachable"
+            error = UnreachableError(self.gave_up)
+            if self.link.is_idle():
+                self.link.start()  # keep trying: a stream clears the verdict
+        else:
+            reason = "outbox-full"
+            error = OutboxFullError(
+                f"outbox to {self.address} is full ({self._queued} envelopes, "
+                f"{self._queued_bytes} bytes queued)"
+            )
         self._metrics.count_dead(reason)
         future = self.pending.pop(correlation, None) if correlation else None
         if future is not None:
             if not future.done():
-                error = (
-                    OutboxFullError(f"outbox to {self.address} is full")
-                    if reason == "outbox-full"
-                    else UnreachableError(f"remoting of {self._remoting.address} is closed")
-                )
                 future.set_exception(error)
             return
         self._system.dead_letter(
@@ -276,34 +437,106 @@ class Association:
             )
 
     def declare_gone(self, reason: str) -> None:
-        """The peer is gone for good: settle watches, fail asks, drop its outbox."""
+        """The peer is gone for good: settle watches, fail asks, drop both lanes."""
         self.incarnation_gone(reason)
+        self._fail_pending(NodeGoneError(f"{self.address} is gone ({reason})"))
+        self.drop_outbox(f"remote-{reason}", NodeGoneError, control=True)
+
+    def give_up(self, why: str) -> None:
+        """The peer stayed unreachable for ``unreachable_drop_after``: fail what waits for it.
+
+        Every waiting ask fails with :class:`UnreachableError` (``why`` is its
+        message), the user lane goes to dead letters, and the control lane keeps
+        only death-watch envelopes (still owed to the peer once it is back).
+        Until :meth:`reachable`, user envelopes are refused at once.
+        """
+        if self.closed:
+            return
+        self.gave_up = why
+        self._blocked = True
+        self._metrics.unreachable_give_ups += 1
+        self._fail_pending(UnreachableError(why))
+        self.drop_outbox("remote-unreachable")
+        self._trim_control("remote-unreachable")
+
+    def reachable(self) -> None:
+        """A stream to the peer is established: accept user envelopes again."""
+        self.gave_up = None
+        self._blocked = self.closed
+
+    def _fail_pending(self, error: Exception) -> None:
         pending, self.pending = self.pending, {}
-        error = NodeGoneError(f"{self.address} is gone ({reason})")
         for future in pending.values():
             if not future.done():
                 future.set_exception(error)
-        self.drop_outbox(f"remote-{reason}", NodeGoneError)
 
-    def drop_outbox(self, reason: str, error: type[Exception] = UnreachableError) -> None:
-        """Send every queued (not in-flight) envelope to dead letters; fail their asks."""
+    def drop_outbox(
+        self,
+        reason: str,
+        error: type[Exception] = UnreachableError,
+        *,
+        control: bool = False,
+        why: str | None = None,
+    ) -> None:
+        """Send every queued (not in-flight) user envelope to dead letters; fail their asks.
+
+        With ``control``, the control lane goes too; otherwise the ``Terminated``
+        notifications held behind the dropped user batches are queued at once.
+        ``why`` is what failed asks say (by default ``reason``).
+        """
         batches = [*self._sealed, self._batch]
         self._sealed.clear()
         self._batch = OutBatch()
         for batch in batches:
             self._queued -= len(batch)
-            self._dead_letter_batch(batch, reason, error)
+            self._queued_bytes -= sum(map(len, batch.payloads))
+        if control:
+            self._held.clear()
+            control_batches = [*self._ctl_sealed, self._ctl]
+            self._ctl_sealed.clear()
+            self._ctl = OutBatch()
+            for batch in control_batches:
+                self._ctl_queued -= len(batch)
+            batches += control_batches
+        elif self._held:
+            self._release(None)
+        for batch in batches:
+            self._dead_letter_batch(batch, reason, error, why)
         self._wake_room_waiters()
 
-    def _dead_letter_batch(self, batch: OutBatch, reason: str, error: type[Exception]) -> None:
+    def _trim_control(self, reason: str) -> None:
+        """Keep only the death-watch envelopes of the control lane; drop the rest."""
+        batches = [*self._ctl_sealed, self._ctl]
+        self._ctl_sealed.clear()
+        self._ctl = OutBatch()
+        for batch in batches:
+            self._ctl_queued -= len(batch)
+        dropped = OutBatch()
+        for batch in batches:
+            correlations = batch.correlations or ()
+            for i, route in enumerate(batch.routes):
+                kind, target, sender, serializer_id, manifest = batch.route_keys[route]
+                correlation = correlations[i] if i < len(correlations) else 0
+                args = (target, sender, serializer_id, manifest, batch.payloads[i], correlation)
+                if kind in _WATCH_KINDS:
+                    self._control(kind, *args, batch.originals[i])
+                else:
+                    dropped.add(kind, *args, batch.originals[i])
+        self._dead_letter_batch(dropped, reason, UnreachableError)
+
+    def _dead_letter_batch(
+        self, batch: OutBatch, reason: str, error: type[Exception], why: str | None = None
+    ) -> None:
         if not len(batch):
             return
+        if why is None:
+            why = self.gave_up if self.gave_up is not None else reason
         self._metrics.count_dead(reason, len(batch))
         for kind, target, sender, correlation, original in batch.envelopes():
             if correlation and kind in (K_MESSAGE, K_STOP):
                 future = self.pending.pop(correlation, None)
                 if future is not None and not future.done():
-                    future.set_exception(error(f"not delivered to {self.address}: {reason}"))
+                    future.set_exception(error(f"not delivered to {self.address}: {why}"))
             elif kind == K_MESSAGE:
                 self._system.dead_letter(
                     original,
@@ -312,18 +545,44 @@ class Association:
                     reason,
                 )
 
+    def _lost(self, batch: OutBatch, control: bool, reason: str) -> None:
+        """A batch taken by the writer was not written: dead letters, asks fail."""
+        self._settled(batch, control)
+        self._dead_letter_batch(batch, reason, UnreachableError)
+        self._wake_room_waiters()
+
+    def _settled(self, batch: OutBatch, control: bool) -> None:
+        """Take a batch the writer is done with off the lane's counters."""
+        if control:
+            self._ctl_queued -= len(batch)
+            return
+        self._queued -= len(batch)
+        self._queued_bytes -= sum(map(len, batch.payloads))
+        if self._held:
+            self._release(batch)
+
     # -- the writer (run by the link while connected) ---------------------------------------
 
     def has_work(self) -> bool:
         """Whether the link should (re)connect: envelopes wait, or watches need the peer."""
-        return self._queued > 0 or bool(self.watches.watching)
+        return bool(self.queued) or bool(self.watches.watching)
 
     async def write_loop(self, stream: Stream) -> None:
-        """Write batches until the stream ends; raises :class:`StreamClosed` then."""
+        """Write batches, control lane first, until the stream ends; raises
+        :class:`StreamClosed` then. An unexpected error (a bug) loses the batch
+        being written (dead letters) and propagates: the link restarts."""
         metrics = self._metrics
         write = stream.write
         while not stream.finished:
-            if self._sealed:
+            control = False
+            if self._ctl_queued:
+                control = True
+                if self._ctl_sealed:
+                    batch = self._ctl_sealed.popleft()
+                else:
+                    batch = self._ctl
+                    self._ctl = OutBatch()
+            elif self._sealed:
                 batch = self._sealed.popleft()
             elif self._batch.routes:
                 batch = self._batch
@@ -336,18 +595,19 @@ class Association:
                 finally:
                     self._wakeup = None
                 continue
-            data = batch.encode()
-            count = len(batch)
             try:
+                data = batch.encode()
                 await write(data)
             except StreamClosed:
-                self._queued -= count
-                self._dead_letter_batch(batch, "remote-connection-lost", UnreachableError)
-                self._wake_room_waiters()
+                self._lost(batch, control, "remote-connection-lost")
+                raise
+            except BaseException:
+                self._lost(batch, control, "remote-link-failed")
                 raise
             if self._spare is None:
                 self._spare = OutBatch()
-            self._queued -= count
+            count = len(batch)
+            self._settled(batch, control)
             metrics.frames_sent += 1
             metrics.bytes_sent += len(data)
             metrics.envelopes_sent += count
@@ -357,7 +617,7 @@ class Association:
 
     async def flush(self, stream: Stream) -> None:
         """Wait until the writer wrote everything queued, then end the stream cleanly."""
-        while self._queued and not stream.finished:
+        while self.queued and not stream.finished:
             waiter: asyncio.Future[None] = self._loop.create_future()
             self._room_waiters.append(waiter)
             await waiter
@@ -372,11 +632,7 @@ class Association:
         if self.closed:
             return
         self.closed = True
+        self._blocked = True
         await self.link.aclose()
-        self.drop_outbox("remote-closed")
-        pending, self.pending = self.pending, {}
-        for future in pending.values():
-            if not future.done():
-                future.set_exception(
-                    UnreachableError(f"remoting of {self._remoting.address} is closed")
-                )
+        self.drop_outbox("remote-closed", control=True)
+        self._fail_pending(UnreachableError(f"remoting of {self._remoting.address} is closed"))

@@ -49,14 +49,18 @@ class OutboxFullError(RemoteError):
 
 class RemotingStartError(RemoteError):
     """:meth:`Remoting.start` failed: the address cannot be bound, the TLS
-    files cannot be read, or remoting is already started on this system."""
+    files cannot be read, remoting is already started on this system, or it
+    would listen on a non-loopback address without authentication (see
+    ``RemoteSettings.allow_unauthenticated``)."""
 
 
 class UnreachableError(RemoteError):
     """An ``ask`` whose message could not be delivered to a reachable peer.
 
     Raised when the peer stayed unreachable longer than
-    ``unreachable_drop_after``, refused this node's handshake, when the
-    stream broke while the message was being written, or when remoting
-    closed while the ask waited.
+    ``unreachable_drop_after`` (for asks already waiting, and at once for new
+    ones until a stream is established again), refused this node's handshake,
+    when the stream broke while the message was being written, or when
+    remoting closed while the ask waited. The message names the address and
+    the last connect error.
     """

@@ -6,6 +6,19 @@ runtime's hooks (``tell``/``deliver`` with a promise for asks, ``add_watcher``..
 A frame that breaks the protocol ends that stream only; an envelope that
 cannot be delivered is dropped alone. Both are counted and logged at a rate
 limit. Nothing here blocks, and nothing received is ever unpickled.
+
+What a peer may do (anything else is refused, counted under ``bad_input`` and
+logged at a rate limit):
+
+- send messages and asks to user actors (``/user/<name>/...``), and to the
+  system actors this node exposed with ``Remoting.accept_control``; never to
+  a guardian (``/user``, ``/system``) or another system actor;
+- stop user actors, never a guardian or a system actor;
+- watch live local actors, with a watcher of its own node (a watch of an
+  actor that does not exist is answered with ``Terminated`` at once and
+  leaves no state); unwatch only what it watches;
+- send ``Terminated`` only for a watch this node made of one of its actors,
+  and answers only to asks this node sent it.
 """
 
 from __future__ import annotations
@@ -33,12 +46,18 @@ from ._grpc import EOF, InboundStream
 from ._ref import RemoteActorRef
 from ._wire import (
     BAD_CLUSTER,
+    BAD_FORBIDDEN_TARGET,
+    BAD_FORBIDDEN_WATCHER,
     BAD_HANDSHAKE,
+    BAD_INCARNATION_IN_USE,
+    BAD_INTERNAL,
     BAD_NO_HANDSHAKE,
     BAD_OVERSIZE,
     BAD_PAYLOAD,
     BAD_QUARANTINED,
     BAD_SECRET,
+    BAD_UNEXPECTED_TERMINATED,
+    BAD_UNEXPECTED_UNWATCH,
     BAD_UNKNOWN_MANIFEST,
     BAD_UNKNOWN_TARGET,
     K_FAILURE,
@@ -74,8 +93,8 @@ _RUNTIME_ERRORS: Final[dict[str, type[Exception]]] = {
     "AskTimeout": AskTimeout,
 }
 
-# (kind, target, sender, serializer id, manifest, target path, target unknown)
-_Resolved = tuple[int, ActorRef | None, ActorRef | None, int, str, str, bool]
+# (kind, target, sender, serializer id, manifest, target path, target unknown, allowed)
+_Resolved = tuple[int, ActorRef | None, ActorRef | None, int, str, str, bool, bool]
 
 
 class _Refusal(Exception):
@@ -204,7 +223,24 @@ class Inbound:
         metrics.bytes_received += len(data)
         batch = decode_batch(data, self._max_frame)
         metrics.envelopes_received += len(batch.route)
-        self.deliver(batch, assoc)
+        remoting = self._remoting
+        remoting.receiving = True
+        try:
+            self.deliver(batch, assoc)
+        except Exception as exc:
+            # A bug, not the peer's fault: end the stream (the link restarts)
+            # rather than leave it half-delivered and its reader dead.
+            metrics.link_crashes += 1
+            self._bad_log.report(
+                BAD_INTERNAL,
+                "[%s] delivering a frame from %s failed",
+                remoting.address,
+                assoc.address,
+                exc_info=True,
+            )
+            raise FrameError(BAD_INTERNAL, f"delivery failed: {exc!r}") from exc
+        finally:
+            remoting.receiving = False
 
     async def _drop_stream(
         self,
@@ -270,6 +306,17 @@ class Inbound:
             assoc = remoting.association(hs.from_address)
         except ValueError as exc:
             raise _Refusal(BAD_HANDSHAKE, grpc.StatusCode.FAILED_PRECONDITION, str(exc)) from None
+        if remoting.incarnation_in_use(assoc, hs.from_uid):
+            # Not a refusal code: a node that really restarted retries with
+            # backoff, keeping its outbox, until its old streams are gone here
+            # or the cluster layer quarantines the old incarnation.
+            self._metrics.incarnations_held += 1
+            raise _Refusal(
+                BAD_INCARNATION_IN_USE,
+                grpc.StatusCode.UNAVAILABLE,
+                f"{hs.from_address} uid {hs.from_uid}: incarnation {assoc.uid} of that "
+                "address is connected",
+            )
         remoting.learned_uid(assoc, hs.from_uid)
         self._metrics.handshakes_accepted += 1
         return assoc, hs.from_uid
@@ -283,14 +330,27 @@ class Inbound:
         for kind, target, sender, serializer_id, manifest in batch.routes:
             target_ref: ActorRef | None = None
             unknown = False
+            allowed = True
             if target:
                 target_ref = remoting.local_target(target)
                 unknown = type(target_ref) is not LocalActorRef
+                if target_ref is not None and kind in (K_MESSAGE, K_STOP, K_WATCH):
+                    allowed = self._addressable(kind, target_ref)
             sender_ref = remoting.resolve_or_none(sender) if sender else None
             resolved.append(
-                (kind, target_ref, sender_ref, serializer_id, manifest, target, unknown)
+                (kind, target_ref, sender_ref, serializer_id, manifest, target, unknown, allowed)
             )
         return resolved
+
+    def _addressable(self, kind: int, ref: ActorRef) -> bool:
+        """Whether a peer may send ``kind`` to ``ref``: user actors, and exposed system
+        actors for messages (watches: any actor but a guardian)."""
+        elements = ref.path.elements
+        if len(elements) < 2:
+            return False  # a guardian, or the root
+        if elements[0] == "user" or kind == K_WATCH:
+            return True
+        return kind == K_MESSAGE and self._remoting.is_control_target(str(ref.path))
 
     def deliver(self, batch: InBatch, assoc: Association) -> None:
         """Hand every envelope of ``batch`` (from ``assoc``'s peer) to its target, in order."""
@@ -302,8 +362,10 @@ class Inbound:
         for index, payload, correlation in zip(
             batch.route, batch.payloads, correlations, strict=False
         ):
-            kind, target, sender, serializer_id, manifest, path, unknown = routes[index]
-            if kind == K_MESSAGE:
+            kind, target, sender, serializer_id, manifest, path, unknown, allowed = routes[index]
+            if not allowed:
+                self._forbidden(kind, path, assoc, correlation)
+            elif kind == K_MESSAGE:
                 if unknown:
                     self._count(BAD_UNKNOWN_TARGET, "no actor at %s", path)
                 try:
@@ -362,20 +424,42 @@ class Inbound:
         assoc: Association,
     ) -> None:
         if kind in (K_WATCH, K_UNWATCH):
-            if target is None or type(sender) is not RemoteActorRef:
-                return  # a watch of another node's actor, or by no one: nothing to do
-            if kind == K_WATCH:
+            if target is None:
+                self._count(BAD_UNKNOWN_TARGET, "a watch from %s of another node", assoc.address)
+            elif type(sender) is not RemoteActorRef or sender.address != assoc.address:
+                # Its Terminated would go to a node the peer only named.
+                self._count(BAD_FORBIDDEN_WATCHER, "watcher %s is not of %s", sender, assoc.address)
+            elif kind == K_UNWATCH:
+                if not assoc.watches.remote_unwatch(target, sender):
+                    # Counted, not logged: an unwatch crossing a Terminated is a normal race.
+                    self._metrics.count_bad(BAD_UNEXPECTED_UNWATCH)
+            elif type(target) is LocalActorRef and target.is_alive:
                 assoc.watches.remote_watch(target, sender)
             else:
-                assoc.watches.remote_unwatch(target, sender)
+                # No such actor (any more): Terminated at once, and no state kept.
+                assoc.watches.notify_terminated(sender, target, False)
         elif kind in (K_TERMINATED, K_TERMINATED_UNCONFIRMED):
-            if target is not None and type(sender) is RemoteActorRef:
-                assoc.watches.remote_terminated(sender, target, kind == K_TERMINATED)
+            if (
+                target is None
+                or type(sender) is not RemoteActorRef
+                or not assoc.watches.remote_terminated(sender, target, kind == K_TERMINATED)
+            ):
+                # Dropped. Counted, not logged: a Terminated crossing an unwatch is a
+                # normal race.
+                self._metrics.count_bad(BAD_UNEXPECTED_TERMINATED)
         elif kind == K_STOP:
             if target is None:
                 assoc.send_reply(correlation, None)  # as stopping a dead local ref: done
             else:
                 target.stop().add_done_callback(lambda _: assoc.send_reply(correlation, None))
+
+    def _forbidden(self, kind: int, path: str, assoc: Association, correlation: int) -> None:
+        what = "a stop" if kind == K_STOP else "a watch" if kind == K_WATCH else "a message"
+        self._count(BAD_FORBIDDEN_TARGET, "refused %s from %s to %s", what, assoc.address, path)
+        if correlation:
+            assoc.send_failure(
+                correlation, "PermissionError", f"{path} cannot be addressed from the network"
+            )
 
     def _undecodable(
         self, error: SerializationError, path: str, assoc: Association, correlation: int

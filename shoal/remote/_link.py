@@ -17,6 +17,17 @@ raises (a bug, caught by the tests)::
 
 One task at a time owns the stream: it opens it (handshake included) or
 adopts the peer's, then runs the association's writer until the stream ends.
+An unexpected exception in that task (a bug, not a network failure) is
+caught, counted (``link_crashes``) and logged, and the link backs off and
+restarts like after a lost stream: a peer is never left stuck.
+
+A node dials only addresses its own code asked to reach
+(:meth:`Remoting.may_dial`): an address merely named in a peer's frame (a
+sender, a ref inside a message) is written to only on a call that peer opened
+to this node. Otherwise the link waits in BACKOFF as for an unreachable peer,
+and after ``unreachable_drop_after`` this node gives up on what waits for it
+(:meth:`Association.give_up`); the same happens when reconnecting keeps
+failing for that long.
 A call this node opened is also read: the peer may write on it. Every delay
 is on the system clock: the handshake timeout, the backoff (see
 ``RemoteSettings``), and how long the association's outbox is kept for an
@@ -27,8 +38,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from enum import Enum
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from ._backoff import reconnect_backoff
 from ._errors import NodeGoneError
@@ -45,6 +57,10 @@ if TYPE_CHECKING:
     from ._remoting import Remoting
 
 _log: Final = logging.getLogger("shoal.remote")
+
+
+class NotDialable(Exception):
+    """The address was only named by peers: this node does not open calls to it."""
 
 
 class State(Enum):
@@ -83,6 +99,8 @@ class Link:
         self._timer: Cancellable | None = None
         self._attempt = 0
         self._unreachable_since: float | None = None
+        self._give_up_timer: Cancellable | None = None
+        self._last_error = ""
         self._refusing: str | None = None
         self._connected: asyncio.Future[None] | None = None
         """Set while closing waits for a stream that is still connecting."""
@@ -95,6 +113,10 @@ class Link:
     def start(self) -> None:
         """Connect (from IDLE): there is something to send."""
         self._connect()
+
+    def is_idle(self) -> bool:
+        """No stream, none being opened, no retry pending, and no call of the peer's to use."""
+        return self.state is State.IDLE and self._usable_offer() is None
 
     def _usable_offer(self) -> InboundStream | None:
         """The peer's call to write on, if there is one still open and not quarantined."""
@@ -114,10 +136,46 @@ class Link:
         offered = self._usable_offer()
         if offered is not None:
             self._enter(State.CONNECTED)
-            self._task = self._loop.create_task(self._run_adopted(offered))
+            self._task = self._loop.create_task(self._guard(self._run_adopted(offered)))
+        elif not self._remoting.may_dial(self._address):
+            self._enter(State.CONNECTING)
+            self._task = None
+            self._failed(
+                NotDialable(
+                    f"{self._address} was only named by peers and has no call open to "
+                    "this node (a node dials only addresses its own code resolved)"
+                )
+            )
         else:
             self._enter(State.CONNECTING)
-            self._task = self._loop.create_task(self._run())
+            self._task = self._loop.create_task(self._guard(self._run()))
+
+    async def _guard(self, run: Coroutine[Any, Any, None]) -> None:
+        """Run the link's task; an unexpected exception restarts the link instead of
+        leaving it stuck in CONNECTING or CONNECTED."""
+        try:
+            await run
+        except Exception as exc:
+            remoting = self._remoting
+            remoting.metrics.link_crashes += 1
+            remoting.bad_log.report(
+                "link-crash",
+                "[%s] the link to %s failed unexpectedly, restarting it: %r",
+                remoting.address,
+                self._address,
+                exc,
+                exc_info=True,
+            )
+            if self._task is asyncio.current_task():
+                self._stream = None
+                self._failed(exc)
+
+    def has_stream_of(self, uid: int) -> bool:
+        """Whether a call with incarnation ``uid`` of the peer is open (either direction)."""
+        return any(
+            stream is not None and stream.peer_uid == uid and not stream.finished
+            for stream in (self._stream, self._offered)
+        )
 
     def incarnation_replaced(self, old_uid: int) -> None:
         """The peer restarted: stop writing on a call of its old incarnation at once."""
@@ -149,6 +207,23 @@ class Link:
         self._attempt = 0
         self._unreachable_since = None
         self._refusing = None
+        if self._give_up_timer is not None:
+            self._give_up_timer.cancel()
+            self._give_up_timer = None
+        self._assoc.reachable()
+
+    def _give_up(self) -> None:
+        """``unreachable_drop_after`` elapsed since the peer became unreachable."""
+        self._give_up_timer = None
+        if self.state in (State.CONNECTED, State.CLOSED):
+            return
+        remoting = self._remoting
+        why = (
+            f"{self._address} unreachable for {remoting.settings.unreachable_drop_after:g} s "
+            f"(last error: {self._last_error or 'none'})"
+        )
+        remoting.link_log.report("unreachable", "[%s] giving up on %s", remoting.address, why)
+        self._assoc.give_up(why)
 
     async def _run_adopted(self, stream: InboundStream) -> None:
         self._connected_to(stream)
@@ -242,27 +317,38 @@ class Link:
         was_connected = self.state is State.CONNECTED
         self._enter(State.BACKOFF)
         now = self._clock.now()
+        self._last_error = str(exc) or type(exc).__name__
         if self._unreachable_since is None:
             self._unreachable_since = now
+            self._give_up_timer = self._clock.call_later(
+                remoting.settings.unreachable_drop_after, self._give_up
+            )
         refused = isinstance(exc, Refused)
+        # A peer (or a flapping network) can make these happen at line rate.
         if refused and self._refusing != str(exc):
-            _log.warning("[%s] %s refused us: %s", remoting.address, self._address, exc)
+            remoting.bad_log.report(
+                "refused-us", "[%s] %s refused us: %s", remoting.address, self._address, exc
+            )
         elif was_connected:
-            _log.info("[%s] lost stream to %s: %s", remoting.address, self._address, exc)
+            remoting.link_log.report(
+                "lost-stream", "[%s] lost stream to %s: %s", remoting.address, self._address, exc
+            )
+        elif self._attempt == 0:
+            remoting.link_log.report(
+                "cannot-reach", "[%s] cannot reach %s: %s", remoting.address, self._address, exc
+            )
         if was_connected and self._stream is not None:
             peer = peer_address(self._address, self._stream.peer_uid)
             remoting.system.event_stream.publish(PeerDisconnected(peer, str(exc) or repr(exc)))
-        elif self._attempt == 0:
-            _log.info("[%s] cannot reach %s: %s", remoting.address, self._address, exc)
         self._refusing = str(exc) if refused else None
         if isinstance(exc, Quarantined):
-            assoc.drop_outbox("remote-quarantined", NodeGoneError)
+            assoc.drop_outbox("remote-quarantined", NodeGoneError, control=True)
         elif refused:
             # A refusal is a decision of the peer, not a network blip: waiting
             # will not deliver these.
-            assoc.drop_outbox("remote-refused")
-        elif now - self._unreachable_since >= remoting.settings.unreachable_drop_after:
-            assoc.drop_outbox("remote-unreachable")
+            assoc.drop_outbox(
+                "remote-refused", why=f"remote-refused, {self._address} refused this node: {exc}"
+            )
         delay = reconnect_backoff(remoting.settings).delay(self._attempt, remoting.rng.random())
         self._attempt += 1
         offered = self._usable_offer()
@@ -279,7 +365,12 @@ class Link:
         if self._assoc.has_work() or self._usable_offer() is not None:
             self._connect()
         else:
+            # Nothing waits for the peer: nothing to give up on either.
             self._enter(State.IDLE)
+            self._unreachable_since = None
+            if self._give_up_timer is not None:
+                self._give_up_timer.cancel()
+                self._give_up_timer = None
 
     def abort(self) -> None:
         """Stop writing on the stream at once (a quarantine): reconnecting starts over."""
@@ -316,6 +407,9 @@ class Link:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._give_up_timer is not None:
+            self._give_up_timer.cancel()
+            self._give_up_timer = None
         task = self._task
         stream = self._stream
         if task is not None and not task.done():

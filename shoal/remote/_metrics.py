@@ -24,6 +24,7 @@ class RemoteMetrics:
     """
 
     __slots__ = (
+        "associations_evicted",
         "bad_input",
         "bytes_received",
         "bytes_sent",
@@ -34,8 +35,12 @@ class RemoteMetrics:
         "frames_received",
         "frames_sent",
         "handshakes_accepted",
+        "incarnations_held",
         "incarnations_replaced",
+        "link_crashes",
+        "quarantine_evicted",
         "quarantines",
+        "unreachable_give_ups",
     )
 
     def __init__(self) -> None:
@@ -49,6 +54,11 @@ class RemoteMetrics:
         self.handshakes_accepted = 0
         self.incarnations_replaced = 0
         self.quarantines = 0
+        self.incarnations_held = 0
+        self.link_crashes = 0
+        self.unreachable_give_ups = 0
+        self.associations_evicted = 0
+        self.quarantine_evicted = 0
         self.bad_input: dict[str, int] = {}
         self.dead_letters: dict[str, int] = {}
 
@@ -105,6 +115,31 @@ class RemoteCollector:
                 m.incarnations_replaced,
             ),
             ("shoal_remote_quarantines", "Peer incarnations quarantined.", m.quarantines),
+            (
+                "shoal_remote_incarnations_held",
+                "Handshakes refused: a live, connected incarnation holds the address.",
+                m.incarnations_held,
+            ),
+            (
+                "shoal_remote_link_crashes",
+                "Unexpected errors in a peer link's tasks (the link restarted).",
+                m.link_crashes,
+            ),
+            (
+                "shoal_remote_unreachable_give_ups",
+                "Times a peer stayed unreachable past unreachable_drop_after.",
+                m.unreachable_give_ups,
+            ),
+            (
+                "shoal_remote_associations_evicted",
+                "Idle peers forgotten (max_idle_associations).",
+                m.associations_evicted,
+            ),
+            (
+                "shoal_remote_quarantine_evicted",
+                "Quarantine entries forgotten (quarantine_max_entries/max_age).",
+                m.quarantine_evicted,
+            ),
         ):
             counter = CounterMetricFamily(name, doc, labels=["address"])
             counter.add_metric(address, value)

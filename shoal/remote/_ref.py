@@ -29,25 +29,42 @@ class RemoteActorRef(ActorRef):
 
     Refs compare and hash equal by path. Obtain them with
     ``system.resolve("shoal://system@host:port/user/name")`` or from
-    messages (refs inside messages travel as paths).
+    messages (refs inside messages travel as paths). A ref holds no state
+    for its node until it is used: the node's association is made on the
+    first send or watch (so refs arriving in messages cost a peer nothing).
     """
 
-    __slots__ = ("_assoc", "_path", "_remoting", "path_str")
+    __slots__ = ("_bound", "_path", "_remoting", "address", "path_str")
 
-    def __init__(
-        self, remoting: Remoting, association: Association, path: ActorPath, path_str: str
-    ) -> None:
+    def __init__(self, remoting: Remoting, path: ActorPath, path_str: str) -> None:
         self._remoting = remoting
-        self._assoc = association
+        self._bound: Association | None = None
         self._path = path
         self.path_str = path_str
+        self.address = path.address
+        """The address of the actor's node, ``system@host:port``."""
 
     @property
     def path(self) -> ActorPath:
         return self._path
 
+    def bound(self) -> Association:
+        """The association of the actor's node, made (or made again, after it was
+        forgotten as idle) on first use."""
+        assoc = self._bound
+        if assoc is None or assoc.retired:
+            assoc = self._bound = self._remoting.association(self.address)
+        return assoc
+
+    @property
+    def _assoc(self) -> Association:
+        return self.bound()
+
     def tell(self, message: object, sender: ActorRef | None = None) -> None:
-        self._assoc.tell(self.path_str, message, sender, 0)
+        assoc = self._bound
+        if assoc is None or assoc.retired:
+            assoc = self.bound()
+        assoc.tell(self.path_str, message, sender, 0)
 
     async def ask(self, message: object, timeout: float | None = None) -> Any:
         if timeout is not None and not 0 < timeout < float("inf"):
@@ -91,7 +108,7 @@ class RemoteActorRef(ActorRef):
         self, message: object, sender: ActorRef | None, promise: asyncio.Future[Any] | None
     ) -> None:
         if promise is None:
-            self._assoc.tell(self.path_str, message, sender, 0)
+            self.tell(message, sender)
             return
         # A forwarded ask: the answer completes the original asker's promise.
         correlation = self._track(promise, message)
@@ -101,7 +118,7 @@ class RemoteActorRef(ActorRef):
         """Register ``future`` for an answer, expiring after the default ask timeout."""
         remoting = self._remoting
         correlation = remoting.next_id()
-        pending = self._assoc.pending
+        pending = self.bound().pending
         pending[correlation] = future
         timeout = remoting.system._settings.ask_timeout
         timeouts = remoting.system._ask_timeouts

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import logging
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Final
 
@@ -89,6 +90,7 @@ class Remoting:
         self.port = 0
         self.rng = system.random
         self.bad_log = RateLimitedLog(_log, system.clock, 5, 10.0)
+        self.link_log = RateLimitedLog(_log, system.clock, 5, 10.0, level=logging.INFO)
         self.credentials = Credentials(None)
         self.next_id = itertools.count(1).__next__
         self._address = system.name
@@ -102,8 +104,14 @@ class Remoting:
         self._remote_refs: dict[str, RemoteActorRef] = {}
         self._local_refs: dict[str, LocalActorRef] = {}
         self._paths: dict[ActorRef, str] = {}
-        self.quarantined: set[tuple[str, int]] = set()
-        """Peer incarnations (address, uid) this node refuses."""
+        self.quarantined: dict[tuple[str, int], float] = {}
+        """Peer incarnations (address, uid) this node refuses, with when (system clock),
+        oldest first; bounded by ``quarantine_max_entries`` and ``quarantine_max_age``."""
+        self._dialable: set[str] = set()
+        self._control_targets: set[str] = set()
+        self.receiving = False
+        """Set while a peer's frame is decoded: refs resolved meanwhile were named by
+        the peer, not asked for by this node's code, and do not make it dial."""
         self._started = False
         self._closed = False
 
@@ -131,10 +139,18 @@ class Remoting:
         return remoting
 
     async def _start(self, settings: RemoteSettings) -> None:
+        self._check_authentication(settings)
         self.settings = settings
         self.rng = settings.rng if settings.rng is not None else self.system.random
         self.bad_log = RateLimitedLog(
             _log, self.system.clock, settings.bad_input_log_limit, settings.bad_input_log_interval
+        )
+        self.link_log = RateLimitedLog(
+            _log,
+            self.system.clock,
+            settings.bad_input_log_limit,
+            settings.bad_input_log_interval,
+            level=logging.INFO,
         )
         # Not drawn from ``self.rng``: two nodes seeded alike must still differ.
         self.uid = settings.uid if settings.uid is not None else secrets.randbits(63) or 1
@@ -157,6 +173,27 @@ class Remoting:
         self.system.metrics.register(self._collector)
         self._started = True
         _log.info("[%s] remoting listening (uid %d)", self._address, self.uid)
+
+    def _check_authentication(self, settings: RemoteSettings) -> None:
+        """Refuse to listen beyond loopback without a cluster secret or mutual TLS."""
+        if settings.loopback or settings.cluster_secret is not None or settings.tls is not None:
+            return
+        if settings.allow_unauthenticated:
+            _log.warning(
+                "[%s] remoting listens on %s without a cluster secret or TLS "
+                "(allow_unauthenticated=True): anyone who can reach it can send to "
+                "and stop this node's actors",
+                self.system.name,
+                settings.host or "every interface",
+            )
+            return
+        raise RemotingStartError(
+            f"remoting would listen on {settings.host or 'every interface'!r}, which is not "
+            "a loopback address, without authentication: set "
+            "RemoteSettings(cluster_secret=...) (the same secret on every node), or "
+            "tls=TlsSettings(...) for mutual TLS, or allow_unauthenticated=True on a "
+            "trusted network"
+        )
 
     async def aclose(self) -> None:
         """Flush outboxes (bounded by ``shutdown_flush_timeout``), close streams and the server.
@@ -187,8 +224,68 @@ class Remoting:
         return self._unique_address
 
     def resolve(self, path: ActorPath) -> ActorRef:
-        """A ref for ``path`` on another node (called by ``system.resolve``)."""
-        return self.remote_ref(str(path))
+        """A ref for ``path`` on another node (called by ``system.resolve``).
+
+        Resolved by this node's code, it lets the node dial the path's address;
+        resolved while a peer's frame is decoded (a sender, a ref inside a
+        message) it does not (see :meth:`may_dial`).
+        """
+        ref = self.remote_ref(str(path))
+        if not self.receiving:
+            self._dialable.add(ref.address)
+        return ref
+
+    def reach(self, address: str) -> None:
+        """Allow this node to open calls to ``address`` (``system@host:port``).
+
+        ``system.resolve`` does it for the paths this node's code resolves;
+        the cluster layer calls it for members.
+        """
+        self._dialable.add(address)
+
+    def may_dial(self, address: str) -> bool:
+        """Whether this node opens calls to ``address``.
+
+        Only to addresses its own code asked to reach (:meth:`reach`,
+        ``system.resolve``), never to one merely named in a peer's frame: a
+        reply to such a sender is written on the call its node opened to this
+        one, or waits for such a call (or for local code to resolve the
+        address) until ``unreachable_drop_after``, and then fails like one to
+        an unreachable peer.
+        """
+        return address in self._dialable
+
+    def accept_control(self, ref: ActorRef) -> None:
+        """Let peers send ``ref`` (a system actor of this node) control messages.
+
+        Peers may address user actors (``/user/...``) only; a message to a
+        guardian or a system actor arriving from the network is refused and
+        counted (``forbidden_target``), unless the actor was exposed here.
+        For the cluster's daemons (heartbeats, gossip), sent with
+        :meth:`send_control`.
+        """
+        path = str(ref.path)
+        if not path.startswith(self._prefix + "system/"):
+            raise ValueError(f"only system actors of this node take control messages: {path}")
+        self._control_targets.add(path)
+
+    def is_control_target(self, path: str) -> bool:
+        return path in self._control_targets
+
+    def send_control(
+        self, target: ActorRef, message: object, sender: ActorRef | None = None
+    ) -> None:
+        """Send ``message`` to a system actor of another node on the control lane.
+
+        The control lane is written before user traffic and is not bounded by
+        the user outbox (see ``RemoteSettings.control_outbox_capacity``): a
+        slow user flow does not delay it. The target must have been exposed
+        with :meth:`accept_control` on its node. Like ``tell``, it never
+        raises: what cannot be sent goes to dead letters.
+        """
+        if type(target) is not RemoteActorRef:
+            raise TypeError(f"send_control needs a ref of another node, not {target!r}")
+        target.bound().send_control(target.path_str, message, sender)
 
     @property
     def peers(self) -> dict[str, PeerStatus]:
@@ -230,7 +327,7 @@ class Remoting:
         key = (address, uid)
         if key in self.quarantined:
             return
-        self.quarantined.add(key)
+        self._add_quarantine(key)
         self.metrics.quarantines += 1
         _log.warning("[%s] quarantined %s uid %d", self._address, address, uid)
         self.system.event_stream.publish(PeerQuarantined(peer_address(address, uid), "quarantined"))
@@ -239,8 +336,35 @@ class Remoting:
             assoc.declare_gone("quarantined")
             assoc.link.abort()
 
+    def _add_quarantine(self, key: tuple[str, int]) -> None:
+        quarantined = self.quarantined
+        now = self.system.clock.now()
+        quarantined[key] = now
+        oldest = now - self.settings.quarantine_max_age
+        limit = self.settings.quarantine_max_entries
+        for entry, since in list(quarantined.items()):  # oldest first
+            if since > oldest and len(quarantined) <= limit:
+                break
+            del quarantined[entry]
+            self.metrics.quarantine_evicted += 1
+
     def is_quarantined(self, address: str, uid: int) -> bool:
-        return (address, uid) in self.quarantined
+        since = self.quarantined.get((address, uid))
+        if since is None:
+            return False
+        if self.system.clock.now() - since >= self.settings.quarantine_max_age:
+            del self.quarantined[address, uid]
+            self.metrics.quarantine_evicted += 1
+            return False
+        return True
+
+    def incarnation_in_use(self, assoc: Association, uid: int) -> bool:
+        """Whether another incarnation than ``uid`` holds ``assoc``'s address with a
+        healthy stream (an inbound handshake claiming the address is then refused:
+        replacing a live incarnation is the cluster layer's decision, through
+        :meth:`quarantine`)."""
+        old = assoc.uid
+        return old is not None and old != uid and assoc.link.has_stream_of(old)
 
     def learned_uid(self, assoc: Association, uid: int) -> None:
         """A handshake (either direction) told the peer's incarnation."""
@@ -252,39 +376,65 @@ class Remoting:
             return
         # A new incarnation at the same address: the old one is gone for good.
         self.metrics.incarnations_replaced += 1
-        self.quarantined.add((assoc.address, old))
+        self._add_quarantine((assoc.address, old))
         self.system.event_stream.publish(
             PeerQuarantined(peer_address(assoc.address, old), "restarted")
         )
-        _log.info("[%s] %s restarted (uid %d, was %d)", self._address, assoc.address, uid, old)
+        self.link_log.report(
+            "restarted",
+            "[%s] %s restarted (uid %d, was %d)",
+            self._address,
+            assoc.address,
+            uid,
+            old,
+        )
         assoc.incarnation_gone("restarted")
         assoc.link.incarnation_replaced(old)
 
     # -- peers, refs and paths -------------------------------------------------------------
 
+    def _check_address(self, address: str) -> None:
+        system, at, host_port = address.partition("@")
+        _, colon, port = host_port.rpartition(":")
+        if system != self.system.name or not at or not colon or not port.isdigit():
+            raise ValueError(f"not a peer address of system {self.system.name}: {address!r}")
+
     def association(self, address: str) -> Association:
-        """The state kept for peer ``address``; raises ``ValueError`` for a bad address."""
+        """The state kept for peer ``address``, made if need be; ``ValueError`` for a bad
+        address."""
         assoc = self._associations.get(address)
         if assoc is None:
-            system, at, host_port = address.partition("@")
-            _, colon, port = host_port.rpartition(":")
-            if system != self.system.name or not at or not colon or not port.isdigit():
-                raise ValueError(f"not a peer address of system {self.system.name}: {address!r}")
+            self._check_address(address)
             if address == self._address:
                 raise ValueError(f"{address} is this node")
+            if len(self._associations) >= self.settings.max_idle_associations:
+                self._evict_idle(self._associations.values())
             assoc = self._associations[address] = Association(self, address)
             if self._closed:
                 assoc.closed = True  # refs still resolve; what they send is dead
         return assoc
 
+    def _evict_idle(self, assocs: Iterable[Association]) -> None:
+        """Forget idle peers, oldest first, until at most ``max_idle_associations`` are idle."""
+        idle = [a for a in assocs if a.is_idle()]
+        for assoc in idle[: max(0, len(idle) + 1 - self.settings.max_idle_associations)]:
+            assoc.retired = True
+            del self._associations[assoc.address]
+            self.metrics.associations_evicted += 1
+
     def remote_ref(self, path: str) -> RemoteActorRef:
-        """The (cached) ref for an actor path of another node; ``ValueError`` if malformed."""
+        """The (cached) ref for an actor path of another node; ``ValueError`` if malformed.
+
+        A ref holds no state for its peer: the peer's :class:`Association` is
+        made when the ref is first used to send or watch.
+        """
         ref = self._remote_refs.get(path)
         if ref is None:
             parsed = ActorPath.parse(path)
             if parsed.host_port is None:
                 raise ValueError(f"actor path without a host and port: {path!r}")
-            ref = RemoteActorRef(self, self.association(parsed.address), parsed, path)
+            self._check_address(parsed.address)
+            ref = RemoteActorRef(self, parsed, path)
             if len(self._remote_refs) >= _CACHE_LIMIT:
                 self._remote_refs.clear()
             self._remote_refs[path] = ref
@@ -346,8 +496,24 @@ class Remoting:
                 self.inbound.streams,
             ),
             "shoal_remote_outbox_envelopes": (
-                "Envelopes queued for peers.",
+                "Envelopes queued for peers (both lanes).",
                 sum(a.queued for a in assocs),
+            ),
+            "shoal_remote_outbox_bytes": (
+                "Payload bytes queued for peers on the user lane (outbox_max_bytes each).",
+                sum(a.queued_bytes for a in assocs),
+            ),
+            "shoal_remote_control_queued": (
+                "Envelopes queued for peers on the control lane (control_outbox_capacity each).",
+                sum(a.control_queued for a in assocs),
+            ),
+            "shoal_remote_associations": (
+                "Peers this node keeps state for (max_idle_associations idle ones).",
+                len(self._associations),
+            ),
+            "shoal_remote_quarantined": (
+                "Quarantined incarnations remembered (quarantine_max_entries).",
+                len(self.quarantined),
             ),
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -75,6 +76,41 @@ class RemoteSettings:
     is half full or more. Memory bound per peer ~ capacity x (message size +
     ~100 bytes)."""
 
+    # -- safety and resource bounds ------------------------------------------------------
+
+    allow_unauthenticated: bool = False
+    """Listening on anything but a loopback address (a wildcard included) needs
+    ``cluster_secret`` or ``tls``, or ``Remoting.start`` fails. ``True`` opts out
+    (a trusted private network); it is logged as a warning at start."""
+
+    outbox_max_bytes: int = 64 * 1024 * 1024
+    """Payload bytes queued per peer (user lane), the byte bound beside
+    ``outbox_capacity``: beyond it ``tell`` goes to dead letters
+    (``shoal_remote_dead_letters{reason="outbox-full"}``) and ``ask`` fails with
+    ``OutboxFullError``. Gauge: ``shoal_remote_outbox_bytes``."""
+
+    control_outbox_capacity: int = 200_000
+    """Envelopes queued per peer on the control lane (death watch, ``Terminated``,
+    remote stop, ``Remoting.send_control``). The control lane is written before
+    user batches and is not bounded by the user outbox, so a full user outbox
+    never drops a ``Terminated``. Beyond this bound control envelopes go to dead
+    letters (``reason="control-outbox-full"``). Gauge: ``shoal_remote_control_queued``."""
+
+    max_idle_associations: int = 1_000
+    """Peers kept in memory with nothing going on (no stream, nothing queued, no
+    asks, no watches). State for a peer is created on first send, not when a
+    ref to it arrives in a message; beyond this bound the oldest idle peers are
+    forgotten (a later send starts afresh). Counter:
+    ``shoal_remote_associations_evicted``; gauge: ``shoal_remote_associations``."""
+
+    quarantine_max_entries: int = 10_000
+    """Quarantined incarnations remembered; beyond it the oldest are forgotten.
+    Gauge: ``shoal_remote_quarantined``; counter: ``shoal_remote_quarantine_evicted``."""
+
+    quarantine_max_age: float = 5 * 24 * 3600.0
+    """Seconds (system clock) a quarantined incarnation is remembered. Incarnation
+    uids are random 63-bit numbers, so one that is forgotten does not come back."""
+
     handshake_timeout: float = 5.0
     """Seconds (on the system clock) to connect and get the peer's handshake answer."""
 
@@ -93,8 +129,14 @@ class RemoteSettings:
     """Fraction (0..1) of a delay that is randomly taken off it."""
 
     unreachable_drop_after: float = 30.0
-    """Seconds a peer may stay unreachable before what is buffered for it goes
-    to dead letters (checked at each failed reconnect attempt)."""
+    """Seconds (system clock) a peer may stay unreachable -- reconnecting keeps
+    failing, or it is an address this node may not dial and the peer has no call
+    open to it -- before this node gives up on what waits for it: the user outbox
+    goes to dead letters and every ask waiting for the peer fails with
+    :class:`UnreachableError` (naming the last connect error) instead of its own
+    timeout. From then until a stream is established again, a ``tell`` goes to
+    dead letters and an ``ask`` fails at once. Counter:
+    ``shoal_remote_unreachable_give_ups``."""
 
     shutdown_flush_timeout: float = 2.0
     """Seconds ``aclose()`` waits for queued envelopes to be written."""
@@ -121,6 +163,12 @@ class RemoteSettings:
             raise ValueError("listening on a wildcard host needs advertised_host")
         if self.batch_max_envelopes < 1 or self.batch_max_bytes < 1 or self.outbox_capacity < 1:
             raise ValueError("batch limits and outbox_capacity must be >= 1")
+        if min(self.outbox_max_bytes, self.control_outbox_capacity) < 1:
+            raise ValueError("outbox_max_bytes and control_outbox_capacity must be >= 1")
+        if self.max_idle_associations < 0 or self.quarantine_max_entries < 1:
+            raise ValueError("need max_idle_associations >= 0 and quarantine_max_entries >= 1")
+        if self.quarantine_max_age <= 0 or self.unreachable_drop_after < 0:
+            raise ValueError("need quarantine_max_age > 0 and unreachable_drop_after >= 0")
         if self.max_frame_bytes < self.batch_max_bytes + 64 * 1024:
             raise ValueError("max_frame_bytes must exceed batch_max_bytes by at least 64 KiB")
         if self.handshake_timeout <= 0 or self.shutdown_flush_timeout <= 0:
@@ -131,6 +179,16 @@ class RemoteSettings:
             raise ValueError("backoff_jitter must be within 0..1")
         if self.uid is not None and not 0 < self.uid < 2**63:
             raise ValueError(f"uid must be within 1..2**63-1, not {self.uid}")
+
+    @property
+    def loopback(self) -> bool:
+        """Whether ``host`` is a loopback address (only this machine can connect)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:
+            return False  # a host name other than localhost, or a wildcard
 
     @property
     def public_host(self) -> str:

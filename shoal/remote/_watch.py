@@ -80,25 +80,33 @@ class RemoteWatches:
         watchers.add(watcher)
         target.add_watcher(watcher)  # may notify at once, for an actor that is already gone
 
-    def remote_unwatch(self, target: ActorRef, watcher: RemoteActorRef) -> None:
+    def remote_unwatch(self, target: ActorRef, watcher: RemoteActorRef) -> bool:
+        """The peer's ``watcher`` stops watching ``target``; ``False`` if it did not watch it."""
         watchers = self.watched_by.get(target)
-        if watchers is not None:
-            watchers.discard(watcher)
-            if not watchers:
-                del self.watched_by[target]
+        if watchers is None or watcher not in watchers:
+            return False
+        watchers.discard(watcher)
+        if not watchers:
+            del self.watched_by[target]
         target.remove_watcher(watcher)
+        return True
 
     def remote_terminated(
         self, watchee: RemoteActorRef, watcher: ActorRef, confirmed: bool
-    ) -> None:
-        """The peer says ``watchee`` terminated; tell ``watcher`` if it still watches."""
+    ) -> bool:
+        """The peer says ``watchee`` terminated; tell ``watcher`` if it still watches.
+
+        ``False`` if there is no such watch (unwatched meanwhile, or never made):
+        nothing is delivered then.
+        """
         watchers = self.watching.get(watchee)
         if watchers is None or watcher not in watchers:
-            return  # unwatched meanwhile
+            return False
         watchers.discard(watcher)
         if not watchers:
             del self.watching[watchee]
         watcher.notify_terminated(watchee, existence_confirmed=confirmed)
+        return True
 
     def settle(self) -> int:
         """The peer's incarnation is gone: end every watch; returns how many there were.

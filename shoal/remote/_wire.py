@@ -42,6 +42,12 @@ BAD_QUARANTINED: Final = "quarantined_peer"
 BAD_UNKNOWN_TARGET: Final = "unknown_target"
 BAD_UNKNOWN_MANIFEST: Final = "unknown_manifest"
 BAD_PAYLOAD: Final = "undecodable_payload"
+BAD_FORBIDDEN_TARGET: Final = "forbidden_target"
+BAD_FORBIDDEN_WATCHER: Final = "forbidden_watcher"
+BAD_UNEXPECTED_UNWATCH: Final = "unexpected_unwatch"
+BAD_UNEXPECTED_TERMINATED: Final = "unexpected_terminated"
+BAD_INCARNATION_IN_USE: Final = "incarnation_in_use"
+BAD_INTERNAL: Final = "internal_error"
 
 
 class FrameError(Exception):

@@ -31,7 +31,9 @@ class DeadLetter:
     """A message that could not be delivered, as published on the event stream.
 
     ``reason`` is one of ``"stopped"``, ``"mailbox-full"``, ``"no-such-actor"``,
-    ``"unreachable"`` or a transport-specific string.
+    ``"other-system: ..."`` (a path of another actor system name),
+    ``"no-remoting: ..."`` (a path of another node, resolved before remoting
+    started), or a transport-specific string.
     """
 
     message: object

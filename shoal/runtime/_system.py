@@ -275,9 +275,12 @@ class ActorSystem:
             if cell is not None and cell._state < lc.STOPPED:
                 return cell._ref
             return _DeadRef(self, target, "no-such-actor")
-        if self._provider is not None and target.system == self._name:
-            return self._provider.resolve(target)
-        return _DeadRef(self, target, "unreachable")
+        if target.system != self._name:
+            # Nodes talk only within one actor system name (a wrong name is a typo).
+            return _DeadRef(self, target, f"other-system: this system is {self._name}")
+        if self._provider is None:
+            return _DeadRef(self, target, "no-remoting: a remote path resolved before remoting")
+        return self._provider.resolve(target)
 
     @property
     def dead_letters(self) -> ActorRef:

@@ -152,6 +152,13 @@ async def test_nothing_is_written_on_the_call_of_a_replaced_incarnation(
     target = a.resolve(f"shoal://{peer}/user/x")
     target.tell("before")
     assert b"before" in await asyncio.wait_for(old.call.read(), SAFETY)  # on uid 1's call
+    # While uid 1's call is healthy, a claim of its address is held off...
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await new.handshake(remote_a.address, uid=2)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    # ...until the cluster layer decides that uid 1 is gone.
+    remote_a.quarantine(peer, 1)
+    new = raw_peer(f"127.0.0.1:{remote_a.port}")
     await new.handshake(remote_a.address, uid=2)  # the peer restarted
     assert remote_a.is_quarantined(peer, 1)
     target.tell("after")

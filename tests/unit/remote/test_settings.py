@@ -14,6 +14,9 @@ def test_defaults_are_production_values() -> None:
     assert settings.tls is None
     assert settings.outbox_capacity == 100_000
     assert settings.max_frame_bytes >= settings.batch_max_bytes + 64 * 1024
+    assert not settings.allow_unauthenticated
+    assert settings.control_outbox_capacity > settings.outbox_capacity
+    assert settings.outbox_max_bytes == 64 * 1024 * 1024
 
 
 def test_testing_preset_is_fast_and_overridable() -> None:
@@ -41,6 +44,12 @@ def test_advertised_host_is_the_public_host() -> None:
         {"backoff_min": 2.0, "backoff_max": 1.0},
         {"backoff_multiplier": 0.5},
         {"backoff_jitter": 1.5},
+        {"outbox_max_bytes": 0},
+        {"control_outbox_capacity": 0},
+        {"max_idle_associations": -1},
+        {"quarantine_max_entries": 0},
+        {"quarantine_max_age": 0},
+        {"unreachable_drop_after": -1},
     ],
 )
 def test_invalid_settings_are_refused(fields: dict[str, object]) -> None:
