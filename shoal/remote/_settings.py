@@ -5,7 +5,10 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._transport import Transport
 
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 
@@ -76,7 +79,10 @@ class RemoteSettings:
     ~100 bytes)."""
 
     handshake_timeout: float = 5.0
-    """Seconds (on the system clock) to connect and get the peer's handshake answer."""
+    """Seconds (on the system clock) to connect and get the peer's handshake
+    answer; also how long a peer's call may stay silent before its handshake
+    arrives (the server closes it then, counted as bad input
+    ``handshake_timeout``)."""
 
     backoff_min: float = 0.1
     """First reconnect delay in seconds. Attempt ``n`` (from 0) waits
@@ -108,6 +114,16 @@ class RemoteSettings:
     rng: random.Random | None = None
     """Random source of the backoff jitter; ``None`` means a fresh ``random.Random()``."""
 
+    transport: Transport | None = None
+    """The network nodes talk over; ``None`` means gRPC (:class:`GrpcTransport`).
+    Tests and simulations pass a :class:`shoal.remote.testing.MemoryNetwork`."""
+
+    max_pending_handshakes: int = 128
+    """Peers' calls that may wait for their handshake at once; a call beyond
+    is closed at once (``RESOURCE_EXHAUSTED``, counted as bad input
+    ``handshake_limit``). With ``handshake_timeout`` this bounds what silent
+    callers hold: at most this many calls, each for at most that long."""
+
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"invalid port {self.port}")
@@ -123,6 +139,8 @@ class RemoteSettings:
             raise ValueError("need 0 < backoff_min <= backoff_max and backoff_multiplier >= 1")
         if not 0 <= self.backoff_jitter <= 1:
             raise ValueError("backoff_jitter must be within 0..1")
+        if self.max_pending_handshakes < 1:
+            raise ValueError("max_pending_handshakes must be >= 1")
 
     @property
     def public_host(self) -> str:
