@@ -16,6 +16,10 @@ side instead of opening its own, so two nodes usually share one connection.
 Refs inside messages travel as paths, so replies and forwarding work across
 nodes. See ``proto/remote.proto`` for the wire format.
 
+The network is a :class:`Transport` (``RemoteSettings.transport``): gRPC by
+default, or :class:`shoal.remote.testing.MemoryNetwork`, many nodes in one
+process with faults (partition, drop, delay, kill, restart) as methods.
+
 Latency: with grpcio's default EventEngine endpoints every stream operation
 wakes another gRPC thread. Nodes started with
 ``GRPC_EXPERIMENTS=-event_engine_client,-event_engine_listener`` in their
@@ -29,12 +33,14 @@ from ._errors import RemoteAskError as RemoteAskError
 from ._errors import RemoteError as RemoteError
 from ._errors import RemotingStartError as RemotingStartError
 from ._errors import UnreachableError as UnreachableError
+from ._grpc import GrpcTransport as GrpcTransport
 from ._metrics import RemoteMetrics as RemoteMetrics
 from ._ref import RemoteActorRef as RemoteActorRef
 from ._remoting import PeerStatus as PeerStatus
 from ._remoting import Remoting as Remoting
 from ._settings import RemoteSettings as RemoteSettings
 from ._settings import TlsSettings as TlsSettings
+from ._transport import Transport as Transport
 
 __all__ = [
     # the transport
@@ -42,6 +48,9 @@ __all__ = [
     "RemoteActorRef",
     "PeerStatus",
     "RemoteMetrics",
+    # the network under it (the in-memory one is in shoal.remote.testing)
+    "Transport",
+    "GrpcTransport",
     # settings
     "RemoteSettings",
     "TlsSettings",

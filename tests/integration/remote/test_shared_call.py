@@ -23,6 +23,8 @@ from ._actors import Echo, Recorder, Replier
 from ._messages import ReplyTo, Seq
 from .conftest import SAFETY, Nodes, RawPeer, eventually
 
+TRANSPORTS = ("grpc", "memory")
+
 
 def path(remoting: Remoting, name: str) -> str:
     return f"shoal://{remoting.address}/user/{name}"
