@@ -1,4 +1,4 @@
-"""Several nodes in one process, on real loopback gRPC: tell, ask, forward, replies, order."""
+"""Several nodes in one process (gRPC on loopback, the memory network): tell, ask, order."""
 
 from __future__ import annotations
 
