@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Final, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn, Protocol
 
 from ._transport import StreamClosed
 
@@ -43,7 +43,7 @@ Status = tuple[str, str]
 """(gRPC status code name, details)."""
 
 
-class NetworkState:
+class NetworkState(Protocol):
     """What the pipes ask the network on each frame (faults, delays, window, clock).
 
     Implemented by :class:`shoal.remote.testing.MemoryNetwork`.
@@ -52,18 +52,19 @@ class NetworkState:
     window_bytes: int
     dropped_frames: int
 
-    def clock(self) -> Clock:
-        raise NotImplementedError
+    def clock(self) -> Clock: ...
 
     def cut(self, source: str, target: str) -> bool:
         """Whether a partition separates ``source`` from ``target``."""
-        raise NotImplementedError
+        ...
 
     def dropping(self, source: str, target: str) -> bool:
-        raise NotImplementedError
+        """Whether frames from ``source`` to ``target`` are discarded."""
+        ...
 
     def latency(self, source: str, target: str) -> float:
-        raise NotImplementedError
+        """Seconds a frame from ``source`` to ``target`` travels."""
+        ...
 
 
 class _Pipe:
@@ -183,13 +184,13 @@ class _Pipe:
             readable = self._readable
             if readable:
                 item = readable[0]
-                if type(item) is _End:
+                if isinstance(item, _End):
                     return None
                 readable.popleft()
                 self.unread -= len(item)
                 if self._room and self.unread < self._net.window_bytes:
                     self._wake_writers()
-                return item  # type: ignore[return-value]
+                return item
             if self.reset:
                 return None
             reader = self._reader = self._conn.loop.create_future()

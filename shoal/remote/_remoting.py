@@ -1,4 +1,4 @@
-"""The remoting extension: a node's gRPC server, its peers, and the hooks the cluster calls."""
+"""The remoting extension: a node's transport endpoint, its peers, and the cluster's hooks."""
 
 from __future__ import annotations
 

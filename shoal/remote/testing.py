@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 from shoal.runtime import ActorSystem, Settings
 
 from ._errors import RemotingStartError
-from ._memory import MemoryEndpoint, NetworkState, _Connection
+from ._memory import MemoryEndpoint, _Connection
 from ._remoting import Remoting
 from ._settings import RemoteSettings
 from ._transport import StreamClosed
@@ -66,7 +66,7 @@ class _Spec:
     runtime: Settings
 
 
-class MemoryNetwork(NetworkState):
+class MemoryNetwork:
     """A :class:`~shoal.remote._transport.Transport` between nodes of one process.
 
     Pass it as ``RemoteSettings(transport=network)``, or start nodes with

@@ -262,6 +262,25 @@ async def _refuse_all(call: object) -> None:
     """An accept handler for a test endpoint that only dials."""
 
 
+async def test_a_silent_connection_is_closed_after_the_handshake_timeout(
+    net: MemoryNetwork, clock: ManualClock
+) -> None:
+    a = await start(net, clock, handshake_timeout=2.0)
+    silent = await net.bind(RemoteSettings.testing(), clock, _refuse_all)
+    await silent.start()
+    stream = await silent.connect(a.address)
+    await settle()
+    assert a.inbound.handshaking == 1
+    clock.advance(1.999)
+    await settle()
+    assert not stream.finished
+    clock.advance(0.001)
+    assert await stream.read() is None
+    assert await stream.end_status() == ("DEADLINE_EXCEEDED", "no handshake within 2.0 s")
+    assert (a.inbound.handshaking, a.metrics.bad_input) == (0, {"handshake_timeout": 1})
+    await silent.close()
+
+
 async def test_restart_needs_a_node_started_by_the_network(
     net: MemoryNetwork, clock: ManualClock
 ) -> None:
