@@ -126,7 +126,9 @@ class Remoting:
         self.uid = secrets.randbits(63) or 1
         self.inbound = Inbound(self)  # with these settings
         transport = settings.transport if settings.transport is not None else GrpcTransport()
-        endpoint = await transport.bind(settings, self.system.clock, self.inbound.serve)
+        endpoint = self._endpoint = await transport.bind(
+            settings, self.system.clock, self.inbound.serve
+        )
         port = endpoint.port
         host = settings.public_host
         self.port = port
@@ -135,10 +137,10 @@ class Remoting:
         try:
             self.system.install_provider(self)
         except ValueError as exc:
+            self._endpoint = None
             await endpoint.close()
             raise RemotingStartError(str(exc)) from exc
         await endpoint.start()
-        self._endpoint = endpoint
         self._collector = RemoteCollector(self._address, self.metrics, self._gauges)
         self.system.metrics.register(self._collector)
         self._started = True
