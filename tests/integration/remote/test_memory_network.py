@@ -109,6 +109,27 @@ async def test_a_global_delay_applies_where_no_pair_is_set(
     assert await probe.receive() == "y"
 
 
+async def test_lowering_a_delay_never_reorders_frames(
+    net: MemoryNetwork, clock: ManualClock
+) -> None:
+    a = await start(net, clock)
+    b = await start(net, clock)
+    await connected(a, b)
+    probe = Probe(b.system, "probe")
+    target = a.system.resolve(path(b, "probe"))
+    net.delay(1.0, a, b)
+    target.tell("first")
+    await settle()
+    net.delay(0.1, a, b)
+    target.tell("second")
+    await settle()
+    clock.advance(0.5)
+    await settle()
+    assert probe.pending() == 0  # "second" waits behind "first"
+    clock.advance(0.5)
+    assert [await probe.receive(), await probe.receive()] == ["first", "second"]
+
+
 async def test_drop_discards_one_direction_until_healed(
     net: MemoryNetwork, clock: ManualClock
 ) -> None:
@@ -216,6 +237,9 @@ async def test_a_killed_node_stops_answering_and_node_gone_terminates_its_watche
     clock.advance(0.2)
     await eventually(lambda: a.peers[b.address].state == "backoff")
     assert a.metrics.connects == 1  # refused: it answers no more
+    b.system.resolve(path(a, "x")).tell("from the dead")
+    await eventually(lambda: b.peers[a.address].state == "backoff")
+    assert (b.metrics.connects, a.inbound.streams) == (0, 0)  # nor does it dial
     assert terminated == []  # a lost stream alone is not a death
     a.node_gone(b.address)
     await eventually(lambda: len(terminated) == 1)
