@@ -10,6 +10,10 @@ run on uvloop when installed (``loop`` says which). Figures:
   in flight, each pong answered by the next ping, until 200,000 exchanges.
 * ``remote_ask_p50_us`` / ``remote_ask_p99_us``: 20,000 sequential asks from
   A to an echo actor on B (after 2,000 warm-up asks).
+* ``remote_pipelined_asks_per_s``: 100,000 asks from A to an echo actor on B
+  issued at once (each ``ref.ask(i)`` call, no task of the benchmark's own
+  per ask), then all awaited together; timed from the first ask to the last
+  answer (after a warm-up round of 10,000).
 * ``payload_1kib_msgs_per_s``: as the tell figure, 200,000 messages of 1 KiB.
 * ``baseline_grpc_ask_p50_us`` / ``baseline_grpc_ask_p99_us``: the natural
   baseline of the ask figures, measured in the same run: 20,000 sequential
@@ -62,6 +66,8 @@ N_1KIB = 200_000
 N_PING = 200_000
 IN_FLIGHT = 1_000
 N_ASK = 20_000
+N_PIPELINED = 100_000
+N_PIPELINED_WARMUP = 10_000
 N_WARMUP = 2_000
 SEQ_BASE = 1 << 16
 # GRPC_EXPERIMENTS for each --grpc-io choice, set in both node processes.
@@ -178,6 +184,7 @@ async def node_b() -> None:
         system.spawn(Counter, name="counter", capacity=N_TELL + 1)
         system.spawn(Ponger, name="ponger", capacity=IN_FLIGHT * 4)
         system.spawn(Echo, name="echo")
+        system.spawn(Echo, name="pipelined-echo", capacity=N_PIPELINED + 1)
         system.spawn(Collector, name="gc")
         print(f"READY {remoting.address} {raw_port}", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -202,6 +209,22 @@ async def _baseline_round_trips(raw_port: int) -> list[float]:
         await call.done_writing()
     samples.sort()
     return samples
+
+
+async def _pipelined(echo: ActorRef, n: int) -> float:
+    """Issue ``n`` asks to ``echo`` at once, then await them all; seconds elapsed.
+
+    Each ask is the ref's own awaitable: where ``ask`` returns a future this
+    makes no task per ask; where it is a coroutine, ``gather`` wraps each in
+    a task (what a caller of that API pays too).
+    """
+    start = time.perf_counter()
+    asks = [echo.ask(i) for i in range(n)]
+    answers = await asyncio.gather(*asks)
+    elapsed = time.perf_counter() - start
+    if answers[-1] != n - 1 or len(answers) != n:
+        raise RuntimeError("pipelined asks were not all answered in order")
+    return elapsed
 
 
 async def _stream(system: ActorSystem, target: ActorRef, messages: list[Any]) -> float:
@@ -276,6 +299,13 @@ async def node_a(peer: str, raw_port: int) -> dict[str, Any]:
         result["baseline_grpc_ask_p99_us"] = base[int(len(base) * 0.99)] * 1e6
         result["ask_p50_vs_baseline"] = (
             result["remote_ask_p50_us"] / result["baseline_grpc_ask_p50_us"]
+        )
+
+        pipelined = system.resolve(f"shoal://{peer}/user/pipelined-echo")
+        await _pipelined(pipelined, N_PIPELINED_WARMUP)
+        await collect()
+        result["remote_pipelined_asks_per_s"] = N_PIPELINED / await _pipelined(
+            pipelined, N_PIPELINED
         )
 
         kib = bytes(1024)

@@ -28,6 +28,10 @@ until used; every per-peer queue and table is bounded (see
 ``Remoting.send_control``) travel on a control lane written before user
 traffic, so a slow user flow neither delays nor drops them.
 
+The network is a :class:`Transport` (``RemoteSettings.transport``): gRPC by
+default, or :class:`shoal.remote.testing.MemoryNetwork`, many nodes in one
+process with faults (partition, drop, delay, kill, restart) as methods.
+
 Latency: with grpcio's default EventEngine endpoints every stream operation
 wakes another gRPC thread. Nodes started with
 ``GRPC_EXPERIMENTS=-event_engine_client,-event_engine_listener`` in their
@@ -45,12 +49,14 @@ from ._events import PeerConnected as PeerConnected
 from ._events import PeerDisconnected as PeerDisconnected
 from ._events import PeerEvent as PeerEvent
 from ._events import PeerQuarantined as PeerQuarantined
+from ._grpc import GrpcTransport as GrpcTransport
 from ._metrics import RemoteMetrics as RemoteMetrics
 from ._ref import RemoteActorRef as RemoteActorRef
 from ._remoting import PeerStatus as PeerStatus
 from ._remoting import Remoting as Remoting
 from ._settings import RemoteSettings as RemoteSettings
 from ._settings import TlsSettings as TlsSettings
+from ._transport import Transport as Transport
 
 __all__ = [
     # the transport
@@ -63,6 +69,9 @@ __all__ = [
     "PeerConnected",
     "PeerDisconnected",
     "PeerQuarantined",
+    # the network under it (the in-memory one is in shoal.remote.testing)
+    "Transport",
+    "GrpcTransport",
     # settings
     "RemoteSettings",
     "TlsSettings",

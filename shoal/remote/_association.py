@@ -50,8 +50,8 @@ from typing import TYPE_CHECKING, Any, Final
 from shoal.runtime import ActorRef, SerializationError
 
 from ._errors import NodeGoneError, OutboxFullError, UnreachableError
-from ._grpc import StreamClosed
 from ._link import Link, State
+from ._transport import StreamClosed
 from ._watch import RemoteWatches
 from ._wire import (
     K_FAILURE,
@@ -67,8 +67,8 @@ from ._wire import (
 )
 
 if TYPE_CHECKING:
-    from ._grpc import Stream
     from ._remoting import Remoting
+    from ._transport import Stream
 
 _log: Final = logging.getLogger("shoal.remote")
 

@@ -1,17 +1,20 @@
-"""The gRPC plumbing: server, channels, TLS credentials, and the two kinds of stream.
+"""The gRPC transport: server, channels, TLS credentials, and the two ends of a call.
 
-A node writes to a peer on one :class:`Stream` at a time: the call it opened
-to the peer (:class:`OutboundStream`), or the call the peer opened to it
-(:class:`InboundStream`, written from the server side). Frames travel as raw
-bytes (no serializer on either side) so the transport controls parsing, size
-checks and copies itself; :mod:`._wire` does the encoding.
+One bidirectional ``Remoting/Stream`` call is one connection of the
+transport contract (:mod:`._transport`): the node that opened it holds a
+:class:`GrpcClientStream`, the other node serves it through a
+:class:`GrpcServerCall`. Frames travel as raw bytes (no serializer on either
+side) so remoting controls parsing, size checks and copies itself;
+:mod:`._wire` does the encoding. Flow control is HTTP/2's; a silent peer is
+noticed by keepalive pings (``keepalive_time_ms`` + ``keepalive_timeout_ms``).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 import grpc
 import grpc.aio
@@ -19,37 +22,16 @@ import grpc.aio
 from shoal._proto import remote_pb2 as pb
 
 from ._errors import RemotingStartError
-from ._timeout import with_timeout
-from ._wire import FrameError, decode_frame, encode_handshake
+from ._transport import Accept, StreamClosed
 
 if TYPE_CHECKING:
-    from ._remoting import Remoting
+    from shoal.runtime import Clock
+
     from ._settings import RemoteSettings, TlsSettings
 
 SERVICE: Final = pb.DESCRIPTOR.services_by_name["Remoting"].full_name
 METHOD: Final = f"/{SERVICE}/Stream"
 EOF: Final[object] = grpc.aio.EOF  # type: ignore[attr-defined]
-
-# A peer that refuses our handshake ends the call with one of these.
-REFUSAL_CODES: Final = frozenset(
-    {
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.FAILED_PRECONDITION,
-    }
-)
-
-
-class Refused(Exception):
-    """The peer refused our handshake (or we refuse the incarnation that answered)."""
-
-
-class Quarantined(Refused):
-    """The peer answered as an incarnation this node has quarantined."""
-
-
-class StreamClosed(Exception):
-    """The outbound stream ended or could not be opened (the peer is unreachable)."""
 
 
 class Credentials:
@@ -75,7 +57,7 @@ class Credentials:
         )
 
 
-def start_server(
+def _start_server(
     settings: RemoteSettings, credentials: Credentials, handler: Any
 ) -> tuple[grpc.aio.Server, int]:
     """A gRPC server with the Remoting service bound to ``host:port``; returns it and its port."""
@@ -139,51 +121,104 @@ def _target(address: str) -> str:
     return host_port
 
 
-class Stream(Protocol):
-    """A handshaken call on which this node writes to one peer (either direction)."""
+class GrpcTransport:
+    """Remoting over gRPC (HTTP/2 over TCP, optionally mutual TLS): the default transport.
 
-    finished: bool
-    """The call has ended (or is no longer to be written)."""
-    wakeup: asyncio.Future[None] | None
-    """The writer's idle wait, completed when the call ends."""
-    peer_uid: int
-    peer_side: bool
-    """Whether the peer opened the call (this node writes from the server side)."""
-
-    async def write(self, data: bytes) -> None:
-        """Write one frame; raises :class:`StreamClosed` if the call has ended."""
-
-    async def status(self) -> str:
-        """Why the call ended."""
-
-    async def done_writing(self) -> None:
-        """End this node's side of the call, if it can."""
-
-    async def wait_finished(self) -> None:
-        """Wait until the call has ended."""
-
-    def abort(self) -> None:
-        """Stop using the call now."""
-
-    async def close(self) -> None:
-        """Release what the call holds."""
-
-
-class OutboundStream:
-    """One open, handshaken call this node opened to a peer.
-
-    This node writes its traffic on it; the peer may write its own traffic
-    back on the same call (see :class:`InboundStream`), read with :meth:`read`.
+    Stateless: one instance may serve any number of nodes. The contract is
+    in :mod:`shoal.remote._transport`; gRPC specifics: flow control is
+    HTTP/2's window, a peer that stops answering is detected by keepalive
+    pings after ~15 s, and connecting is lazy (an unreachable address shows
+    as the first read failing with ``UNAVAILABLE``).
     """
 
-    __slots__ = ("_call", "_channel", "finished", "peer_uid", "wakeup")
+    async def bind(self, settings: RemoteSettings, clock: Clock, accept: Accept) -> GrpcEndpoint:
+        credentials = await asyncio.to_thread(Credentials, settings.tls)
+
+        async def handler(request_iterator: object, context: Any) -> None:
+            await accept(GrpcServerCall(context))
+
+        server, port = _start_server(settings, credentials, handler)
+        return GrpcEndpoint(server, port, settings, credentials)
+
+    def __repr__(self) -> str:
+        return "GrpcTransport()"
+
+
+class GrpcEndpoint:
+    """A node's gRPC server and the channels it opens (one per connection)."""
+
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        port: int,
+        settings: RemoteSettings,
+        credentials: Credentials,
+    ) -> None:
+        self.port = port
+        self._server = server
+        self._settings = settings
+        self._credentials = credentials
+        self._streams: set[GrpcClientStream] = set()
+        self._closed = False
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def connect(self, address: str) -> GrpcClientStream:
+        if self._closed:
+            raise StreamClosed("the endpoint is closed")
+        channel = _channel(_target(address), self._settings, self._credentials)
+        call: Any = channel.stream_stream(METHOD, None, None)(None)
+        stream = GrpcClientStream(channel, call, self._streams)
+        self._streams.add(stream)
+        return stream
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for stream in list(self._streams):
+            await stream.close()
+        await self._server.stop(None)
+
+
+class GrpcServerCall:
+    """The server side of a peer's call: ``read``/``write`` are the context's own methods."""
+
+    __slots__ = ("_context", "read", "write")
+
+    eof: Final[object] = EOF
+
+    def __init__(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        self._context = context
+        self.read: Callable[[], Awaitable[Any]] = context.read
+        self.write: Callable[[bytes], Awaitable[None]] = context.write
+
+    async def abort(self, code: str, detail: str) -> NoReturn:
+        await self._context.abort(grpc.StatusCode[code], detail)
+        raise AssertionError("unreachable: abort() raises")  # pragma: no cover
+
+    def peer(self) -> str:
+        return str(self._context.peer())
+
+
+class GrpcClientStream:
+    """One call this node opened to a peer.
+
+    This node writes its traffic on it; the peer may write its own traffic
+    back on the same call (see :class:`~._transport.InboundStream`), read
+    with :meth:`read`. ``peer_uid`` is set once the handshake told it.
+    """
+
+    __slots__ = ("_call", "_channel", "_owner", "finished", "peer_uid", "wakeup")
 
     peer_side = False
 
-    def __init__(self, channel: grpc.aio.Channel, call: Any, peer_uid: int) -> None:
+    def __init__(self, channel: grpc.aio.Channel, call: Any, owner: set[GrpcClientStream]) -> None:
         self._channel = channel
         self._call = call
-        self.peer_uid = peer_uid
+        self._owner = owner
+        self.peer_uid = 0
         self.finished = False
         self.wakeup: asyncio.Future[None] | None = None
         call.add_done_callback(self._on_done)
@@ -205,7 +240,6 @@ class OutboundStream:
             ) from exc
 
     async def read(self) -> bytes | None:
-        """The next frame the peer wrote back; ``None`` once the call has ended."""
         try:
             data = await self._call.read()
         except Exception:  # AioRpcError, InvalidStateError...: the call is over
@@ -213,10 +247,14 @@ class OutboundStream:
             return None
         return data if isinstance(data, bytes) else None
 
-    async def status(self) -> str:
+    async def end_status(self) -> tuple[str, str]:
         code = await self._call.code()
         details = await self._call.details()
-        return f"{code.name}: {details}" if details else str(code.name)
+        return str(code.name), str(details or "")
+
+    async def status(self) -> str:
+        code, details = await self.end_status()
+        return f"{code}: {details}" if details else code
 
     async def done_writing(self) -> None:
         if not self.finished:
@@ -232,111 +270,6 @@ class OutboundStream:
         self._call.cancel()
 
     async def close(self) -> None:
+        self._owner.discard(self)
         self._call.cancel()
         await self._channel.close(None)
-
-
-class InboundStream:
-    """The server side of a call a peer opened to this node, once handshaken.
-
-    The peer writes its traffic on the call; this node may write its own
-    traffic to the peer back on it, instead of opening a call of its own.
-    It can be written until the peer's handler ends (:meth:`ended`); a
-    server cannot end a call from outside that handler, so :meth:`abort`
-    only stops this node from writing.
-    """
-
-    __slots__ = ("_context", "_ended", "finished", "peer_uid", "wakeup")
-
-    peer_side = True
-
-    def __init__(self, context: grpc.aio.ServicerContext[Any, Any], peer_uid: int) -> None:
-        self._context = context
-        self.peer_uid = peer_uid
-        self.finished = False
-        self.wakeup: asyncio.Future[None] | None = None
-        self._ended = "aborted by this node"
-
-    def ended(self, why: str) -> None:
-        """The handler is ending: the call can no longer be written."""
-        if not self.finished:
-            self._ended = why
-        self.abort()
-
-    async def write(self, data: bytes) -> None:
-        if self.finished:
-            raise StreamClosed(self._ended)
-        try:
-            await self._context.write(data)
-        except Exception as exc:  # AbortError, InvalidStateError, UsageError...
-            self.finished = True
-            raise StreamClosed(
-                str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            ) from exc
-
-    async def status(self) -> str:
-        return self._ended
-
-    async def done_writing(self) -> None:
-        """Nothing to do: the call ends when the peer ends its side."""
-
-    async def wait_finished(self) -> None:
-        """Nothing to wait for (see :meth:`done_writing`)."""
-
-    def abort(self) -> None:
-        self.finished = True
-        wakeup = self.wakeup
-        if wakeup is not None and not wakeup.done():
-            wakeup.set_result(None)
-
-    async def close(self) -> None:
-        self.abort()
-
-
-async def open_stream(remoting: Remoting, address: str) -> OutboundStream:
-    """Connect to ``address``, handshake, and return the open stream.
-
-    Raises :class:`Refused` when the peer refuses the handshake or answers
-    as another node, :class:`StreamClosed` when it cannot be reached, and
-    ``TimeoutError`` after ``handshake_timeout`` on the system clock.
-    """
-    settings = remoting.settings
-    channel = _channel(_target(address), settings, remoting.credentials)
-    try:
-        call: Any = channel.stream_stream(METHOD, None, None)(None)
-        hello = encode_handshake(
-            remoting.address, remoting.uid, address, settings.cluster_name, settings.cluster_secret
-        )
-        data = await with_timeout(
-            remoting.system.clock, _handshake(call, hello), settings.handshake_timeout
-        )
-        return OutboundStream(channel, call, _peer_uid(data, address, settings.max_frame_bytes))
-    except grpc.aio.AioRpcError as exc:
-        await channel.close(None)
-        if exc.code() in REFUSAL_CODES:
-            raise Refused(f"{exc.code().name}: {exc.details()}") from None
-        raise StreamClosed(f"{exc.code().name}: {exc.details()}") from None
-    except BaseException:
-        await channel.close(None)
-        raise
-
-
-def _peer_uid(data: object, address: str, max_bytes: int) -> int:
-    """The uid in the peer's handshake answer; raises if it is not the expected node."""
-    if not isinstance(data, bytes):
-        raise StreamClosed(f"{address} ended the stream during the handshake")
-    try:
-        kind, frame = decode_frame(data, max_bytes)
-    except FrameError as exc:
-        raise Refused(f"bad handshake answer: {exc}") from None
-    if kind != "handshake_ack":
-        raise Refused("the peer did not answer the handshake with an acknowledgement")
-    ack = frame.handshake_ack
-    if ack.address != address:
-        raise Refused(f"the node at {_target(address)} is {ack.address}, not {address}")
-    return ack.uid
-
-
-async def _handshake(call: Any, hello: bytes) -> Any:
-    await call.write(hello)
-    return await call.read()

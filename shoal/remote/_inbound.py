@@ -1,6 +1,6 @@
-"""The receiving side: the gRPC handler of peers' streams and batch delivery.
+"""The receiving side: the accept handler of peers' connections and batch delivery.
 
-Each peer stream is one handler task: it checks the handshake, then reads
+Each peer connection (on any transport) is one handler task: it checks the handshake, then reads
 batches in order and hands each envelope to its local target with the
 runtime's hooks (``tell``/``deliver`` with a promise for asks, ``add_watcher``...).
 A frame that breaks the protocol ends that stream only; an envelope that
@@ -42,8 +42,10 @@ from shoal.runtime import (
 )
 
 from ._errors import RemoteAskError
-from ._grpc import EOF, InboundStream
+from ._handshake import BAD_HANDSHAKE_LIMIT, BAD_HANDSHAKE_TIMEOUT
 from ._ref import RemoteActorRef
+from ._timeout import with_timeout
+from ._transport import InboundStream, ServerCall
 from ._wire import (
     BAD_CLUSTER,
     BAD_FORBIDDEN_TARGET,
@@ -104,11 +106,11 @@ class _Refusal(Exception):
         self.code = code
 
 
-def _code(error: FrameError) -> grpc.StatusCode:
+def _code(error: FrameError) -> str:
     """The status a stream is ended with for a frame that breaks the protocol."""
     if error.kind == BAD_OVERSIZE:
-        return grpc.StatusCode.RESOURCE_EXHAUSTED
-    return grpc.StatusCode.INVALID_ARGUMENT
+        return "RESOURCE_EXHAUSTED"
+    return "INVALID_ARGUMENT"
 
 
 def remote_failure(error_type: str, message: str) -> Exception:
@@ -163,56 +165,78 @@ class Inbound:
         self._deserialize = remoting.system.serialization.deserialize
         self.streams = 0
         """Peers' calls being served (handshake accepted, not ended)."""
+        self.handshaking = 0
+        """Peers' calls waiting for their handshake frame (at most ``max_pending_handshakes``)."""
 
-    async def serve(
-        self, request_iterator: object, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> None:
-        """Handle one peer stream until it ends, breaks the protocol, or is refused."""
-        read = context.read
-        data = await read()
-        if data is EOF:
+    async def serve(self, call: ServerCall) -> None:
+        """Handle one peer connection until it ends, breaks the protocol, or is refused.
+
+        The first frame must be a handshake, within ``handshake_timeout`` (on
+        the system clock); at most ``max_pending_handshakes`` connections wait
+        for theirs, a connection beyond that is closed at once.
+        """
+        settings = self._remoting.settings
+        if self.handshaking >= settings.max_pending_handshakes:
+            await self._drop_stream(
+                call,
+                BAD_HANDSHAKE_LIMIT,
+                f"{self.handshaking} calls already in their handshake",
+                "RESOURCE_EXHAUSTED",
+            )
+        self.handshaking += 1
+        try:
+            data = await with_timeout(self._system.clock, call.read(), settings.handshake_timeout)
+        except TimeoutError:
+            await self._drop_stream(
+                call,
+                BAD_HANDSHAKE_TIMEOUT,
+                f"no handshake within {settings.handshake_timeout} s",
+                "DEADLINE_EXCEEDED",
+            )
+        finally:
+            self.handshaking -= 1
+        if data is call.eof:
             return
         try:
             assoc, uid = self._accept(self._handshake(data))
         except FrameError as exc:
-            await self._drop_stream(context, exc.kind, str(exc), _code(exc))
+            await self._drop_stream(call, exc.kind, str(exc), _code(exc))
         except _Refusal as exc:
-            await self._drop_stream(context, exc.kind, str(exc), exc.code)
-        await context.write(encode_ack(self._remoting.address, self._remoting.uid))
-        stream = InboundStream(context, uid)
+            await self._drop_stream(call, exc.kind, str(exc), exc.code.name)
+        await call.write(encode_ack(self._remoting.address, self._remoting.uid))
+        stream = InboundStream(call, uid)
         self.streams += 1
         try:
             # This node may write its own traffic to the peer on this call.
             assoc.link.offer(stream)
-            await self._serve(context, assoc, uid)
+            await self._serve(call, assoc, uid)
         finally:
             self.streams -= 1
             stream.ended(f"{assoc.address} ended its stream")
 
-    async def _serve(
-        self, context: grpc.aio.ServicerContext[Any, Any], assoc: Association, uid: int
-    ) -> None:
-        read = context.read
+    async def _serve(self, call: ServerCall, assoc: Association, uid: int) -> None:
+        read = call.read
+        eof = call.eof
         quarantined = self._remoting.quarantined
         peer = (assoc.address, uid)
         while True:
             data = await read()
-            if data is EOF:
+            if data is eof:
                 return
             if peer in quarantined:
                 # Quarantined while connected. A server cannot end a call from
                 # outside its handler, so the stream ends at its next frame.
                 await self._drop_stream(
-                    context,
+                    call,
                     BAD_QUARANTINED,
                     f"{assoc.address} uid {uid} is quarantined",
-                    grpc.StatusCode.PERMISSION_DENIED,
+                    "PERMISSION_DENIED",
                 )
             try:
                 self.receive(data, assoc)
             except FrameError as exc:
                 await self._drop_stream(
-                    context, exc.kind, f"{exc} (from {assoc.address} uid {uid})", _code(exc)
+                    call, exc.kind, f"{exc} (from {assoc.address} uid {uid})", _code(exc)
                 )
 
     def receive(self, data: bytes, assoc: Association) -> None:
@@ -242,20 +266,16 @@ class Inbound:
         finally:
             remoting.receiving = False
 
-    async def _drop_stream(
-        self,
-        context: grpc.aio.ServicerContext[Any, Any],
-        kind: str,
-        detail: str,
-        code: grpc.StatusCode,
-    ) -> NoReturn:
+    async def _drop_stream(self, call: ServerCall, kind: str, detail: str, code: str) -> NoReturn:
         self._metrics.count_bad(kind)
         self._bad_log.report(
-            kind, "[%s] dropping stream from %s: %s", self._remoting.address, context.peer(), detail
+            kind, "[%s] dropping stream from %s: %s", self._remoting.address, call.peer(), detail
         )
-        await context.abort(code, detail)
+        await call.abort(code, detail)
 
-    def _handshake(self, data: bytes) -> pb.Handshake:
+    def _handshake(self, data: object) -> pb.Handshake:
+        if not isinstance(data, bytes):
+            raise FrameError(BAD_NO_HANDSHAKE, "the first frame is not bytes")
         kind, frame = decode_frame(data, self._max_frame)
         if kind != "handshake":
             raise FrameError(BAD_NO_HANDSHAKE, "the first frame is not a handshake")

@@ -45,16 +45,17 @@ from typing import TYPE_CHECKING, Any, Final
 from ._backoff import reconnect_backoff
 from ._errors import NodeGoneError
 from ._events import PeerConnected, PeerDisconnected, peer_address
-from ._grpc import Quarantined, Refused, StreamClosed, open_stream
+from ._handshake import open_stream
 from ._timeout import with_timeout
+from ._transport import Quarantined, Refused, StreamClosed
 from ._wire import FrameError
 
 if TYPE_CHECKING:
     from shoal.runtime import Cancellable
 
     from ._association import Association
-    from ._grpc import InboundStream, OutboundStream, Stream
     from ._remoting import Remoting
+    from ._transport import ClientStream, InboundStream, Stream
 
 _log: Final = logging.getLogger("shoal.remote")
 
@@ -244,7 +245,7 @@ class Link:
 
     async def _run(self) -> None:
         remoting = self._remoting
-        stream: OutboundStream | None = None
+        stream: ClientStream | None = None
         try:
             stream = await open_stream(remoting, self._address)
             uid = self._accept_incarnation(stream.peer_uid)
@@ -271,7 +272,7 @@ class Link:
             if stream is not None:
                 await stream.close()
 
-    async def _read(self, stream: OutboundStream) -> None:
+    async def _read(self, stream: ClientStream) -> None:
         """Deliver what the peer writes back on the call this node opened.
 
         A frame that breaks the protocol is counted and logged, and ends the

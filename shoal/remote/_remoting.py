@@ -1,4 +1,4 @@
-"""The remoting extension: a node's gRPC server, its peers, and the hooks the cluster calls."""
+"""The remoting extension: a node's transport endpoint, its peers, and the cluster's hooks."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from shoal.runtime import (
 from ._association import Association
 from ._errors import RemotingStartError
 from ._events import PeerQuarantined, peer_address
-from ._grpc import Credentials, start_server
+from ._grpc import GrpcTransport
 from ._inbound import Inbound
 from ._link import State
 from ._metrics import RemoteCollector, RemoteMetrics
@@ -31,9 +31,9 @@ from ._ref import RemoteActorRef
 from ._settings import RemoteSettings
 
 if TYPE_CHECKING:
-    import grpc.aio
-
     from shoal.runtime import ActorSystem
+
+    from ._transport import Endpoint
 
 _log: Final = logging.getLogger("shoal.remote")
 
@@ -91,14 +91,13 @@ class Remoting:
         self.rng = system.random
         self.bad_log = RateLimitedLog(_log, system.clock, 5, 10.0)
         self.link_log = RateLimitedLog(_log, system.clock, 5, 10.0, level=logging.INFO)
-        self.credentials = Credentials(None)
         self.next_id = itertools.count(1).__next__
         self._address = system.name
         self._unique_address = UniqueAddress(Address(system.name), 0)
         self._prefix = ""
         self.inbound = Inbound(self)
         """Delivers what peers send, on their calls to this node and on this node's to them."""
-        self._server: grpc.aio.Server | None = None
+        self._endpoint: Endpoint | None = None
         self._collector: RemoteCollector | None = None
         self._associations: dict[str, Association] = {}
         self._remote_refs: dict[str, RemoteActorRef] = {}
@@ -154,9 +153,12 @@ class Remoting:
         )
         # Not drawn from ``self.rng``: two nodes seeded alike must still differ.
         self.uid = settings.uid if settings.uid is not None else secrets.randbits(63) or 1
-        self.credentials = await asyncio.to_thread(Credentials, settings.tls)
         self.inbound = Inbound(self)  # with these settings
-        server, port = start_server(settings, self.credentials, self.inbound.serve)
+        transport = settings.transport if settings.transport is not None else GrpcTransport()
+        endpoint = self._endpoint = await transport.bind(
+            settings, self.system.clock, self.inbound.serve
+        )
+        port = endpoint.port
         host = settings.public_host
         self.port = port
         self._unique_address = UniqueAddress(Address(self.system.name, host, port), self.uid)
@@ -165,10 +167,10 @@ class Remoting:
         try:
             self.system.install_provider(self)
         except ValueError as exc:
-            await server.stop(None)
+            self._endpoint = None
+            await endpoint.close()
             raise RemotingStartError(str(exc)) from exc
-        await server.start()
-        self._server = server
+        await endpoint.start()
         self._collector = RemoteCollector(self._address, self.metrics, self._gauges)
         self.system.metrics.register(self._collector)
         self._started = True
@@ -205,11 +207,18 @@ class Remoting:
             return
         self._closed = True
         await asyncio.gather(*(a.aclose() for a in list(self._associations.values())))
-        if self._server is not None:
-            await self._server.stop(None)
+        if self._endpoint is not None:
+            await self._endpoint.close()
         if self._collector is not None:
             self.system.metrics.unregister(self._collector)
         _log.info("[%s] remoting closed", self._address)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """This node's endpoint on its transport (listening, and dialing peers)."""
+        if self._endpoint is None:
+            raise RemotingStartError(f"remoting is not started on {self.system.name}")
+        return self._endpoint
 
     # -- identity and the RefProvider protocol --------------------------------------------
 

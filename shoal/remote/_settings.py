@@ -6,7 +6,10 @@ import ipaddress
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._transport import Transport
 
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 
@@ -112,7 +115,10 @@ class RemoteSettings:
     uids are random 63-bit numbers, so one that is forgotten does not come back."""
 
     handshake_timeout: float = 5.0
-    """Seconds (on the system clock) to connect and get the peer's handshake answer."""
+    """Seconds (on the system clock) to connect and get the peer's handshake
+    answer; also how long a peer's call may stay silent before its handshake
+    arrives (the server closes it then, counted as bad input
+    ``handshake_timeout``)."""
 
     backoff_min: float = 0.1
     """First reconnect delay in seconds. Attempt ``n`` (from 0) waits
@@ -156,6 +162,16 @@ class RemoteSettings:
     it only in tests: a node restarted with the same uid is not recognised as
     a new incarnation by its peers."""
 
+    transport: Transport | None = None
+    """The network nodes talk over; ``None`` means gRPC (:class:`GrpcTransport`).
+    Tests and simulations pass a :class:`shoal.remote.testing.MemoryNetwork`."""
+
+    max_pending_handshakes: int = 128
+    """Peers' calls that may wait for their handshake at once; a call beyond
+    is closed at once (``RESOURCE_EXHAUSTED``, counted as bad input
+    ``handshake_limit``). With ``handshake_timeout`` this bounds what silent
+    callers hold: at most this many calls, each for at most that long."""
+
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"invalid port {self.port}")
@@ -179,6 +195,9 @@ class RemoteSettings:
             raise ValueError("backoff_jitter must be within 0..1")
         if self.uid is not None and not 0 < self.uid < 2**63:
             raise ValueError(f"uid must be within 1..2**63-1, not {self.uid}")
+
+        if self.max_pending_handshakes < 1:
+            raise ValueError("max_pending_handshakes must be >= 1")
 
     @property
     def loopback(self) -> bool:

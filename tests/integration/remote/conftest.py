@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from shoal import ActorSystem, Settings
 from shoal.remote import RemoteSettings, Remoting
 from shoal.remote._grpc import METHOD
 from shoal.remote._wire import encode_handshake
+from shoal.remote.testing import MemoryNetwork
 
 from ._messages import ALL
 
@@ -190,12 +192,39 @@ async def start_node(tmp_path: Path) -> AsyncIterator[StartNode]:
 
 # -- in-process nodes -------------------------------------------------------------------------
 
+# Fixtures that speak gRPC itself: a test using one runs on the gRPC transport only.
+_GRPC_ONLY_FIXTURES = frozenset({"raw_peer", "garbage_peer"})
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test that uses ``nodes`` over the transports its module lists.
+
+    A module opts in with ``TRANSPORTS = ("grpc", "memory")``; the default is
+    gRPC only (raw frames, TLS, processes). A test that uses a raw gRPC peer
+    runs over gRPC only.
+    """
+    if "transport" not in metafunc.fixturenames:
+        return
+    kinds = getattr(metafunc.module, "TRANSPORTS", ("grpc",))
+    if _GRPC_ONLY_FIXTURES & set(metafunc.fixturenames):
+        kinds = ("grpc",)
+    metafunc.parametrize("transport", kinds)
+
 
 class Nodes:
-    """Several ActorSystems with remoting in this process, on real loopback ports."""
+    """Several ActorSystems with remoting in this process, on one transport: real
+    loopback gRPC ports, or an in-memory network (virtual ports)."""
 
-    def __init__(self) -> None:
+    def __init__(self, transport: str) -> None:
         self.systems: list[ActorSystem] = []
+        self.kind = transport
+        self.network: MemoryNetwork | None = MemoryNetwork() if transport == "memory" else None
+
+    def remote_settings(self, **overrides: Any) -> RemoteSettings:
+        """``RemoteSettings.testing(**overrides)`` on this group's transport."""
+        if self.network is not None:
+            overrides.setdefault("transport", self.network)
+        return RemoteSettings.testing(**overrides)
 
     async def start(
         self,
@@ -205,7 +234,11 @@ class Nodes:
     ) -> tuple[ActorSystem, Remoting]:
         system = ActorSystem(name, runtime or Settings.testing(messages=ALL))
         self.systems.append(system)
-        remoting = await Remoting.start(system, settings or RemoteSettings.testing())
+        if settings is None:
+            settings = self.remote_settings()
+        elif settings.transport is None and self.network is not None:
+            settings = replace(settings, transport=self.network)
+        remoting = await Remoting.start(system, settings)
         return system, remoting
 
     async def close(self) -> None:
@@ -214,8 +247,14 @@ class Nodes:
 
 
 @pytest.fixture
-async def nodes() -> AsyncIterator[Nodes]:
-    group = Nodes()
+def transport() -> str:
+    """The transport of ``nodes`` (parametrised by ``pytest_generate_tests``)."""
+    return "grpc"
+
+
+@pytest.fixture
+async def nodes(transport: str) -> AsyncIterator[Nodes]:
+    group = Nodes(transport)
     try:
         yield group
     finally:

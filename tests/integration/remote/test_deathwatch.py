@@ -14,6 +14,8 @@ from shoal.runtime.testing import Probe, settle
 from ._actors import Echo
 from .conftest import Nodes, eventually
 
+TRANSPORTS = ("grpc", "memory")
+
 
 def path(remoting: Remoting, name: str) -> str:
     return f"shoal://{remoting.address}/user/{name}"

@@ -1,4 +1,4 @@
-"""Several nodes in one process, on real loopback gRPC: tell, ask, forward, replies, order."""
+"""Several nodes in one process (gRPC on loopback, the memory network): tell, ask, order."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from shoal.runtime.testing import ManualClock, Probe
 from ._actors import Boom, Echo, Forwarder, Recorder, Relay, Replier, Sequencer
 from ._messages import ALL, Forward, ReplyTo, Seq
 from .conftest import Nodes, eventually
+
+TRANSPORTS = ("grpc", "memory")
 
 
 def path(remoting: Remoting, name: str) -> str:
@@ -224,7 +226,7 @@ async def test_send_waits_for_room_and_an_ask_to_a_full_outbox_fails_fast(nodes:
 async def test_starting_remoting_twice_fails(nodes: Nodes) -> None:
     a, _ = await nodes.start()
     with pytest.raises(RemotingStartError, match="already runs"):
-        await Remoting.start(a, RemoteSettings.testing())
+        await Remoting.start(a, nodes.remote_settings())
     assert Remoting.get(a).address == a.address
 
 
@@ -232,7 +234,7 @@ async def test_a_port_in_use_fails_start(nodes: Nodes) -> None:
     _, remote_a = await nodes.start()
     async with ActorSystem("t") as other:
         with pytest.raises(RemotingStartError):
-            await Remoting.start(other, RemoteSettings.testing(port=remote_a.port))
+            await Remoting.start(other, nodes.remote_settings(port=remote_a.port))
 
 
 async def test_counters_are_exposed_in_the_systems_prometheus_registry(nodes: Nodes) -> None:

@@ -1,5 +1,5 @@
 """One call carries the traffic of two nodes both ways: a node whose peer has a call
-open to it writes there instead of opening its own (in-process nodes, real gRPC)."""
+open to it writes there instead of opening its own (in-process nodes, gRPC and memory)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ from shoal.runtime.testing import Probe
 from ._actors import Echo, Recorder, Replier
 from ._messages import ReplyTo, Seq
 from .conftest import SAFETY, Nodes, RawPeer, eventually
+
+TRANSPORTS = ("grpc", "memory")
 
 
 def path(remoting: Remoting, name: str) -> str:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import shoal.remote
+import shoal.remote.testing
 from shoal.runtime import ShoalError
 
 
 def test_remote_exports() -> None:
     assert sorted(shoal.remote.__all__) == [
+        "GrpcTransport",
         "NodeGoneError",
         "OutboxFullError",
         "PeerConnected",
@@ -23,10 +25,15 @@ def test_remote_exports() -> None:
         "Remoting",
         "RemotingStartError",
         "TlsSettings",
+        "Transport",
         "UnreachableError",
     ]
     for name in shoal.remote.__all__:
         assert getattr(shoal.remote, name) is not None
+
+
+def test_remote_testing_exports() -> None:
+    assert shoal.remote.testing.__all__ == ["MemoryNetwork"]
 
 
 def test_errors_form_one_hierarchy() -> None:
