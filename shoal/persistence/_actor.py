@@ -41,7 +41,7 @@ from ._snapshot import (
 
 __all__ = ["PersistentActor"]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("shoal.persistence")
 
 
 class PersistentActor(Actor):

@@ -52,7 +52,7 @@ from ._thread_worker import ThreadWorker
 __all__ = ["SqliteJournal", "SqliteSettings", "SqliteSnapshotStore"]
 
 _T = TypeVar("_T")
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("shoal.persistence")
 
 _Pending = tuple[Sequence[PersistentRepr], "asyncio.Future[None]"]
 
