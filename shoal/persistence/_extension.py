@@ -82,7 +82,9 @@ class Persistence:
         if self._journal is None:
             factory = self._settings.journal
             self._journal = (
-                factory() if factory is not None else SqliteJournal(self._settings.sqlite)
+                factory()
+                if factory is not None
+                else SqliteJournal(self._settings.sqlite, clock=self.system.clock)
             )
         return self._journal
 
