@@ -8,6 +8,8 @@ The Cassandra plugins (``CassandraJournal``, ``CassandraSession``,
 ``CassandraSnapshotStore``) are loaded on first use, so importing this
 package does not import the Cassandra driver; ``CassandraSettings`` never
 needs it. The package's logger is ``shoal.persistence``.
+:mod:`shoal.persistence.testing` holds a journal and a snapshot store whose
+faults (fail, reject, hold, delay) tests inject.
 """
 
 import importlib
