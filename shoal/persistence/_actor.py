@@ -151,7 +151,9 @@ class PersistentActor(Actor):
 
     # -- the runtime's hooks -------------------------------------------------------------
 
+    @final
     def receive(self, message: Any) -> Any:
+        """Hand ``message`` to :meth:`on_command` (define that, not this)."""
         if self._pers_failure is not None:
             return self._refuse(message)
         return self.on_command(message)
