@@ -3,13 +3,20 @@
 Plugins: memory (tests), SQLite (the embedded default) and Cassandra. Events
 and snapshots are stored as the runtime serialization registry's
 ``(serializer_id, manifest, payload)``; nothing is ever pickled.
+
+The Cassandra plugins (``CassandraJournal``, ``CassandraSession``,
+``CassandraSnapshotStore``) are loaded on first use, so importing this
+package does not import the Cassandra driver; ``CassandraSettings`` never
+needs it. The package's logger is ``shoal.persistence``.
+:mod:`shoal.persistence.testing` holds a journal and a snapshot store whose
+faults (fail, reject, hold, delay) tests inject.
 """
 
+import importlib
+from typing import TYPE_CHECKING
+
 from ._actor import PersistentActor as PersistentActor
-from ._cassandra import CassandraJournal as CassandraJournal
-from ._cassandra_session import CassandraSession as CassandraSession
-from ._cassandra_session import CassandraSettings as CassandraSettings
-from ._cassandra_snapshots import CassandraSnapshotStore as CassandraSnapshotStore
+from ._cassandra_settings import CassandraSettings as CassandraSettings
 from ._codec import decode_event as decode_event
 from ._codec import decode_snapshot as decode_snapshot
 from ._errors import EventDecodeError as EventDecodeError
@@ -38,6 +45,11 @@ from ._snapshot import SnapshotStore as SnapshotStore
 from ._sqlite import SqliteJournal as SqliteJournal
 from ._sqlite import SqliteSnapshotStore as SqliteSnapshotStore
 from ._sqlite_db import SqliteSettings as SqliteSettings
+
+if TYPE_CHECKING:
+    from ._cassandra import CassandraJournal as CassandraJournal
+    from ._cassandra_session import CassandraSession as CassandraSession
+    from ._cassandra_snapshots import CassandraSnapshotStore as CassandraSnapshotStore
 
 __all__ = [
     # persistent actors
@@ -78,3 +90,24 @@ __all__ = [
     "SnapshotStoreError",
     "SnapshotDecodeError",
 ]
+
+# The Cassandra plugins import the driver (slow to import, optional to install):
+# they are imported when first named, e.g. ``from shoal.persistence import CassandraJournal``.
+_LAZY = {
+    "CassandraJournal": "._cassandra",
+    "CassandraSession": "._cassandra_session",
+    "CassandraSnapshotStore": "._cassandra_snapshots",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

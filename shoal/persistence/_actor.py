@@ -4,7 +4,8 @@ Lifecycle of one incarnation::
 
     started ── recovering ──(snapshot + replay done)── recovery_completed ── commands
                     │                                                          │
-                    └─ failure: logged, actor stops        write failure: actor stops
+                    └─ failure: logged, queued commands         write failure: actor stops
+                       fail with RecoveryError, actor stops
 
 While it recovers, and while an ``async`` command handler awaits a persist,
 the runtime handles no other message of this actor: commands arriving
@@ -18,9 +19,9 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, ClassVar, final
+from typing import Any, ClassVar, Final, final
 
-from shoal.runtime import Actor, SerializationError, Serialized
+from shoal.runtime import Actor, SerializationError, Serialized, ShoalError
 
 from ._codec import decode_snapshot
 from ._errors import (
@@ -41,7 +42,17 @@ from ._snapshot import (
 
 __all__ = ["PersistentActor"]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("shoal.persistence")
+
+# Sent by a persistent actor to itself when its recovery failed: the commands
+# queued before it are refused with the RecoveryError, then the actor stops.
+_STOP_AFTER_FAILED_RECOVERY: Final = object()
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a future's outcome as seen (asyncio logs an exception nobody retrieved)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class PersistentActor(Actor):
@@ -58,6 +69,14 @@ class PersistentActor(Actor):
     with the persistence id); an event the serializer rejects fails only
     that persist (:class:`EventRejectedError`). The journal's fencing refuses
     the writes of a second, stale incarnation of the same persistence id.
+
+    If recovery fails (the snapshot store or journal cannot be read, the
+    journal is corrupt, a stored event cannot be decoded or applied), the
+    failure is logged with the persistence id, every command already queued
+    fails with :class:`RecoveryError` (its ``__cause__`` is the underlying
+    error; tells go to dead letters) and the actor stops without handling
+    any command. An ask sent after it stopped fails with the runtime's
+    ``ActorStoppedError``, of which ``RecoveryError`` is a subclass.
 
     Do not override :meth:`started` (recovery runs there); use
     :meth:`recovery_completed`.
@@ -76,6 +95,8 @@ class PersistentActor(Actor):
     _pers_busy: bool = False
     _pers_writer: str = ""
     _pers_saving: set[asyncio.Task[None]] | None = None
+    _pers_failure: RecoveryError | None = None  # set when recovery failed
+    _pers_marker_queued: bool = False
     # Set in started(): the hot path of persist_all looks nothing up.
     _pers_journal: Journal
     _pers_pid: str
@@ -130,7 +151,11 @@ class PersistentActor(Actor):
 
     # -- the runtime's hooks -------------------------------------------------------------
 
+    @final
     def receive(self, message: Any) -> Any:
+        """Hand ``message`` to :meth:`on_command` (define that, not this)."""
+        if self._pers_failure is not None:
+            return self._refuse(message)
         return self.on_command(message)
 
     @final
@@ -145,14 +170,63 @@ class PersistentActor(Actor):
             self._pers_wall_clock = ext.settings.wall_clock
             await self._recover()
         except Exception as exc:  # CancelledError (a stop meanwhile) passes through
-            error = RecoveryError(f"recovery of {self._describe()} failed: {exc}")
-            error.__cause__ = exc
-            _log.error("%s: %s; stopping", self.ctx.ref.path, error, exc_info=exc)
-            self.ctx.stop()
+            self._recovery_failed(exc)
             return
         hook = self.recovery_completed()
         if hook is not None:
             await hook
+
+    def _recovery_failed(self, cause: Exception) -> None:
+        """Log ``cause``, refuse the commands queued so far, then stop.
+
+        Called in the ``except`` block that caught ``cause`` (the log line's
+        traceback is the current exception's).
+        """
+        error = RecoveryError(
+            f"recovery of {self._describe()} failed: {type(cause).__name__}: {cause}"
+        )
+        error.__cause__ = cause
+        self._pers_failure = error
+        ctx = self.ctx
+        self._report("recovery-failed", "%s: %s; stopping", ctx.ref.path, error, exc_info=True)
+        self._pers_marker_queued = self._queue_stop_marker()
+
+    def _queue_stop_marker(self) -> bool:
+        """Queue the marker that stops this actor; ``False`` if the mailbox refused it.
+
+        Everything queued before the marker is refused with the recovery
+        error. A full mailbox refuses the marker: it is queued again once a
+        refused command made room.
+        """
+        marker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        marker.add_done_callback(_retrieve)
+        self.ctx.ref.deliver(_STOP_AFTER_FAILED_RECOVERY, None, marker)
+        return not marker.done()
+
+    def _refuse(self, message: object) -> None:
+        """Handle ``message`` after a failed recovery: fail its ask, dead-letter it."""
+        ctx = self.ctx
+        if message is _STOP_AFTER_FAILED_RECOVERY:
+            ctx.stop()
+            return
+        failure = self._pers_failure
+        assert failure is not None
+        error = RecoveryError(*failure.args)  # one instance per asker: tracebacks pile up
+        error.__cause__ = failure.__cause__
+        ctx.reply_later().fail(error)
+        ctx.system.dead_letter(message, ctx.sender, ctx.ref, "recovery-failed")
+        if not self._pers_marker_queued:
+            self._pers_marker_queued = self._queue_stop_marker()
+
+    def _report(self, key: str, msg: str, *args: object, exc_info: bool = False) -> None:
+        """Log through the system's rate limit for persistence (a log line per event
+        would let one broken journal flood the log)."""
+        try:
+            limited = self.ctx.system.extension(Persistence).log
+        except ShoalError:  # the system is shutting down: no extension any more
+            _log.error(msg, *args, exc_info=exc_info)
+            return
+        limited.report(key, msg, *args, exc_info=exc_info)
 
     def _describe(self) -> str:
         try:
@@ -232,7 +306,8 @@ class PersistentActor(Actor):
         except ValueError as exc:  # the journal cannot hold this write (e.g. too many events)
             raise EventRejectedError(f"events for {pid!r} rejected: {exc}") from exc
         except (JournalError, PluginClosedError) as exc:
-            _log.error(
+            self._report(
+                "persist-failed",
                 "%s: persisting events %d..%d of %r failed; stopping so the state cannot "
                 "run ahead of the journal: %s",
                 self.ctx.ref.path,
@@ -277,7 +352,13 @@ class PersistentActor(Actor):
         try:
             record = self._snapshot_record()  # the state as of now, not as of later
         except Exception:
-            _log.exception("%s: snapshot of %r failed", self.ctx.ref.path, self.persistence_id)
+            self._report(
+                "snapshot-failed",
+                "%s: snapshot of %r failed",
+                self.ctx.ref.path,
+                self.persistence_id,
+                exc_info=True,
+            )
             return
         saving = self._pers_saving
         if saving is None:
@@ -290,7 +371,8 @@ class PersistentActor(Actor):
         try:
             await self.persistence.snapshot_store.save(record)
         except Exception as exc:
-            _log.warning(
+            self._report(
+                "snapshot-failed",
                 "snapshot %d of %r failed: %s",
                 record.metadata.sequence_nr,
                 record.metadata.persistence_id,

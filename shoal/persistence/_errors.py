@@ -6,7 +6,7 @@ exported from the package. Each docstring says who raises it and when.
 
 from __future__ import annotations
 
-from shoal.runtime import ShoalError
+from shoal.runtime import ActorStoppedError, ShoalError
 
 
 class PersistenceError(ShoalError):
@@ -132,11 +132,17 @@ class EventRejectedError(PersistenceError):
     """
 
 
-class RecoveryError(PersistenceError):
-    """A persistent actor could not recover its state.
+class RecoveryError(PersistenceError, ActorStoppedError):
+    """A persistent actor could not recover its state, so it stopped.
 
-    Logged (with the persistence id) when loading the snapshot, reading the
-    journal, decoding a stored event or applying it fails; the actor then
-    stops without handling any command, and asks waiting for it fail with
-    ``ActorStoppedError``. ``__cause__`` is the underlying error.
+    Raised by ``ask`` for every command that was queued for a persistent
+    actor whose recovery failed: loading the snapshot, reading the journal
+    (an unreadable file, a corrupt journal), decoding a stored event or
+    applying it. The message names the persistence id and the failure;
+    ``__cause__`` is the underlying error (e.g. :class:`JournalReadError`,
+    :class:`JournalCorruptionError`, :class:`EventDecodeError`). The failure
+    is also logged. The actor stops without handling any command; an ask
+    sent after it stopped gets the runtime's plain ``ActorStoppedError``.
+    It is an ``ActorStoppedError``, so code that handles a stopped target
+    handles this too.
     """

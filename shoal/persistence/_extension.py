@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
-from shoal.runtime import ActorSystem, ShutdownPhase
+from shoal.runtime import ActorSystem, RateLimitedLog, ShutdownPhase
 
 from ._journal import Journal
 from ._memory import MemoryJournal, MemorySnapshotStore
@@ -16,6 +17,8 @@ from ._sqlite import SqliteJournal, SqliteSnapshotStore
 from ._sqlite_db import SqliteSettings
 
 __all__ = ["Persistence", "PersistenceSettings"]
+
+_log = logging.getLogger("shoal.persistence")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,9 @@ class Persistence:
         self._settings = PersistenceSettings()
         self._journal: Journal | None = None
         self._snapshot_store: SnapshotStore | None = None
+        self.log = RateLimitedLog(_log, system.clock, 5, 10.0, level=logging.ERROR)
+        """Where persistence logs what a broken journal or user error can repeat at
+        line rate: 5 lines per kind per 10 s, then a count."""
 
     @classmethod
     def configure(cls, system: ActorSystem, settings: PersistenceSettings) -> Persistence:
@@ -79,7 +85,9 @@ class Persistence:
         if self._journal is None:
             factory = self._settings.journal
             self._journal = (
-                factory() if factory is not None else SqliteJournal(self._settings.sqlite)
+                factory()
+                if factory is not None
+                else SqliteJournal(self._settings.sqlite, clock=self.system.clock)
             )
         return self._journal
 

@@ -12,6 +12,25 @@ in one statement (one transaction, one fsync at most) and acknowledges them
 all with one callback into the loop. While it commits, new writes queue up
 for the next flush, so the batch size adapts to the load with no added
 latency when idle. Every acknowledged write is committed.
+
+Files and backups. The journal (and, by default, the snapshot store) is the
+database file ``shoal.db`` (``SqliteSettings.path``) plus, while it is open,
+two files beside it: ``shoal.db-wal``, the write-ahead log, which holds
+recently committed transactions not yet copied into ``shoal.db``, and
+``shoal.db-shm``, the WAL's shared-memory index. ``shoal.db`` alone is not a
+complete copy while the journal runs: never copy the files of a running
+journal with ``cp`` (a copy taken mid-write may be corrupt or miss
+acknowledged events). Back up either
+
+* online, with :meth:`SqliteJournal.backup` (SQLite's backup API: a
+  consistent snapshot into one file, while writes go on), or the
+  ``sqlite3`` shell's ``.backup`` command; or
+* offline: stop the node (closing the journal checkpoints the WAL into
+  ``shoal.db`` and removes ``-wal`` and ``-shm``), then copy ``shoal.db``.
+  After a crash, copy all three files together, or open the database once
+  so SQLite recovers the WAL into it.
+
+How the WAL is kept bounded is described at :class:`SqliteSettings`.
 """
 
 from __future__ import annotations
@@ -23,6 +42,8 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
+
+from shoal.runtime import Cancellable, Clock, LoopClock
 
 from ._errors import (
     JournalReadError,
@@ -41,18 +62,20 @@ from ._snapshot import (
 from ._sqlite_db import (
     GroupCommitter,
     SqliteSettings,
+    backup,
     checkpoint,
     connect,
     delete_to,
     highest,
     read_chunk,
+    truncate_wal,
 )
 from ._thread_worker import ThreadWorker
 
 __all__ = ["SqliteJournal", "SqliteSettings", "SqliteSnapshotStore"]
 
 _T = TypeVar("_T")
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("shoal.persistence")
 
 _Pending = tuple[Sequence[PersistentRepr], "asyncio.Future[None]"]
 
@@ -88,11 +111,19 @@ class SqliteJournal(Journal):
     Durability: see :class:`SqliteSettings` ``synchronous``. Fencing is exact
     for every writer of the file, in this process or another: each write is
     checked against the committed highest sequence number inside the
-    transaction that stores it.
+    transaction that stores it. ``clock`` times the WAL checkpoints (default:
+    the event loop's; the ``Persistence`` extension passes the system's).
+    On disk it is ``settings.path`` plus, while open, ``<path>-wal`` and
+    ``<path>-shm``; copy a running journal with :meth:`backup` only, never
+    file by file.
     """
 
-    def __init__(self, settings: SqliteSettings | str | os.PathLike[str]) -> None:
+    def __init__(
+        self, settings: SqliteSettings | str | os.PathLike[str], *, clock: Clock | None = None
+    ) -> None:
         self.settings = _settings(settings)
+        self._clock = clock
+        self._checkpoint_timer: Cancellable | None = None
         opener = self._open
         self._writer: ThreadWorker[sqlite3.Connection] = ThreadWorker(
             "shoal-sqlite-journal-writer", opener, _close
@@ -131,6 +162,27 @@ class SqliteJournal(Journal):
             loop.call_soon(self._writer.submit_nowait, self._flush, self._fail_flush)
         return fut
 
+    def _committed(self, batch: list[_Pending], outcomes: Sequence[Exception | None]) -> None:
+        """On the loop: acknowledge a flush; have the WAL emptied within the interval."""
+        _complete(batch, outcomes)
+        # Armed after a commit, not at a write: a flush still running when the
+        # timer fires arms the next one, so the last commit is always followed
+        # by a checkpoint. One timer per interval, not one per flush.
+        if self._checkpoint_timer is None and not self._closed:
+            clock = self._clock
+            if clock is None:
+                clock = self._clock = LoopClock(self._writer.loop)
+            self._checkpoint_timer = clock.call_later(
+                self.settings.checkpoint_interval_s, self._checkpoint_due
+            )
+
+    def _checkpoint_due(self) -> None:
+        """On the loop, ``checkpoint_interval_s`` after a write: empty the WAL (see settings)."""
+        self._checkpoint_timer = None
+        if not self._closed:
+            timeout = self.settings.busy_timeout_s
+            self._reader.submit_nowait(lambda c: truncate_wal(c, timeout), _log_checkpoint_failure)
+
     def _take_pending(self) -> list[_Pending]:
         with self._lock:
             batch, self._pending = self._pending, []
@@ -150,7 +202,7 @@ class SqliteJournal(Journal):
             err = JournalWriteError(f"sqlite journal {self.settings.path!s}: {exc!r}")
             err.__cause__ = exc
             outcomes = [err] * len(batch)
-        self._writer.post(_complete, batch, outcomes)
+        self._writer.post(self._committed, batch, outcomes)
         # Approximate WAL growth: payloads plus ~100 bytes of keys and headers a row.
         self._unchecked += sum(len(e.payload) + 100 for events, _ in batch for e in events)
         if self._unchecked >= self.settings.checkpoint_bytes:
@@ -232,8 +284,21 @@ class SqliteJournal(Journal):
                 f"sqlite journal: deleting {persistence_id!r} up to {to_sequence_nr} failed: {exc}"
             ) from exc
 
+    async def backup(self, target: str | os.PathLike[str]) -> None:
+        """Copy the whole database (journal and whatever shares its file) into ``target``.
+
+        An online backup with SQLite's backup API: writes go on meanwhile;
+        ``target`` (overwritten if it exists) holds exactly the transactions
+        committed before the copy began, in one self-contained file. Runs on
+        the reader thread. Raises :class:`JournalReadError` if it fails.
+        """
+        await self._read(lambda c: backup(c, target), f"backup to {os.fspath(target)!r}")
+
     async def close(self) -> None:
         self._closed = True
+        if self._checkpoint_timer is not None:
+            self._checkpoint_timer.cancel()
+            self._checkpoint_timer = None
         await self._writer.stop()
         await self._reader.stop()
 

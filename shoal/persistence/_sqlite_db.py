@@ -1,7 +1,8 @@
 """The SQLite journal's blocking half: settings, schema and the operations run on its threads.
 
 Everything here runs on a :class:`ThreadWorker` thread, never on the event
-loop. Layout (one database file for journal and snapshots):
+loop. Layout (one database, ``shoal.db`` by default, for journal and
+snapshots; see :mod:`._sqlite` for the files on disk and backups):
 
 * ``journal`` — one row per event, unique on ``(persistence_id,
   sequence_nr)``. A rowid table plus that index, not a ``WITHOUT ROWID``
@@ -31,8 +32,10 @@ from ._journal import PersistentRepr
 __all__ = [
     "GroupCommitter",
     "SqliteSettings",
+    "backup",
     "checkpoint",
     "connect",
+    "truncate_wal",
     "delete_to",
     "highest",
     "read_chunk",
@@ -126,12 +129,28 @@ class SqliteSettings:
     ``busy_timeout_s`` is how long a connection waits for another
     connection's (or process's) write lock before failing.
 
-    ``checkpoint_bytes``: after about this many bytes of events the journal
-    has the *reader* thread run a passive WAL checkpoint, so copying the WAL
-    into the database overlaps with writing instead of stalling a group
-    commit (+25% appends/s). Each connection still checkpoints by itself once
-    the WAL holds 4 x ``checkpoint_bytes`` (``wal_autocheckpoint``), a bound
-    on the WAL's size if the reader cannot keep up.
+    The write-ahead log (``<path>-wal``) is kept bounded by three means:
+
+    * ``checkpoint_bytes``: after about this many bytes of events the journal
+      has the *reader* thread run a passive WAL checkpoint, so copying the
+      WAL into the database overlaps with writing instead of stalling a
+      group commit (+25% appends/s). Each connection also checkpoints by
+      itself once the WAL holds 4 x ``checkpoint_bytes``
+      (``wal_autocheckpoint``), the backstop if the reader cannot keep up.
+    * ``checkpoint_interval_s``: at most this long (on the journal's clock)
+      after a write, the reader thread copies the whole WAL into the
+      database and truncates the WAL file to 0 bytes, without waiting for
+      other connections: if one is busy at that moment, it copies what it
+      can, and the next write starts the WAL over, truncating its file to
+      ``checkpoint_bytes`` (``journal_size_limit``). One such checkpoint per
+      interval at most, none while no writes come.
+
+    So the WAL file stays below about ``checkpoint_bytes`` plus what is
+    written in one ``checkpoint_interval_s``, and never above 4 x
+    ``checkpoint_bytes`` plus one group commit; ``checkpoint_interval_s``
+    after the last write, every event is in the database file and the WAL
+    file is empty. A reader of another process that holds an old snapshot
+    for long can delay this, never lose data.
     """
 
     path: str | os.PathLike[str] = "shoal.db"
@@ -140,12 +159,15 @@ class SqliteSettings:
     busy_timeout_s: float = 5.0
     mmap_size: int = field(default=256 * 1024 * 1024)
     checkpoint_bytes: int = 16 * 1024 * 1024
+    checkpoint_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         if self.replay_chunk_size < 1:
             raise ValueError("replay_chunk_size must be positive")
         if self.checkpoint_bytes < 4096:
             raise ValueError("checkpoint_bytes must be at least one page (4096)")
+        if not 0 < self.checkpoint_interval_s < float("inf"):
+            raise ValueError("checkpoint_interval_s must be positive and finite")
 
 
 def connect(settings: SqliteSettings) -> sqlite3.Connection:
@@ -162,6 +184,7 @@ def connect(settings: SqliteSettings) -> sqlite3.Connection:
         conn.execute(f"PRAGMA synchronous={settings.synchronous}")
         conn.execute(f"PRAGMA mmap_size={int(settings.mmap_size)}")
         conn.execute(f"PRAGMA wal_autocheckpoint={4 * settings.checkpoint_bytes // 4096}")
+        conn.execute(f"PRAGMA journal_size_limit={int(settings.checkpoint_bytes)}")
         for ddl in _SCHEMA:
             conn.execute(ddl)
     except BaseException:
@@ -173,6 +196,33 @@ def connect(settings: SqliteSettings) -> sqlite3.Connection:
 def checkpoint(conn: sqlite3.Connection) -> None:
     """Copy what the WAL holds into the database, without waiting for anyone (PASSIVE)."""
     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+def truncate_wal(conn: sqlite3.Connection, busy_timeout_s: float) -> None:
+    """Copy the whole WAL into the database and truncate the WAL file to 0 bytes.
+
+    Never waits for other connections: with no busy timeout, a checkpoint
+    that meets a writer or a reader of an older snapshot copies what it can
+    (as PASSIVE does) and leaves the file as it is.
+    """
+    conn.execute("PRAGMA busy_timeout=0")
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+
+
+def backup(conn: sqlite3.Connection, target: str | os.PathLike[str]) -> None:
+    """Copy the database ``conn`` reads into the file ``target``, as one consistent snapshot.
+
+    Uses SQLite's online backup API: writers may go on meanwhile; the copy
+    holds every transaction committed before it began, and none after.
+    """
+    dest = sqlite3.connect(target)
+    try:
+        conn.backup(dest)
+    finally:
+        dest.close()
 
 
 def highest(conn: sqlite3.Connection, persistence_id: str) -> int:

@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 
 __all__ = ["ThreadWorker"]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("shoal.persistence")
 
 _R = TypeVar("_R")
 _T = TypeVar("_T")

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from shoal.persistence import (
@@ -23,11 +22,11 @@ from shoal.persistence import (
     Persistence,
     PersistenceSettings,
     PersistentActor,
-    PersistentRepr,
     SequenceConflictError,
     SnapshotSelectionCriteria,
     SqliteSettings,
 )
+from shoal.persistence.testing import FaultyJournal
 from shoal.runtime import Actor, ActorRef, ActorStoppedError, ActorSystem, Settings, message
 from shoal.runtime.testing import Probe
 
@@ -283,29 +282,9 @@ async def test_recovery_of_many_actors_concurrently(system: ActorSystem, pid: st
 # -- failure injection (memory journal only: the behaviour is the actor's) -------------------
 
 
-class FaultyJournal(MemoryJournal):
-    """A memory journal whose writes fail while ``fail`` is set, and whose replay can be held."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.fail = False
-        self.hold_replay: asyncio.Event | None = None
-
-    async def write(self, events: Sequence[PersistentRepr]) -> None:
-        if self.fail:
-            raise JournalWriteError("disk on fire")
-        await super().write(events)
-
-    async def replay(self, *args: Any, **kwargs: Any) -> AsyncIterator[Sequence[PersistentRepr]]:  # type: ignore[override]
-        if self.hold_replay is not None:
-            await self.hold_replay.wait()
-        async for chunk in super().replay(*args, **kwargs):
-            yield chunk
-
-
 @pytest.fixture
 async def faulty() -> AsyncIterator[tuple[ActorSystem, FaultyJournal]]:
-    journal = FaultyJournal()
+    journal = FaultyJournal(MemoryJournal())
     async with ActorSystem("faulty", Settings.testing()) as sys:
         Persistence.configure(
             sys, PersistenceSettings(journal=lambda: journal, snapshot_store=MemorySnapshotStore)
@@ -337,12 +316,12 @@ async def test_a_write_failure_stops_the_actor(
     ref = spawn(system, pid)
     await ref.ask(Deposit(1))
     probe = watch(system, ref)
-    journal.fail = True
+    fault = journal.fail("write")
     with caplog.at_level(logging.ERROR), pytest.raises(JournalWriteError):
         await ref.ask(Deposit(2))
     await probe.receive()  # Terminated
     assert f"account|{pid}" in caplog.text
-    journal.fail = False
+    fault.cancel()
     assert await spawn(system, pid).ask(Balance()) == (1, 1)
 
 
@@ -351,34 +330,17 @@ async def test_commands_wait_for_recovery(
 ) -> None:
     system, journal = faulty
     await spawn(system, pid).ask(Deposit(5))
-    journal.hold_replay = asyncio.Event()
+    held = journal.hold("replay")
     log: list[str] = []
     ref = spawn(system, pid, log=log)
     ref.tell(Deposit(1))
     answer = asyncio.ensure_future(ref.ask(Balance()))
-    for _ in range(20):
-        await asyncio.sleep(0)  # loop turns, not wall-clock time
+    await held.reached()  # recovery waits on the journal; the commands wait for it
     assert log == []
     assert not answer.done()
-    journal.hold_replay.set()
+    held.release()
     assert await answer == (6, 2)
     assert log == ["recovered 5 at 1", "cmd 1"]
-
-
-async def test_an_undecodable_event_stops_recovery(
-    faulty: tuple[ActorSystem, FaultyJournal], pid: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    system, journal = faulty
-    ref = spawn(system, pid)
-    await ref.ask(Deposit(5))
-    await stop(ref)
-    ok = (await journal.events(f"account|{pid}"))[0]
-    await journal.write([msgspec.structs.replace(ok, sequence_nr=2, payload=b"\xc1corrupt")])
-    with caplog.at_level(logging.ERROR):
-        again = spawn(system, pid)
-        with pytest.raises(ActorStoppedError):
-            await again.ask(Balance())
-    assert f"event 2 of 'account|{pid}'" in caplog.text
 
 
 async def test_configure_after_use_is_refused(faulty: tuple[ActorSystem, FaultyJournal]) -> None:
@@ -386,19 +348,3 @@ async def test_configure_after_use_is_refused(faulty: tuple[ActorSystem, FaultyJ
     _ = system.extension(Persistence).journal
     with pytest.raises(RuntimeError, match="already in use"):
         Persistence.configure(system, PersistenceSettings.testing())
-
-
-async def test_a_broken_persistence_id_stops_the_actor(
-    faulty: tuple[ActorSystem, FaultyJournal], caplog: pytest.LogCaptureFixture
-) -> None:
-    system, _ = faulty
-
-    class Broken(Account):
-        @property
-        def persistence_id(self) -> str:
-            raise KeyError("no id")
-
-    ref = system.spawn(lambda: Broken("x"))
-    with caplog.at_level(logging.ERROR), pytest.raises(ActorStoppedError):
-        await ref.ask(Balance())
-    assert "Broken failed: 'no id'; stopping" in caplog.text

@@ -16,6 +16,7 @@ from shoal.persistence import (
     SqliteJournal,
     SqliteSettings,
 )
+from shoal.runtime.testing import ManualClock
 
 
 def ev(pid: str, seq: int, payload: bytes = b"x") -> PersistentRepr:
@@ -34,6 +35,70 @@ async def test_checkpoints_keep_up_with_writes(tmp_path: Path) -> None:
     # Every committed row is readable by a fresh connection (WAL or checkpointed).
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM journal").fetchone() == (1000,)
+
+
+def size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
+
+
+async def test_the_wal_is_emptied_after_a_burst_and_stays_bounded(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    wal = tmp_path / "j.db-wal"
+    clock = ManualClock()
+    bound = 1024 * 1024
+    settings = SqliteSettings(path=path, checkpoint_bytes=bound, checkpoint_interval_s=1.0)
+    journal = SqliteJournal(settings, clock=clock)
+    try:
+        # A burst: 50,000 events (about 15 MB) written at once, one group commit.
+        await asyncio.gather(
+            *(journal.write([ev(f"p{i % 100}", i // 100 + 1, b"x" * 200)]) for i in range(50_000))
+        )
+        clock.advance(1.0)  # the interval after the last commit: the WAL is emptied
+        assert await journal.highest_sequence_nr("p7") == 500  # after the checkpoint (FIFO)
+        assert size(wal) == 0
+        assert size(path) > 10 * 1024 * 1024  # the events are in the database file
+        # Steady state: 200 events every 0.25 s; the WAL never outgrows the bound.
+        largest = 0
+        for n in range(1, 41):
+            await asyncio.gather(*(journal.write([ev(f"s{i}", n, b"y" * 200)]) for i in range(200)))
+            clock.advance(0.25)
+            await journal.highest_sequence_nr("s0")
+            largest = max(largest, size(wal))
+        assert 0 < largest <= bound
+        clock.advance(1.0)
+        await journal.highest_sequence_nr("s0")
+        assert size(wal) == 0
+    finally:
+        await journal.close()
+
+
+async def test_an_online_backup_is_one_consistent_file(tmp_path: Path) -> None:
+    journal = SqliteJournal(tmp_path / "j.db")
+    copy = tmp_path / "copy.db"
+    try:
+        await journal.write([ev("acct", 1), ev("acct", 2)])
+        writing = journal.write([ev("acct", 3)])
+        await journal.backup(copy)
+        await writing
+    finally:
+        await journal.close()
+    assert not (tmp_path / "copy.db-wal").exists()
+    restored = SqliteJournal(copy)
+    try:
+        stored = [e.sequence_nr for e in await restored.events("acct")]
+        assert stored in ([1, 2], [1, 2, 3])  # whole writes only: before or after the third
+    finally:
+        await restored.close()
+
+
+async def test_a_failed_backup_is_a_read_error(tmp_path: Path) -> None:
+    journal = SqliteJournal(tmp_path / "j.db")
+    try:
+        await journal.write([ev("acct", 1)])
+        with pytest.raises(JournalReadError, match="backup to"):
+            await journal.backup(tmp_path / "no-such-dir" / "copy.db")
+    finally:
+        await journal.close()
 
 
 async def test_the_schema_refuses_mistyped_rows(tmp_path: Path) -> None:

@@ -1,0 +1,104 @@
+"""Settings of the Cassandra plugins, kept apart from the driver.
+
+Importing this module does not import ``cassandra`` (the driver): a system
+can name Cassandra settings, and ``shoal.persistence`` can be imported, on a
+machine without the driver; it is loaded only when a Cassandra plugin is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Final
+
+from ._cassandra_grouping import MAX_GROUP_BYTES, MAX_GROUP_PARTITIONS
+
+__all__ = ["CassandraSettings"]
+
+_IDENT: Final = re.compile(r"[a-z][a-z0-9_]{0,47}")
+_CONSISTENCY: Final = frozenset(
+    {"ANY", "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE"}
+)
+
+
+def _default_replication() -> dict[str, str | int]:
+    return {"class": "SimpleStrategy", "replication_factor": 1}
+
+
+@dataclass(frozen=True, slots=True)
+class CassandraSettings:
+    """Settings of the Cassandra journal and snapshot store.
+
+    ``contact_points`` are ``"host:port"`` (or ``"host"`` for port 9042).
+    ``replication`` is the keyspace's replication map, used only when
+    ``keyspace_autocreate`` creates it; production clusters want e.g.
+    ``{"class": "NetworkTopologyStrategy", "dc1": 3}``.
+
+    ``partition_size``: events per Cassandra partition,
+    ``partition_nr = (sequence_nr - 1) // partition_size``; one write may
+    hold at most this many events. Never change it for a keyspace that
+    already holds events: rows would be looked up in the wrong partitions.
+
+    Consistency levels name ``cassandra.ConsistencyLevel`` members; the
+    default ``LOCAL_QUORUM`` for both reads and writes means a read sees
+    every acknowledged write. ``request_timeout_s`` bounds each request on
+    the client side.
+
+    Group commit (see ``_cassandra_grouping``): writes queued in one loop
+    turn share UNLOGGED batches of at most ``group_max_partitions`` writes
+    and ``group_max_bytes``. The defaults stay under Cassandra's default
+    ``unlogged_batch_across_partitions_warn_threshold`` (10) and
+    ``batch_size_warn_threshold`` (5 KiB), so the server neither warns nor
+    refuses; raise them together with those server settings. 1 turns
+    grouping off.
+
+    ``max_in_flight`` requests (per session) are out at once; more wait, in
+    order, for earlier ones to complete: backpressure instead of failures
+    when the driver's socket buffers fill.
+    """
+
+    contact_points: tuple[str, ...] = ("127.0.0.1:9042",)
+    keyspace: str = "shoal"
+    replication: Mapping[str, str | int] = field(default_factory=_default_replication)
+    keyspace_autocreate: bool = True
+    tables_autocreate: bool = True
+    partition_size: int = 500_000
+    write_consistency: str = "LOCAL_QUORUM"
+    read_consistency: str = "LOCAL_QUORUM"
+    local_datacenter: str | None = None
+    protocol_version: int = 5
+    request_timeout_s: float = 10.0
+    replay_chunk_size: int = 5000
+    connect_timeout_s: float = 10.0
+    group_max_partitions: int = MAX_GROUP_PARTITIONS
+    group_max_bytes: int = MAX_GROUP_BYTES
+    max_in_flight: int = 512
+
+    def __post_init__(self) -> None:
+        if not _IDENT.fullmatch(self.keyspace):
+            raise ValueError(f"invalid keyspace name {self.keyspace!r}")
+        if self.partition_size < 1:
+            raise ValueError("partition_size must be positive")
+        if not 1 <= self.replay_chunk_size <= 50_000:
+            raise ValueError("replay_chunk_size must be within 1..50000")
+        for level in (self.write_consistency, self.read_consistency):
+            if level not in _CONSISTENCY:
+                raise ValueError(f"unknown consistency level {level!r}")
+        if not self.contact_points:
+            raise ValueError("at least one contact point is needed")
+        if self.group_max_partitions < 1 or self.group_max_bytes < 1:
+            raise ValueError("group_max_partitions and group_max_bytes must be positive")
+        if self.max_in_flight < 1:
+            raise ValueError("max_in_flight must be positive")
+
+    def replication_cql(self) -> str:
+        """The replication map as a CQL literal."""
+        parts = []
+        for key, value in self.replication.items():
+            if not re.fullmatch(r"[A-Za-z0-9_.\-]+", key) or not re.fullmatch(
+                r"[A-Za-z0-9_.\-]+", str(value)
+            ):
+                raise ValueError(f"invalid replication setting {key!r}: {value!r}")
+            parts.append(f"'{key}': '{value}'")
+        return "{" + ", ".join(parts) + "}"
