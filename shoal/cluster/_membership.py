@@ -110,9 +110,10 @@ def join(
 ) -> tuple[MembershipState, JoinDecision]:
     """Handle a join request from ``joiner`` (which may be this node itself).
 
-    A new incarnation is added as Joining, together with this node if it is
-    not a member yet (so the first seed forms the cluster by joining
-    itself). A removed incarnation is refused. A new incarnation at the
+    A new incarnation is added as Joining with ``roles`` (this node with
+    its own ``self_roles``), together with this node if it is not a member
+    yet (so the first seed forms the cluster by joining itself). A removed
+    incarnation is refused. A new incarnation at the
     address of a current member is the restart case: the old one is
     downed (see :class:`ReplacingIncarnation`).
     """
@@ -129,7 +130,7 @@ def join(
         downed = existing.with_status(MemberStatus.DOWN)
         g = g.changed(me, reachability=reachability).with_members(me, [downed])
         return state._with(g), ReplacingIncarnation(downed)
-    added = [Member(joiner, roles=roles)]
+    added = [Member(joiner, roles=state.self_roles if joiner == me else roles)]
     if not g.has_member(me) and joiner != me:
         if g.is_tombstoned(me):
             return state, Refused(f"this node ({me}) was removed from the cluster")
