@@ -1,13 +1,13 @@
-"""Cluster membership: members, their lifecycle, cluster events, settings, and the
-split-brain resolver's strategies.
+"""Cluster membership: members, their lifecycle, cluster events, settings, and
+the split-brain resolver's strategies.
 
 This first part is the pure core of the cluster, with no event loop, socket
 or clock: the membership state machine (``Joining -> (WeaklyUp) -> Up ->
 Leaving -> Exiting -> Removed``, and ``Down -> Removed``), the gossip state
 and its merge, convergence, the leader and its actions, reachability, the
 phi-accrual failure detector's arithmetic, the heartbeat ring and the
-split-brain resolver's decisions. It follows Akka's membership model (see
-``docs``/design §4) and is exercised by table and property tests.
+split-brain resolver's decisions. It follows Akka's membership model
+(design §4); where it departs from Akka, the docstring of the rule says so.
 
 The gossip service that carries this state between nodes (over gRPC, or an
 in-memory network with virtual time), the ``Cluster`` handle of a node
