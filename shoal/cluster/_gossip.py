@@ -227,3 +227,26 @@ def merge(a: Gossip, b: Gossip) -> Gossip:
         a.reachability.merge(b.reachability, tombstones.keys()),
         tombstones,
     )
+
+
+def forbidden_claims(local: Gossip, remote: Gossip) -> list[tuple[Member, Member]]:
+    """Members a *newer* ``remote`` state moves backwards from ``local``: ``(local, claimed)``.
+
+    Stale gossip naturally shows older statuses; a state whose version
+    includes every change of ``local`` cannot, unless its sender is broken
+    or hostile. :func:`merge` never applies such a claim; the gossip
+    service logs these (rate-limited). A member ``local`` removed that
+    ``remote`` still lists counts as claiming to be back (``local`` side
+    given as Removed).
+    """
+    if local.version.compare(remote.version) not in (Ordering.BEFORE, Ordering.SAME):
+        return []
+    claims: list[tuple[Member, Member]] = []
+    for claimed in remote.members:
+        node = claimed.unique_address
+        known = local.member(node)
+        if known is not None and claimed.status.rank < known.status.rank:
+            claims.append((known, claimed))
+        elif known is None and node in local.tombstones:
+            claims.append((Member(node, MemberStatus.REMOVED, claimed.roles), claimed))
+    return claims

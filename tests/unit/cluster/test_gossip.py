@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shoal.cluster import MemberStatus
-from shoal.cluster._gossip import Gossip, merge
+from shoal.cluster._gossip import Gossip, forbidden_claims, merge
 from shoal.cluster._reachability import Reachability
 from shoal.cluster._vclock import VectorClock
 
@@ -129,3 +129,25 @@ def test_unreachable_members_ignore_down_observers() -> None:
     table = Reachability().unreachable(node(1), node(3)).unreachable(node(2), node(4))
     g = gossip(member(1), member(2, D), member(3), member(4), reachability=table)
     assert [m.unique_address for m in g.unreachable_members()] == [node(3)]
+
+
+def test_forbidden_claims_of_a_newer_state_are_reported_and_never_applied() -> None:
+    local = gossip(member(1), member(2, L), member(3, D)).remove(node(1), [node(3)], now=1.0)
+    # a state claiming to include every local change, yet with 2 back to Up and 3 back
+    forged = Gossip.of(
+        [member(1), member(2, U), member(3, U)], version=local.version.increment(node(2))
+    )
+    claims = forbidden_claims(local, forged)
+    assert [(known.status, claimed.status) for known, claimed in claims] == [
+        (L, U),
+        (MemberStatus.REMOVED, U),
+    ]
+    merged = merge(local, forged)
+    assert merged.member(node(2)).status is L  # type: ignore[union-attr]
+    assert merged.member(node(3)) is None
+
+
+def test_stale_gossip_is_not_a_forbidden_claim() -> None:
+    old = gossip(member(1), member(2))
+    new = old.with_members(node(1), [member(2, L)])
+    assert forbidden_claims(new, old) == []
