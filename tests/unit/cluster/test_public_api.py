@@ -1,0 +1,41 @@
+"""The public surface of shoal.cluster is pinned: changing it must be a deliberate diff."""
+
+from __future__ import annotations
+
+import shoal.cluster
+from shoal.runtime import ShoalError
+
+
+def test_cluster_exports() -> None:
+    assert sorted(shoal.cluster.__all__) == [
+        "ClusterError",
+        "ClusterEvent",
+        "ClusterSettings",
+        "CurrentClusterState",
+        "DownAll",
+        "InvalidTransitionError",
+        "KeepMajority",
+        "KeepOldest",
+        "LeaderChanged",
+        "Member",
+        "MemberDowned",
+        "MemberEvent",
+        "MemberExited",
+        "MemberJoined",
+        "MemberLeft",
+        "MemberRemoved",
+        "MemberStatus",
+        "MemberUp",
+        "MemberWeaklyUp",
+        "ReachableMember",
+        "StaticQuorum",
+        "Strategy",
+        "UnreachableMember",
+    ]
+    for name in shoal.cluster.__all__:
+        assert getattr(shoal.cluster, name) is not None
+
+
+def test_errors_form_one_hierarchy() -> None:
+    assert issubclass(shoal.cluster.InvalidTransitionError, shoal.cluster.ClusterError)
+    assert issubclass(shoal.cluster.ClusterError, ShoalError)
