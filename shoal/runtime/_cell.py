@@ -459,7 +459,9 @@ class Context:
                 head = 0
             self._head = head
             self._limit = head + self._capacity
-            if self._state == RUNNING:
+            # Not if a handler's tell to itself already scheduled the next run: two
+            # runs per turn would double every turn for an actor that keeps busy.
+            if self._state == RUNNING and not self._scheduled:
                 self._scheduled = True
                 self._loop.call_soon(self._run)
         else:

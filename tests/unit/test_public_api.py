@@ -69,4 +69,10 @@ def test_runtime_exports() -> None:
 
 
 def test_testing_exports() -> None:
-    assert sorted(shoal.runtime.testing.__all__) == ["ManualClock", "Probe", "settle"]
+    assert sorted(shoal.runtime.testing.__all__) == [
+        "ManualClock",
+        "Probe",
+        "QuiesceError",
+        "quiesce",
+        "settle",
+    ]

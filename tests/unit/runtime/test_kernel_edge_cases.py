@@ -708,3 +708,17 @@ async def test_dot_names_are_refused(system: ActorSystem) -> None:
     for bad in (".", ".."):
         with pytest.raises(ValueError, match="invalid actor name"):
             system.spawn(Echo, name=bad)
+
+
+async def test_an_actor_telling_itself_is_run_once_per_loop_turn(system: ActorSystem) -> None:
+    class Spinner(Actor):
+        def receive(self, msg: object) -> None:
+            self.ref.tell(msg)
+
+    ref = system.spawn(Spinner, throughput=1)
+    ref.tell("again")
+    for _ in range(12):  # counting turns is the point here: one run per turn
+        await asyncio.sleep(0)
+    processed = system.stats()["messages_processed"]
+    assert processed <= 13, f"{processed} messages in 12 turns: runs double every turn"
+    await ref.stop()
