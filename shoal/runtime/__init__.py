@@ -14,6 +14,7 @@ from ._clock import LoopClock as LoopClock
 from ._errors import ActorInitializationError as ActorInitializationError
 from ._errors import ActorStoppedError as ActorStoppedError
 from ._errors import AskTimeout as AskTimeout
+from ._errors import HandlerError as HandlerError
 from ._errors import InvalidActorNameError as InvalidActorNameError
 from ._errors import MailboxFullError as MailboxFullError
 from ._errors import SerializationError as SerializationError
@@ -22,6 +23,7 @@ from ._errors import SystemNotRunningError as SystemNotRunningError
 from ._errors import UnknownManifestError as UnknownManifestError
 from ._eventstream import EventStream as EventStream
 from ._messages import DeadLetter as DeadLetter
+from ._messages import PoisonPill as PoisonPill
 from ._messages import ReceiveTimeout as ReceiveTimeout
 from ._messages import Terminated as Terminated
 from ._path import ActorPath as ActorPath
@@ -58,6 +60,7 @@ __all__ = [
     # messages the runtime delivers
     "DeadLetter",
     "EventStream",
+    "PoisonPill",
     "ReceiveTimeout",
     "Terminated",
     # supervision
@@ -82,6 +85,7 @@ __all__ = [
     "ActorInitializationError",
     "ActorStoppedError",
     "AskTimeout",
+    "HandlerError",
     "InvalidActorNameError",
     "MailboxFullError",
     "SerializationError",

@@ -151,6 +151,13 @@ class ActorSystem:
             self._settings.dead_letter_log_interval,
             level=logging.INFO,
         )
+        self._failure_log = RateLimitedLog(  # actor failures, hooks, restarts (_lifecycle)
+            _log,
+            self._clock,
+            self._settings.failure_log_limit,
+            self._settings.failure_log_interval,
+            level=logging.ERROR,
+        )
         self._running = True
         self._shutdown_task: asyncio.Task[None] | None = None
         self._user = self._guardian("user", self._settings.guardian_strategy)
