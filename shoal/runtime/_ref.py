@@ -207,10 +207,12 @@ class LocalActorRef(ActorRef):
 
 
 class AskTimeouts:
-    """Expires asks without a timer handle, and without a callback, per ask.
+    """Expires asks without a timer handle, a callback or an object per ask.
 
     Asks with the same timeout are queued in deadline order, so one clock
-    callback (for the earliest deadline) serves them all. An ask that is
+    callback (for the earliest deadline) serves them all. A queue is flat,
+    four slots per ask (deadline, promise, target, message), so that tracking
+    an ask allocates nothing the garbage collector must scan. An ask that is
     answered is not removed at once (that would cost a done-callback per
     ask): answered asks are dropped from the front of their queue when the
     next ask is added or their deadline passes, and a queue is compacted
@@ -222,7 +224,7 @@ class AskTimeouts:
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._queues: dict[float, deque[tuple[float, asyncio.Future[Any], ActorRef, object]]] = {}
+        self._queues: dict[float, deque[Any]] = {}
         self._limits: dict[float, int] = {}  # queue length that triggers the next compaction
         self._handle: Cancellable | None = None
         self._next = _INF
@@ -238,14 +240,14 @@ class AskTimeouts:
             self._limits[timeout] = _COMPACT_AT
         else:
             # Asks mostly finish in the order they were made: dropping answered ones
-            # from the front keeps the queue (and the garbage collector's young
-            # generation) as small as the asks actually in flight.
-            while queue and queue[0][1].done():
-                queue.popleft()
+            # from the front keeps the queue (and what it pins) as small as the asks
+            # actually in flight.
+            while queue and queue[1].done():
+                _pop_ask(queue)
             if len(queue) >= self._limits[timeout]:
-                queue = self._queues[timeout] = deque(e for e in queue if not e[1].done())
+                queue = self._queues[timeout] = _compacted(queue)
                 self._limits[timeout] = max(_COMPACT_AT, 2 * len(queue))
-        queue.append((deadline, future, target, message))
+        queue.extend((deadline, future, target, message))
         if deadline < self._next:
             self._arm(deadline)
 
@@ -262,8 +264,11 @@ class AskTimeouts:
         earliest = _INF
         empty: list[float] = []
         for timeout, queue in self._queues.items():
-            while queue and (queue[0][0] <= now or queue[0][1].done()):
-                _, future, target, message = queue.popleft()
+            while queue and (queue[0] <= now or queue[1].done()):
+                queue.popleft()
+                future = queue.popleft()
+                target = queue.popleft()
+                message = queue.popleft()
                 if not future.done():
                     future.set_exception(
                         AskTimeout(
@@ -272,7 +277,7 @@ class AskTimeouts:
                         )
                     )
             if queue:
-                earliest = min(earliest, queue[0][0])
+                earliest = min(earliest, queue[0])
             else:
                 empty.append(timeout)
         for timeout in empty:  # one queue per distinct timeout must not pile up
@@ -290,11 +295,33 @@ class AskTimeouts:
         self._queues.clear()
         self._limits.clear()
         for queue in queues:
-            for _, future, target, _message in queue:
+            items = list(queue)
+            for i in range(0, len(items), _STRIDE):
+                future, target = items[i + 1], items[i + 2]
                 if not future.done():
                     future.set_exception(
                         AskTimeout(f"no reply from {target.path}: the actor system shut down")
                     )
+
+
+_STRIDE: Final = 4  # slots per ask in an AskTimeouts queue
+
+
+def _pop_ask(queue: deque[Any]) -> None:
+    queue.popleft()
+    queue.popleft()
+    queue.popleft()
+    queue.popleft()
+
+
+def _compacted(queue: deque[Any]) -> deque[Any]:
+    """``queue`` without its answered asks."""
+    items = list(queue)
+    kept: deque[Any] = deque()
+    for i in range(0, len(items), _STRIDE):
+        if not items[i + 1].done():
+            kept.extend(items[i : i + _STRIDE])
+    return kept
 
 
 def check_ask_timeout(timeout: float) -> None:

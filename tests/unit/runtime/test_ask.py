@@ -80,11 +80,11 @@ async def test_answered_asks_are_not_kept_for_their_timeout(system: ActorSystem)
     for i in range(5000):
         assert await ref.ask(i, timeout=30.0) == i
     queue = system._ask_timeouts._queues[30.0]
-    assert len(queue) <= 1, f"{len(queue)} answered asks still held until their deadline"
+    assert len(queue) <= 4, f"{len(queue) // 4} answered asks still held until their deadline"
     answers = [ref.ask(i, timeout=30.0) for i in range(5000)]
     await asyncio.gather(*answers)
     ref.ask("one more", timeout=30.0)
-    assert len(system._ask_timeouts._queues[30.0]) <= 2
+    assert len(system._ask_timeouts._queues[30.0]) <= 8  # four slots per ask
 
 
 async def test_an_ask_to_a_dead_path_fails_at_once(system: ActorSystem) -> None:
