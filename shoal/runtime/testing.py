@@ -271,7 +271,13 @@ def _cell_busy(cell: Context) -> str | None:
     sup = x.supervision if x is not None else None
     if task is not None:
         return "is running its stopped() hook" if _runnable(task) else None
-    if (x is not None and x.children) or (sup is not None and sup.draining is not None):
+    if x is not None and x.children:
+        # Children are stopped one level per turn: a child not yet stopping has its
+        # stop request pending (invisible on a loop whose queue cannot be read).
+        if any(child._state < lc.STOPPING for child in x.children.values()):
+            return "is stopping its children"
+        return None
+    if sup is not None and sup.draining is not None:
         return None
     if state == lc.SUSPENDED and sup is not None and sup.handle is not None:
         return None
