@@ -13,6 +13,14 @@ Measures, on uvloop when installed (the ``loop`` key says which):
   by the next ping, until 500,000 exchanges.
 * ``spawn_per_s``: 100,000 actors created, each handling one message;
   ``bytes_per_idle_actor``: RSS growth per actor over those 100,000.
+  ``spawn_vs_baseline``: that rate divided by the rate of an asyncio
+  baseline doing the same with one task per "actor", each reading its own
+  ``asyncio.Queue`` (``baseline_spawn_per_s``), same count, same run.
+* ``pipelined_asks_per_s``: 100,000 asks issued at once to one echo actor
+  (``ask`` returns a future: no task per ask), then all awaited.
+  ``pipelined_vs_baseline``: that rate divided by the same through bare
+  futures put on an ``asyncio.Queue`` consumed by one task that completes
+  each (``baseline_pipelined_per_s``).
 
 Every timed phase, baselines included, starts after a full garbage
 collection, so that one phase's garbage (100,000 stopped actors) is not
@@ -41,6 +49,7 @@ N_ASK = 20_000
 N_PING = 500_000
 IN_FLIGHT = 1_000
 N_SPAWN = 100_000
+N_PIPELINED = 100_000
 
 
 def _rss_bytes() -> int:
@@ -217,10 +226,78 @@ async def bench_spawn(system: ActorSystem) -> dict[str, float]:
     elapsed = time.perf_counter() - start
     gc.collect()
     rss_after = _rss_bytes()
+    # Stopped and collected, so that the asyncio baseline measured next does not run
+    # (and collect garbage) beside 100,000 live actors.
+    await asyncio.gather(*[ref.stop() for ref in refs])
+    del refs
+    gc.collect()
     return {
         "spawn_per_s": N_SPAWN / elapsed,
         "bytes_per_idle_actor": (rss_after - rss_before) / N_SPAWN,
     }
+
+
+async def bench_baseline_spawn() -> float:
+    """One task per "actor", each waiting on its own queue for one message."""
+    done = asyncio.get_running_loop().create_future()
+    handled = 0
+
+    async def actor(inbox: asyncio.Queue[object]) -> None:
+        nonlocal handled
+        await inbox.get()
+        handled += 1
+        if handled == N_SPAWN:
+            done.set_result(None)
+
+    gc.collect()
+    start = time.perf_counter()
+    tasks = []
+    for _ in range(N_SPAWN):
+        inbox: asyncio.Queue[object] = asyncio.Queue()
+        tasks.append(asyncio.create_task(actor(inbox)))
+        inbox.put_nowait(None)
+    await done
+    elapsed = time.perf_counter() - start
+    await asyncio.gather(*tasks)
+    return N_SPAWN / elapsed
+
+
+async def bench_pipelined(system: ActorSystem) -> float:
+    ref = system.spawn(Echo, capacity=N_PIPELINED + 1)
+    await asyncio.gather(*[ref.ask(i) for i in range(1000)])  # warm-up
+    gc.collect()
+    start = time.perf_counter()
+    ask = ref.ask
+    answers = [ask(i, timeout=30.0) for i in range(N_PIPELINED)]
+    for answer in answers:
+        await answer
+    elapsed = time.perf_counter() - start
+    await ref.stop()
+    return N_PIPELINED / elapsed
+
+
+async def bench_baseline_pipelined() -> float:
+    requests: asyncio.Queue[tuple[int, asyncio.Future[int]]] = asyncio.Queue()
+
+    async def echo() -> None:
+        while True:
+            value, reply = await requests.get()
+            reply.set_result(value)
+
+    task = asyncio.create_task(echo())
+    loop = asyncio.get_running_loop()
+    gc.collect()
+    start = time.perf_counter()
+    futures = []
+    for i in range(N_PIPELINED):
+        fut: asyncio.Future[int] = loop.create_future()
+        requests.put_nowait((i, fut))
+        futures.append(fut)
+    for fut in futures:
+        await fut
+    elapsed = time.perf_counter() - start
+    task.cancel()
+    return N_PIPELINED / elapsed
 
 
 async def one_run() -> dict[str, float]:
@@ -237,7 +314,16 @@ async def one_run() -> dict[str, float]:
         result["baseline_ask_p50_us"] = await bench_baseline_ask()
         gc.collect()
         result["ping_pong_per_s"] = await bench_ping_pong(system)
+        gc.collect()
+        result["pipelined_asks_per_s"] = await bench_pipelined(system)
+        result["baseline_pipelined_per_s"] = await bench_baseline_pipelined()
+        result["pipelined_vs_baseline"] = (
+            result["pipelined_asks_per_s"] / result["baseline_pipelined_per_s"]
+        )
         result.update(await bench_spawn(system))  # collects before it starts
+        # After bench_spawn: its RSS growth must not be hidden by memory the baseline freed.
+        result["baseline_spawn_per_s"] = await bench_baseline_spawn()
+        result["spawn_vs_baseline"] = result["spawn_per_s"] / result["baseline_spawn_per_s"]
     gc.collect()
     return result
 

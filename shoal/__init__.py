@@ -11,6 +11,7 @@ from .runtime import ActorSystem as ActorSystem
 from .runtime import AskTimeout as AskTimeout
 from .runtime import Context as Context
 from .runtime import Directive as Directive
+from .runtime import PoisonPill as PoisonPill
 from .runtime import Settings as Settings
 from .runtime import SupervisorStrategy as SupervisorStrategy
 from .runtime import Terminated as Terminated
@@ -23,6 +24,7 @@ __all__ = [
     "AskTimeout",
     "Context",
     "Directive",
+    "PoisonPill",
     "Settings",
     "SupervisorStrategy",
     "Terminated",

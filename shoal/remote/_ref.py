@@ -66,27 +66,12 @@ class RemoteActorRef(ActorRef):
             assoc = self.bound()
         assoc.tell(self.path_str, message, sender, 0)
 
-    async def ask(self, message: object, timeout: float | None = None) -> Any:
-        if timeout is not None and not 0 < timeout < float("inf"):
-            raise ValueError(f"ask timeout must be positive and finite, not {timeout}")
+    def ask(self, message: object, timeout: float | None = None) -> asyncio.Future[Any]:
         remoting = self._remoting
         future: asyncio.Future[Any] = remoting.loop.create_future()
-        correlation = remoting.next_id()
-        assoc = self._assoc
-        pending = assoc.pending
-        pending[correlation] = future
-        assoc.tell(self.path_str, message, None, correlation)
-        if future.done():
-            return future.result()
-        if timeout is None:
-            timeout = remoting.system._settings.ask_timeout
-        timeouts = remoting.system._ask_timeouts
-        timeouts.add(future, timeout, self, message)
-        try:
-            return await future
-        finally:
-            timeouts.finished(timeout)
-            pending.pop(correlation, None)
+        remoting.system.track_ask(future, timeout, self, message)  # validates: nothing sent yet
+        self.bound().tell(self.path_str, message, None, self._await_answer(future))
+        return future
 
     async def send(self, message: object, sender: ActorRef | None = None) -> None:
         """Like ``tell``, but first wait while the peer's outbox is half full or more."""
@@ -116,19 +101,16 @@ class RemoteActorRef(ActorRef):
 
     def _track(self, future: asyncio.Future[Any], message: object) -> int:
         """Register ``future`` for an answer, expiring after the default ask timeout."""
-        remoting = self._remoting
-        correlation = remoting.next_id()
+        self._remoting.system.track_ask(future, None, self, message)
+        return self._await_answer(future)
+
+    def _await_answer(self, future: asyncio.Future[Any]) -> int:
+        """A correlation id whose answer completes ``future``; forgotten once it is done."""
+        correlation = self._remoting.next_id()
         pending = self.bound().pending
         pending[correlation] = future
-        timeout = remoting.system._settings.ask_timeout
-        timeouts = remoting.system._ask_timeouts
-        timeouts.add(future, timeout, self, message)
-
-        def settled(_: asyncio.Future[Any]) -> None:
-            timeouts.finished(timeout)
-            pending.pop(correlation, None)
-
-        future.add_done_callback(settled)
+        # The answer pops the entry itself; this covers a timeout or a cancellation.
+        future.add_done_callback(lambda _: pending.pop(correlation, None))
         return correlation
 
     def add_watcher(self, watcher: ActorRef) -> None:

@@ -73,6 +73,7 @@ from ._errors import ActorInitializationError as ActorInitializationError
 from ._errors import ActorStoppedError as ActorStoppedError
 from ._errors import AskTimeout as AskTimeout
 from ._errors import ExtensionError as ExtensionError
+from ._errors import HandlerError as HandlerError
 from ._errors import InvalidActorNameError as InvalidActorNameError
 from ._errors import MailboxFullError as MailboxFullError
 from ._errors import SerializationError as SerializationError
@@ -81,6 +82,7 @@ from ._errors import SystemNotRunningError as SystemNotRunningError
 from ._errors import UnknownManifestError as UnknownManifestError
 from ._eventstream import EventStream as EventStream
 from ._messages import DeadLetter as DeadLetter
+from ._messages import PoisonPill as PoisonPill
 from ._messages import ReceiveTimeout as ReceiveTimeout
 from ._messages import Terminated as Terminated
 from ._path import ActorPath as ActorPath
@@ -119,6 +121,7 @@ __all__ = [
     # messages the runtime delivers
     "DeadLetter",
     "EventStream",
+    "PoisonPill",
     "ReceiveTimeout",
     "Terminated",
     # supervision
@@ -148,6 +151,7 @@ __all__ = [
     "ActorStoppedError",
     "AskTimeout",
     "ExtensionError",
+    "HandlerError",
     "InvalidActorNameError",
     "MailboxFullError",
     "SerializationError",

@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from . import _lifecycle as lc
 from ._actor import Actor
@@ -27,8 +27,8 @@ from ._errors import (
     MailboxFullError,
     ShoalError,
 )
-from ._lifecycle import BUSY, NEW, RUNNING, STOPPING
-from ._messages import Terminated
+from ._lifecycle import BUSY, NEW, NO_MESSAGE, RUNNING, STOPPING
+from ._messages import PoisonPill, Terminated
 from ._path import ActorPath, valid_name
 from ._ref import ActorRef, LocalActorRef
 from ._reply import PromiseRef, Reply
@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 _log: Final = logging.getLogger("shoal.runtime")
 _NOTHING: Final = object()  # an empty mailbox, for the async drain
 _Coroutine: Final = lc.Coroutine
+_REPLIES_COMPACT_AT: Final = 32  # reply_later() promises kept before done ones are dropped
+
+T = TypeVar("T")
 
 
 class StashOverflowError(ShoalError):
@@ -104,7 +107,7 @@ class Context:
         self._limit = capacity
         self._scheduled = False
         self._state = NEW
-        self._current: object = None
+        self._current: object = NO_MESSAGE
         self._detached = False
         self._rt: lc.ReceiveTimeoutTimer | None = None
         self._x: lc.Extras | None = None  # created when first needed
@@ -239,29 +242,48 @@ class Context:
 
     def watch(self, ref: ActorRef) -> ActorRef:
         """Get ``Terminated(ref)`` once, when ``ref`` stops (at once if it is dead)."""
-        x = lc.extras(self)
-        if x.watching is None:
-            x.watching = set()
-        if ref not in x.watching:
-            x.watching.add(ref)
-            ref.add_watcher(self._ref)
+        self._watch(ref, lc.DEFAULT_TERMINATED)
         return ref
 
+    def watch_with(self, ref: ActorRef, message: object) -> ActorRef:
+        """Like :meth:`watch`, but get ``message`` instead of ``Terminated(ref)``.
+
+        Delivered exactly once, when ``ref`` stops; :meth:`unwatch` cancels it.
+        Watching a ref again (with either method) replaces what it delivers.
+        """
+        self._watch(ref, message)
+        return ref
+
+    def _watch(self, ref: ActorRef, message: object) -> None:
+        x = lc.extras(self)
+        watching = x.watching
+        if watching is None:
+            watching = x.watching = {}
+        known = ref in watching
+        watching[ref] = message  # before add_watcher: a dead ref answers at once
+        if not known:
+            ref.add_watcher(self._ref)
+
     def unwatch(self, ref: ActorRef) -> None:
-        """Stop watching ``ref``; a ``Terminated`` not yet handled is dropped."""
+        """Stop watching ``ref``; a ``Terminated`` (or message) not yet handled is dropped."""
         x = self._x
         if x is not None and x.watching is not None and ref in x.watching:
-            x.watching.discard(ref)
+            del x.watching[ref]
             ref.remove_watcher(self._ref)
 
     def stash(self) -> None:
         """Set the current message aside until :meth:`unstash_all`.
 
         An ask stashed this way is answered when the message is handled again.
+        Works for every message, ``None`` included.
         """
         item = self._current
-        if item is None:
+        if item is NO_MESSAGE:
             raise ShoalError("stash() needs a current message: call it while handling one")
+        if type(item) is not Envelope:
+            # A plain message is wrapped, so that stashing the same one twice is
+            # recognised even for values that are not unique objects (None, 1...).
+            item = self._current = Envelope(item, None, None)
         x = lc.extras(self)
         stash = x.stash
         if stash is None:
@@ -302,12 +324,66 @@ class Context:
             self._rt = lc.ReceiveTimeoutTimer(self, seconds)
 
     def reply_later(self) -> Reply:
-        """Take over answering the current message; the handler's return value is ignored."""
+        """Take over answering the current message; the handler's return value is ignored.
+
+        If this actor stops before answering, the asker's ask fails with
+        :class:`ActorStoppedError` (instead of waiting for its timeout).
+        """
         item = self._current
         self._detached = True
         if type(item) is Envelope:
-            return Reply(item.promise, item.sender, self._ref)
+            promise = item.promise
+            if promise is not None:
+                x = lc.extras(self)
+                replies = x.replies
+                if replies is None:
+                    replies = x.replies = []
+                else:
+                    n = len(replies)
+                    if n >= _REPLIES_COMPACT_AT and n & (n - 1) == 0:  # at powers of two
+                        replies = x.replies = [p for p in replies if not p.done()]
+                replies.append(promise)
+            return Reply(promise, item.sender, self._ref)
         return Reply(None, None, self._ref)
+
+    def pipe_to_self(
+        self,
+        work: Awaitable[T],
+        *,
+        map_ok: Callable[[T], object] | None = None,
+        map_err: Callable[[BaseException], object] | None = None,
+    ) -> asyncio.Future[T]:
+        """Run ``work`` outside the mailbox and receive its outcome as a message.
+
+        ``work`` (a coroutine, which then runs in a task of its own, or any
+        awaitable) proceeds while this actor keeps handling messages; when it
+        completes, ``map_ok(result)`` (default: the result itself) or, if it
+        failed or was cancelled, ``map_err(error)`` (default: the exception
+        itself) is told to this actor, in its mailbox order, like any message
+        (Akka's ``pipeToSelf``). A failure is never lost: if ``map_ok`` or
+        ``map_err`` raises, that exception is the message. Nothing is
+        delivered once this actor is stopping or stopped; ``work`` is not
+        cancelled then. Returns the future of ``work``.
+        """
+        future = asyncio.ensure_future(work, loop=self._loop)
+
+        def completed(done: asyncio.Future[T]) -> None:
+            if self._state >= STOPPING:
+                return
+            try:
+                if done.cancelled() or done.exception() is not None:
+                    error = asyncio.CancelledError() if done.cancelled() else done.exception()
+                    assert error is not None
+                    outcome = map_err(error) if map_err is not None else error
+                else:
+                    result = done.result()
+                    outcome = map_ok(result) if map_ok is not None else result
+            except Exception as exc:
+                outcome = exc
+            self._ref.tell(outcome)
+
+        future.add_done_callback(completed)
+        return future
 
     def forward(self, ref: ActorRef, message: object) -> None:
         """Send ``message`` to ``ref`` keeping the current sender (and ask) as its sender."""
@@ -436,11 +512,13 @@ class Context:
                 coro = self._dispatch(item, receive)
                 if coro is not None:
                     self._run_async(coro, self._current, self._current.promise)  # type: ignore[attr-defined]
+            elif type(item) is PoisonPill:
+                lc.request_stop(self)
             else:
                 try:
                     result = receive(item)
-                except Exception as exc:
-                    lc.fail(self, exc, item)
+                except BaseException as exc:  # a CancelledError here cancels no task of ours
+                    lc.fail(self, lc.as_failure(exc), item)
                 else:
                     if type(result) is _Coroutine:
                         self._run_async(result, item, None)
@@ -448,7 +526,7 @@ class Context:
                 break
         self._system._processed += head - start
         if self._state == RUNNING:
-            self._current = None  # an idle actor must not pin its last message
+            self._current = NO_MESSAGE  # an idle actor must not pin its last message
         if self._rt is not None:
             self._rt.touch()
         if self._mbox is not mbox:
@@ -459,7 +537,9 @@ class Context:
                 head = 0
             self._head = head
             self._limit = head + self._capacity
-            if self._state == RUNNING:
+            # Not if a handler's tell to itself already scheduled the next run: two
+            # runs per turn would double every turn for an actor that keeps busy.
+            if self._state == RUNNING and not self._scheduled:
                 self._scheduled = True
                 self._loop.call_soon(self._run)
         else:
@@ -478,7 +558,7 @@ class Context:
         kind = envelope.kind
         if kind != K_USER:
             message = self._unwrap_signal(envelope)
-            if message is None:
+            if message is NO_MESSAGE:
                 return None
             # Accepted once (watch entry or timer used up): from here on it is a
             # plain message, so stashing it and handling it again works.
@@ -486,14 +566,20 @@ class Context:
             self._current = envelope
         else:
             message = envelope.message
+            if type(message) is PoisonPill:
+                lc.request_stop(self)
+                if envelope.promise is not None and not envelope.promise.done():
+                    envelope.promise.set_result(None)
+                return None
         self._detached = False
         promise = envelope.promise
         try:
             result = receive(message)
-        except Exception as exc:
+        except BaseException as exc:  # a CancelledError here cancels no task of ours
+            error = lc.as_failure(exc)
             if promise is not None and not promise.done():
-                promise.set_exception(exc)
-            lc.fail(self, exc, envelope)
+                promise.set_exception(error)
+            lc.fail(self, error, envelope)
             return None
         if type(result) is _Coroutine:
             return result
@@ -501,21 +587,22 @@ class Context:
             promise.set_result(result)
         return None
 
-    def _unwrap_signal(self, envelope: Envelope) -> object | None:
+    def _unwrap_signal(self, envelope: Envelope) -> object:
+        """The message a signal delivers, or ``NO_MESSAGE`` if it is no longer wanted."""
         kind = envelope.kind
         message = envelope.message
         if kind == K_TERMINATED:
             assert isinstance(message, Terminated)
-            return message if lc.take_terminated(self, message) else None
+            return lc.take_terminated(self, message)
         if kind == K_TIMER:
             assert isinstance(message, TimerFire)
             x = self._x
             if x is None or x.timers is None or not x.timers._take(message):
-                return None
+                return NO_MESSAGE
             return message.message
         if kind == K_RECEIVE_TIMEOUT:
-            return message if self._rt is not None and self._rt.take(envelope) else None
-        return None  # pragma: no cover - every kind is handled above
+            return message if self._rt is not None and self._rt.take(envelope) else NO_MESSAGE
+        return NO_MESSAGE  # pragma: no cover - every kind is handled above
 
     def _run_async(self, coro: Any, item: object, promise: asyncio.Future[Any] | None) -> None:
         self._state = BUSY
@@ -534,33 +621,47 @@ class Context:
         """
         x = lc.extras(self)
         me = asyncio.current_task()
+        assert me is not None
+        # Locals: narrowing x.task / x.stop_requested here would outlive the awaits below.
+        task, stopping = x.task, x.stop_requested
+        if task is not me or stopping:
+            # Stopped or restarted before this task's first step, where it was not
+            # cancelled (lc.cancel_task): the handler never runs, its ask fails.
+            coro.close()
+            if promise is not None and not promise.done():
+                promise.set_exception(ActorStoppedError(f"{self._path()} stopped before handling"))
+            if task is me:
+                x.task = None
+                self._after_busy()
+            return
         budget = self._throughput
         handled = 0
         while True:
             try:
                 result = await coro
-            except asyncio.CancelledError:
-                if promise is not None and not promise.done():
-                    promise.set_exception(
-                        ActorStoppedError(f"{self._path()} stopped while handling")
-                    )
-                if x.task is not me:
-                    return  # cancelled by a restart: the cell belongs to the next incarnation
-                x.task = None
-                self._after_busy()
-                if not x.stop_requested:
-                    raise
-                return
+            except asyncio.CancelledError as exc:
+                if x.task is me and not x.stop_requested and not me.cancelling():
+                    # Nobody cancelled this task: the handler let a cancelled future's
+                    # CancelledError escape. That fails the message, like any error.
+                    if not self._async_failed(lc.as_failure(exc), item, promise):
+                        break
+                else:
+                    if promise is not None and not promise.done():
+                        promise.set_exception(
+                            ActorStoppedError(f"{self._path()} stopped while handling")
+                        )
+                    if x.task is not me:
+                        return  # cancelled by a restart: the cell belongs to the next incarnation
+                    x.task = None
+                    self._after_busy()
+                    if not x.stop_requested:
+                        raise
+                    return
             except Exception as exc:
                 if x.task is not me:
                     return
-                if promise is not None and not promise.done():
-                    promise.set_exception(exc)
-                self._state = RUNNING
-                lc.fail(self, exc, item)
-                if self._state != RUNNING:
+                if not self._async_failed(exc, item, promise):
                     break
-                self._state = BUSY
             except BaseException:
                 if x.task is me:  # not ours to swallow, but the actor must not stay BUSY
                     x.task = None
@@ -585,14 +686,17 @@ class Context:
                 if type(item) is Envelope:
                     coro = self._dispatch(item, receive)
                     promise = self._current.promise  # type: ignore[attr-defined]
+                elif type(item) is PoisonPill:
+                    coro = None
+                    lc.request_stop(self)  # BUSY in this task: the drain ends below
                 else:
                     promise = None
                     try:
                         coro = receive(item)
-                    except Exception as exc:
+                    except BaseException as exc:  # a CancelledError here cancels no task
                         coro = None
                         self._state = RUNNING
-                        lc.fail(self, exc, item)
+                        lc.fail(self, lc.as_failure(exc), item)
                         if self._state == RUNNING:
                             self._state = BUSY
                     else:
@@ -606,6 +710,19 @@ class Context:
         if x.task is me:
             x.task = None
             self._after_busy()
+
+    def _async_failed(
+        self, error: Exception, item: object, promise: asyncio.Future[Any] | None
+    ) -> bool:
+        """Handle an async handler's failure (in its ``except``); whether to drain on."""
+        if promise is not None and not promise.done():
+            promise.set_exception(error)
+        self._state = RUNNING
+        lc.fail(self, error, item)
+        if self._state != RUNNING:
+            return False
+        self._state = BUSY
+        return True
 
     def _take(self) -> object:
         """Pop the next mailbox item for the async drain; ``_NOTHING`` if empty."""
@@ -633,7 +750,7 @@ class Context:
         if self._state == BUSY:
             self._state = RUNNING
         if self._state == RUNNING:
-            self._current = None  # an idle actor must not pin its last message
+            self._current = NO_MESSAGE  # an idle actor must not pin its last message
         x = self._x
         if x is not None and x.stop_requested and self._state < STOPPING:
             lc.begin_stop(self)

@@ -28,6 +28,17 @@ class ActorStoppedError(ShoalError):
     """
 
 
+class HandlerError(ShoalError):
+    """A handler raised a ``BaseException`` that is not an ``Exception``.
+
+    Typically ``asyncio.CancelledError`` from the ``result()`` of a future
+    that was cancelled: the actor's own task was not cancelled, so this fails
+    the message like any error (the ask gets this error, with the original as
+    ``__cause__``, and supervision decides). ``KeyboardInterrupt`` and
+    ``SystemExit`` are never wrapped: they propagate.
+    """
+
+
 class MailboxFullError(ShoalError):
     """An ask that could not be enqueued because the target's mailbox is full.
 

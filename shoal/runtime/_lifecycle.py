@@ -15,6 +15,7 @@ actors that never use it stay small and cheap for the garbage collector.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import types
 from collections import deque
@@ -23,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._actor import Actor, constructing
 from ._envelope import CLOSED, K_RECEIVE_TIMEOUT, K_TERMINATED, Envelope
-from ._errors import ActorInitializationError
+from ._errors import ActorInitializationError, ActorStoppedError, HandlerError
 from ._messages import ReceiveTimeout, Terminated
 from ._supervision import DEFAULT_STRATEGY, Directive, SupervisorStrategy
 
@@ -42,6 +43,48 @@ BUSY: Final = 2
 SUSPENDED: Final = 3
 STOPPING: Final = 4
 STOPPED: Final = 5
+
+
+class _Marker:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+NO_MESSAGE: Final = _Marker("<no message>")  # cell._current between messages
+STARTING: Final = _Marker("<started()>")  # the "message" a failing started() hook failed on
+DEFAULT_TERMINATED: Final = _Marker("<Terminated>")  # watch() rather than watch_with()
+
+
+def as_failure(error: BaseException) -> Exception:
+    """What supervision handles for ``error`` raised by a handler or hook.
+
+    An ``Exception`` is itself; another ``BaseException`` raised where no task
+    of the actor was cancelled (``CancelledError`` from a cancelled future's
+    ``result()``) becomes a :class:`HandlerError`. ``KeyboardInterrupt`` and
+    ``SystemExit`` are re-raised.
+    """
+    if isinstance(error, Exception):
+        return error
+    if isinstance(error, (KeyboardInterrupt, SystemExit)):
+        raise error
+    failure = HandlerError(f"handler raised {type(error).__qualname__}: {error}")
+    failure.__cause__ = error
+    return failure
+
+
+def report(cell: Context, kind: str, msg: str, *args: object) -> None:
+    """Log an actor failure with its traceback, rate-limited per kind and actor class.
+
+    Called from the ``except`` block that caught the failure.
+    """
+    actor = cell._actor
+    key = f"{kind} {type(actor).__qualname__ if actor is not None else cell._name}"
+    cell._system._failure_log.report(key, msg, *args, exc_info=True)
 
 
 class Supervision:
@@ -68,6 +111,7 @@ class Extras:
         "children",
         "never_started",
         "rel",
+        "replies",
         "stash",
         "stop_future",
         "stop_requested",
@@ -81,7 +125,8 @@ class Extras:
     def __init__(self) -> None:
         self.children: dict[str, Context] | None = None
         self.watchers: set[ActorRef] | None = None
-        self.watching: set[ActorRef] | None = None
+        # Watched refs and what to deliver when they stop (DEFAULT_TERMINATED: Terminated).
+        self.watching: dict[ActorRef, object] | None = None
         self.stash: list[object] | None = None
         self.timers: Timers | None = None
         self.task: asyncio.Task[None] | None = None
@@ -91,6 +136,8 @@ class Extras:
         self.rel: str | None = None
         self.b36 = 0
         self.never_started = False  # stopped before started() ran: skip stopped()
+        # Promises of asks answered through reply_later(): failed when the actor stops.
+        self.replies: list[asyncio.Future[Any]] | None = None
 
 
 def extras(cell: Context) -> Extras:
@@ -129,14 +176,14 @@ def instantiate(cell: Context) -> Actor:
 def start(cell: Context) -> None:
     assert cell._actor is not None
     cell._state = RUNNING
-    cell._current = None
+    cell._current = NO_MESSAGE
     try:
         result = cell._actor.started()
-    except Exception as exc:
-        fail(cell, exc, None, starting=True)
+    except BaseException as exc:
+        fail(cell, as_failure(exc), STARTING)
     else:
         if type(result) is Coroutine:
-            cell._run_async(result, None, None)
+            cell._run_async(result, STARTING, None)
             return
     if cell._state == RUNNING and cell._has_mail():
         cell._schedule()
@@ -157,10 +204,22 @@ def request_stop(cell: Context) -> asyncio.Future[None]:
     if cell._state == BUSY and x.task is not None:
         x.stop_requested = True
         if asyncio.current_task() is not x.task:
-            x.task.cancel()
+            cancel_task(x.task)
         return future
     begin_stop(cell)
     return future
+
+
+def cancel_task(task: asyncio.Task[Any]) -> None:
+    """Cancel an actor's task, unless it has not taken its first step yet.
+
+    A task cancelled before its first step never runs its body: its cleanup
+    (state, the handler's promise) would never happen and the handler's
+    coroutine would never be awaited. Such a task checks at its start whether
+    it is still wanted (see ``Context._drain_async``).
+    """
+    if inspect.getcoroutinestate(task.get_coro()) != inspect.CORO_CREATED:  # type: ignore[arg-type]
+        task.cancel()
 
 
 def begin_stop(cell: Context) -> None:
@@ -224,16 +283,22 @@ def _run_stopped_hook(cell: Context, actor: Actor) -> Any:
     try:
         result = actor.stopped()
     except Exception:
-        log.exception("stopped() hook of %s raised", cell._path())
+        report(cell, "stopped() failed", "stopped() hook of %s raised", cell._path())
         return None
     return result if type(result) is Coroutine else None
 
 
-async def _await_stopped_hook(cell: Context, coro: Any) -> None:
+async def _await_hook(cell: Context, coro: Any) -> None:
+    """Await an async ``stopped()`` hook, logging its failure like a plain hook's."""
     try:
         await coro
     except Exception:
-        log.exception("stopped() hook of %s raised", cell._path())
+        report(cell, "stopped() failed", "stopped() hook of %s raised", cell._path())
+
+
+async def _await_stopped_hook(cell: Context, coro: Any) -> None:
+    try:
+        await _await_hook(cell, coro)
     finally:
         extras(cell).task = None
         finalize(cell)
@@ -250,6 +315,11 @@ def finalize(cell: Context) -> None:
     for item in _chain(x.stash, pending):
         cell._to_dead_letters(item, "stopped")
     x.stash = None
+    replies, x.replies = x.replies, None
+    if replies:
+        for promise in replies:
+            if not promise.done():
+                promise.set_exception(ActorStoppedError(f"{cell._path()} stopped before replying"))
     cell._wake_room_waiters()
     watchers, x.watchers = x.watchers, None
     if watchers:
@@ -260,7 +330,7 @@ def finalize(cell: Context) -> None:
         for ref in watching:
             ref.remove_watcher(cell._ref)
     cell._actor = None
-    cell._current = None
+    cell._current = NO_MESSAGE
     cancel_timers(cell)  # ones started by stopped() itself
     x.timers = None  # a Timers refers back to its cell: no cycle left behind
     if x.supervision is not None:
@@ -308,13 +378,15 @@ def signal_terminated(cell: Context, terminated: Terminated) -> None:
     cell._enqueue_signal(Envelope(terminated, terminated.ref, None, K_TERMINATED))
 
 
-def take_terminated(cell: Context, terminated: Terminated) -> bool:
-    """Whether a dequeued Terminated is still wanted (delivered once, if watching)."""
+def take_terminated(cell: Context, terminated: Terminated) -> object:
+    """What to deliver for a dequeued Terminated: once, if still watching, else NO_MESSAGE."""
     x = cell._x
-    if x is None or x.watching is None or terminated.ref not in x.watching:
-        return False
-    x.watching.discard(terminated.ref)
-    return True
+    if x is None or x.watching is None:
+        return NO_MESSAGE
+    custom = x.watching.pop(terminated.ref, NO_MESSAGE)
+    if custom is NO_MESSAGE:
+        return NO_MESSAGE
+    return terminated if custom is DEFAULT_TERMINATED else custom
 
 
 # -- supervision -------------------------------------------------------------------------
@@ -325,10 +397,12 @@ def strategy_for_children(cell: Context) -> SupervisorStrategy:
     return strategy if strategy is not None else DEFAULT_STRATEGY
 
 
-def fail(cell: Context, error: Exception, item: object, *, starting: bool = False) -> None:
+def fail(cell: Context, error: Exception, item: object) -> None:
     """Apply the parent's strategy to a failure of ``cell``'s actor.
 
-    A failure of ``started()`` cannot be resumed (the actor is not
+    Called from the ``except`` block that caught ``error``. ``item`` is what
+    failed: a mailbox item, or ``STARTING`` for the ``started()`` hook, plain
+    or async. A failure of ``started()`` cannot be resumed (the actor is not
     initialised): Resume becomes Stop there, as in Akka.
     """
     parent = cell._parent
@@ -336,22 +410,21 @@ def fail(cell: Context, error: Exception, item: object, *, starting: bool = Fals
     try:
         directive = strategy.decider(error)
     except Exception:
-        log.exception("supervisor decider of %s raised; stopping the child", cell._path())
+        report(cell, "decider failed", "supervisor decider of %s raised; stopping", cell._path())
         directive = Directive.STOP
-    if starting and directive is Directive.RESUME:
+    if item is STARTING and directive is Directive.RESUME:
         directive = Directive.STOP
     message = item.message if type(item) is Envelope else item
+    what = "started()" if item is STARTING else type(message).__qualname__
     if directive is Directive.RESUME:
-        log.error(
-            "%s failed on %s; resumed", cell._path(), type(message).__qualname__, exc_info=error
-        )
+        report(cell, "failed, resumed", "%s failed on %s; resumed", cell._path(), what)
     elif directive is Directive.RESTART:
         restart(cell, error, message, strategy)
     elif directive is Directive.STOP:
-        log.error("%s failed; stopping it", cell._path(), exc_info=error)
+        report(cell, "failed, stopped", "%s failed on %s; stopping it", cell._path(), what)
         request_stop(cell)
     else:
-        log.error("%s failed; escalating to its parent", cell._path(), exc_info=error)
+        report(cell, "failed, escalated", "%s failed on %s; escalating", cell._path(), what)
         if parent is None or parent._parent is None:
             request_stop(cell)
         else:
@@ -362,7 +435,7 @@ def restart(cell: Context, error: Exception, message: object, strategy: Supervis
     if cell._state >= SUSPENDED:
         # Already restarting (or stopping): a failure reported meanwhile, e.g. by a
         # child being stopped, does not restart it twice.
-        log.warning("%s failed again while restarting: %r", cell._path(), error)
+        report(cell, "failed restarting", "%s failed again while restarting", cell._path())
         return
     x = extras(cell)
     sup = x.supervision
@@ -373,17 +446,18 @@ def restart(cell: Context, error: Exception, message: object, strategy: Supervis
         while sup.times and now - sup.times[0] > strategy.within:
             sup.times.popleft()
         if len(sup.times) >= strategy.max_restarts:
-            log.error(
+            report(
+                cell,
+                "failed, stopped",
                 "%s failed %d times within %s s; stopping it",
                 cell._path(),
                 len(sup.times) + 1,
                 strategy.within,
-                exc_info=error,
             )
             request_stop(cell)
             return
         sup.times.append(now)
-    log.error("%s failed; restarting it", cell._path(), exc_info=error)
+    report(cell, "failed, restarted", "%s failed; restarting it", cell._path())
     cell._state = SUSPENDED
     sup.pending_error = error
     task = x.task
@@ -391,7 +465,7 @@ def restart(cell: Context, error: Exception, message: object, strategy: Supervis
         # The failed incarnation is inside an async handler: cancel it and let it
         # finish (its cleanup may await) before the next incarnation starts.
         x.task = None
-        task.cancel()
+        cancel_task(task)  # one not yet started sees it is no longer the cell's task
         _drain(cell, sup, task)
         cell._scheduled = False  # the task no longer drains; complete_restart schedules
     cell.unstash_all()  # stashed messages go to the next incarnation (Akka's Stash)
@@ -400,13 +474,13 @@ def restart(cell: Context, error: Exception, message: object, strategy: Supervis
         try:
             actor.before_restart(error, message)
         except Exception:
-            log.exception("before_restart() of %s raised", cell._path())
+            report(cell, "before_restart() failed", "before_restart() of %s raised", cell._path())
         # The failed instance is stopped like any other: resources opened in
         # started() are released in stopped() (Akka's default preRestart).
         cell._actor = None
         hook = _run_stopped_hook(cell, actor)
         if hook is not None:
-            _drain(cell, sup, cell._loop.create_task(hook))
+            _drain(cell, sup, cell._loop.create_task(_await_hook(cell, hook)))
     cancel_timers(cell)
     if x.children:
         for child in list(x.children.values()):
@@ -472,7 +546,7 @@ def complete_restart(cell: Context, error: BaseException) -> None:
     try:
         fresh = instantiate(cell)
     except ActorInitializationError:
-        log.exception("restart of %s failed; stopping it", cell._path())
+        report(cell, "restart failed", "restart of %s failed; stopping it", cell._path())
         cell._state = RUNNING
         request_stop(cell)
         return
@@ -480,7 +554,7 @@ def complete_restart(cell: Context, error: BaseException) -> None:
     try:
         fresh.after_restart(error)
     except Exception:
-        log.exception("after_restart() of %s raised", cell._path())
+        report(cell, "after_restart() failed", "after_restart() of %s raised", cell._path())
     if cell._state == SUSPENDED:  # after_restart() may have stopped it
         cell._state = NEW
         cell._schedule()

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._serialization import message
+
 if TYPE_CHECKING:
     from ._ref import ActorRef
 
@@ -40,3 +42,17 @@ class DeadLetter:
     sender: ActorRef | None
     recipient: ActorRef | None
     reason: str
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class PoisonPill:
+    """Stops the actor that handles it, after every message queued before it.
+
+    Unlike ``ref.stop()`` (which stops after the *current* message), it is
+    queued like any message, so what was sent before it is handled first
+    (Akka's ``PoisonPill``). It never reaches ``receive``. Messages behind it
+    become dead letters and asks behind it fail with
+    :class:`ActorStoppedError`; an ask of the pill itself answers ``None``
+    once the stop has begun.
+    """

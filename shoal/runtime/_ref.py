@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ._envelope import CLOSED, Envelope
 from ._errors import ActorStoppedError, AskTimeout, MailboxFullError
 from ._messages import Terminated
+
+_INF: Final = float("inf")
+_COMPACT_AT: Final = 1024  # smallest queue length worth compacting
 
 if TYPE_CHECKING:
     from ._cell import Context
@@ -21,9 +24,10 @@ class ActorRef:
 
     * ``tell`` never blocks and never raises because of the target: what
       cannot be delivered goes to dead letters.
-    * ``ask`` returns the value the target's handler returned (or sent
-      through ``ctx.reply_later()``), raises the handler's error, raises
-      :class:`AskTimeout`, or :class:`ActorStoppedError` if the target stops.
+    * ``ask`` sends at once and returns a future of the answer: the value
+      the target's handler returned (or sent through ``ctx.reply_later()``),
+      the handler's error, :class:`AskTimeout`, or
+      :class:`ActorStoppedError` if the target stops.
     * ``send`` waits for room in a full mailbox (backpressure).
 
     All methods must be called from the owning system's event loop.
@@ -40,8 +44,15 @@ class ActorRef:
         """Enqueue ``message``; ``sender`` becomes ``ctx.sender`` in the target."""
         raise NotImplementedError
 
-    async def ask(self, message: object, timeout: float | None = None) -> Any:
-        """Send ``message`` and wait for the answer (default timeout: settings)."""
+    def ask(self, message: object, timeout: float | None = None) -> asyncio.Future[Any]:
+        """Send ``message`` now; the returned future completes with the answer.
+
+        The message is sent when ``ask`` is called, not when the future is
+        awaited (as in Akka and Pykka), so issuing many asks and then
+        awaiting them all costs no task per ask. ``timeout`` is in seconds of
+        the system's clock (default: ``Settings.ask_timeout``); one that is
+        not positive and finite raises ``ValueError`` before anything is sent.
+        """
         raise NotImplementedError
 
     async def send(self, message: object, sender: ActorRef | None = None) -> None:
@@ -169,23 +180,12 @@ class LocalActorRef(ActorRef):
             cell._scheduled = True
             cell._loop.call_soon(cell._run)
 
-    async def ask(self, message: object, timeout: float | None = None) -> Any:
+    def ask(self, message: object, timeout: float | None = None) -> asyncio.Future[Any]:
         cell = self._cell
-        system = cell._system
         future: asyncio.Future[Any] = cell._loop.create_future()
+        cell._system.track_ask(future, timeout, self, message)  # validates: nothing sent yet
         self.deliver(message, None, future)
-        if future.done():
-            return future.result()
-        if timeout is None:
-            timeout = system._settings.ask_timeout
-        elif not 0 < timeout < float("inf"):
-            raise ValueError(f"ask timeout must be positive and finite, not {timeout}")
-        timeouts = system._ask_timeouts
-        timeouts.add(future, timeout, self, message)
-        try:
-            return await future
-        finally:
-            timeouts.finished(timeout)
+        return future
 
     async def send(self, message: object, sender: ActorRef | None = None) -> None:
         cell = self._cell
@@ -207,50 +207,49 @@ class LocalActorRef(ActorRef):
 
 
 class AskTimeouts:
-    """Expires asks without a timer handle per ask.
+    """Expires asks without a timer handle, a callback or an object per ask.
 
     Asks with the same timeout are queued in deadline order, so one clock
-    callback (for the earliest deadline) serves them all. Completed asks are
-    skipped when their deadline passes, and compacted away once they are the
-    majority of a long queue, so memory stays proportional to asks in flight.
+    callback (for the earliest deadline) serves them all. A queue is flat,
+    four slots per ask (deadline, promise, target, message), so that tracking
+    an ask allocates nothing the garbage collector must scan. An ask that is
+    answered is not removed at once (that would cost a done-callback per
+    ask): answered asks are dropped from the front of their queue when the
+    next ask is added or their deadline passes, and a queue is compacted
+    each time it doubles, so memory stays proportional to the asks in flight
+    (amortised O(1) per ask).
     """
 
-    __slots__ = ("_clock", "_done", "_handle", "_next", "_queues")
+    __slots__ = ("_clock", "_handle", "_limits", "_next", "_queues")
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._queues: dict[float, deque[tuple[float, asyncio.Future[Any], ActorRef, object]]] = {}
-        self._done: dict[float, int] = {}
+        self._queues: dict[float, deque[Any]] = {}
+        self._limits: dict[float, int] = {}  # queue length that triggers the next compaction
         self._handle: Cancellable | None = None
-        self._next = float("inf")
+        self._next = _INF
 
     def add(
         self, future: asyncio.Future[Any], timeout: float, target: ActorRef, message: object
     ) -> None:
+        """Fail ``future`` with :class:`AskTimeout` if not done ``timeout`` seconds from now."""
         deadline = self._clock.now() + timeout
         queue = self._queues.get(timeout)
         if queue is None:
             queue = self._queues[timeout] = deque()
-            self._done[timeout] = 0
-        queue.append((deadline, future, target, message))
+            self._limits[timeout] = _COMPACT_AT
+        else:
+            # Asks mostly finish in the order they were made: dropping answered ones
+            # from the front keeps the queue (and what it pins) as small as the asks
+            # actually in flight.
+            while queue and queue[1].done():
+                _pop_ask(queue)
+            if len(queue) >= self._limits[timeout]:
+                queue = self._queues[timeout] = _compacted(queue)
+                self._limits[timeout] = max(_COMPACT_AT, 2 * len(queue))
+        queue.extend((deadline, future, target, message))
         if deadline < self._next:
             self._arm(deadline)
-
-    def finished(self, timeout: float) -> None:
-        queue = self._queues.get(timeout)
-        if queue is None:
-            return
-        done = self._done[timeout] + 1
-        # Asks mostly finish in the order they were made: dropping finished ones
-        # from the front at once keeps the queue (and the garbage collector's
-        # young generation) as small as the asks actually in flight.
-        while queue and queue[0][1].done():
-            queue.popleft()
-            done -= 1
-        if done > 1024 and done * 2 > len(queue):
-            self._queues[timeout] = deque(e for e in queue if not e[1].done())
-            done = 0
-        self._done[timeout] = max(0, done)
 
     def _arm(self, deadline: float) -> None:
         if self._handle is not None:
@@ -260,13 +259,16 @@ class AskTimeouts:
 
     def _fire(self) -> None:
         self._handle = None
-        self._next = float("inf")
+        self._next = _INF
         now = self._clock.now()
-        earliest = float("inf")
+        earliest = _INF
         empty: list[float] = []
         for timeout, queue in self._queues.items():
-            while queue and queue[0][0] <= now:
-                _, future, target, message = queue.popleft()
+            while queue and (queue[0] <= now or queue[1].done()):
+                queue.popleft()
+                future = queue.popleft()
+                target = queue.popleft()
+                message = queue.popleft()
                 if not future.done():
                     future.set_exception(
                         AskTimeout(
@@ -274,15 +276,13 @@ class AskTimeouts:
                             f"within {timeout} s"
                         )
                     )
-                else:
-                    self._done[timeout] = max(0, self._done[timeout] - 1)
             if queue:
-                earliest = min(earliest, queue[0][0])
+                earliest = min(earliest, queue[0])
             else:
                 empty.append(timeout)
         for timeout in empty:  # one queue per distinct timeout must not pile up
-            del self._queues[timeout], self._done[timeout]
-        if earliest != float("inf"):
+            del self._queues[timeout], self._limits[timeout]
+        if earliest != _INF:
             self._arm(earliest)
 
     def close(self) -> None:
@@ -290,13 +290,41 @@ class AskTimeouts:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        self._next = float("inf")
+        self._next = _INF
         queues = list(self._queues.values())
         self._queues.clear()
-        self._done.clear()
+        self._limits.clear()
         for queue in queues:
-            for _, future, target, _message in queue:
+            items = list(queue)
+            for i in range(0, len(items), _STRIDE):
+                future, target = items[i + 1], items[i + 2]
                 if not future.done():
                     future.set_exception(
                         AskTimeout(f"no reply from {target.path}: the actor system shut down")
                     )
+
+
+_STRIDE: Final = 4  # slots per ask in an AskTimeouts queue
+
+
+def _pop_ask(queue: deque[Any]) -> None:
+    queue.popleft()
+    queue.popleft()
+    queue.popleft()
+    queue.popleft()
+
+
+def _compacted(queue: deque[Any]) -> deque[Any]:
+    """``queue`` without its answered asks."""
+    items = list(queue)
+    kept: deque[Any] = deque()
+    for i in range(0, len(items), _STRIDE):
+        if not items[i + 1].done():
+            kept.extend(items[i : i + _STRIDE])
+    return kept
+
+
+def check_ask_timeout(timeout: float) -> None:
+    """Raise ``ValueError`` unless ``timeout`` is positive and finite (NaN is neither)."""
+    if not 0 < timeout < _INF:
+        raise ValueError(f"ask timeout must be positive and finite, not {timeout}")

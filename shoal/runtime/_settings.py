@@ -73,6 +73,15 @@ class Settings:
     dead_letter_log_interval: float = 10.0
     """The dead-letter logging interval in seconds."""
 
+    failure_log_limit: int = 10
+    """Actor failures (handler errors, failed hooks and restarts) logged per
+    interval for each kind of failure and actor class; the rest are counted,
+    and summarised. A handler failing on every message logs at most
+    ``failure_log_limit / failure_log_interval`` lines per second."""
+
+    failure_log_interval: float = 10.0
+    """The actor-failure logging interval in seconds."""
+
     clock: Clock | None = None
     """The clock; ``None`` means the running event loop's."""
 
@@ -90,6 +99,8 @@ class Settings:
     def __post_init__(self) -> None:
         if self.mailbox_capacity < 1 or self.throughput < 1 or self.stash_capacity < 0:
             raise ValueError("mailbox_capacity and throughput must be >= 1")
+        if self.failure_log_limit < 0 or self.failure_log_interval <= 0:
+            raise ValueError("failure_log_limit must be >= 0 and failure_log_interval > 0")
         if self.ask_timeout <= 0 or self.shutdown_timeout <= 0:
             raise ValueError("timeouts must be positive")
         phases = {p.value for p in ShutdownPhase}

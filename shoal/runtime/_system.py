@@ -23,7 +23,7 @@ from ._messages import DeadLetter
 from ._metrics import RuntimeCollector
 from ._path import ActorPath, valid_name
 from ._ratelimit import RateLimitedLog
-from ._ref import ActorlessRef, ActorRef, AskTimeouts, LocalActorRef
+from ._ref import ActorlessRef, ActorRef, AskTimeouts, LocalActorRef, check_ask_timeout
 from ._serialization import Serialization
 from ._settings import MailboxOverflow, Settings
 from ._shutdown import CoordinatedShutdown, ShutdownPhase
@@ -87,8 +87,12 @@ class _DeadRef(ActorlessRef):
             return
         self.tell(message, sender)
 
-    async def ask(self, message: object, timeout: float | None = None) -> Any:
-        raise ActorStoppedError(f"no actor at {self._target}")
+    def ask(self, message: object, timeout: float | None = None) -> asyncio.Future[Any]:
+        future: asyncio.Future[Any] = self._system._loop.create_future()
+        if timeout is not None:
+            check_ask_timeout(timeout)
+        future.set_exception(ActorStoppedError(f"no actor at {self._target}"))
+        return future
 
     def _loop(self) -> asyncio.AbstractEventLoop:
         return self._system._loop
@@ -150,6 +154,13 @@ class ActorSystem:
             self._settings.dead_letter_log_limit,
             self._settings.dead_letter_log_interval,
             level=logging.INFO,
+        )
+        self._failure_log = RateLimitedLog(  # actor failures, hooks, restarts (_lifecycle)
+            _log,
+            self._clock,
+            self._settings.failure_log_limit,
+            self._settings.failure_log_interval,
+            level=logging.ERROR,
         )
         self._running = True
         self._user = self._guardian("user", self._settings.guardian_strategy)
@@ -312,6 +323,32 @@ class ActorSystem:
         )
         if self._events._subscribers:
             self._events.publish(DeadLetter(message, sender, recipient, reason))
+
+    # -- asks ---------------------------------------------------------------------------------
+
+    def track_ask(
+        self,
+        promise: asyncio.Future[Any],
+        timeout: float | None,
+        target: ActorRef,
+        message: object,
+    ) -> None:
+        """Fail ``promise`` with :class:`AskTimeout` unless it is done within ``timeout``.
+
+        The extension API for refs (local and remote): an ask creates its
+        promise, calls this *before* sending (so that an invalid timeout
+        raises ``ValueError`` with nothing sent), then sends. ``timeout`` is
+        in seconds of the system's clock; ``None`` means
+        ``Settings.ask_timeout``. ``target`` and ``message`` only name the
+        ask in the timeout's error. Costs no timer and no callback per ask;
+        a promise completed by anyone else is simply forgotten. Pending
+        promises fail when the system shuts down.
+        """
+        if timeout is None:
+            timeout = self._settings.ask_timeout
+        else:
+            check_ask_timeout(timeout)
+        self._ask_timeouts.add(promise, timeout, target, message)
 
     # -- statistics ----------------------------------------------------------------------------
 

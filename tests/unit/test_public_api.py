@@ -15,6 +15,7 @@ def test_top_level_exports() -> None:
         "AskTimeout",
         "Context",
         "Directive",
+        "PoisonPill",
         "Settings",
         "SupervisorStrategy",
         "Terminated",
@@ -42,11 +43,13 @@ def test_runtime_exports() -> None:
             "Directive",
             "EventStream",
             "ExtensionError",
+            "HandlerError",
             "InvalidActorNameError",
             "LocalActorRef",
             "LoopClock",
             "MailboxFullError",
             "MailboxOverflow",
+            "PoisonPill",
             "ReceiveTimeout",
             "RefProvider",
             "Reply",
@@ -74,4 +77,10 @@ def test_runtime_exports() -> None:
 
 
 def test_testing_exports() -> None:
-    assert sorted(shoal.runtime.testing.__all__) == ["ManualClock", "Probe", "settle"]
+    assert sorted(shoal.runtime.testing.__all__) == [
+        "ManualClock",
+        "Probe",
+        "QuiesceError",
+        "quiesce",
+        "settle",
+    ]

@@ -25,7 +25,7 @@ from shoal.runtime import (
     run,
 )
 from shoal.runtime._run import loop_name
-from shoal.runtime.testing import ManualClock, Probe, settle
+from shoal.runtime.testing import ManualClock, Probe, quiesce
 
 
 @message
@@ -114,7 +114,7 @@ async def test_async_receive_handles_one_message_at_a_time(system: ActorSystem) 
     slow = system.spawn(Slow)
     first = asyncio.ensure_future(slow.ask(1))
     second = asyncio.ensure_future(slow.ask(2))
-    await settle()
+    await quiesce(system)
     assert log == ["start 1"]
     gate.set()
     assert await first == 1
@@ -178,7 +178,7 @@ async def test_reply_later_answers_after_other_messages(system: ActorSystem) -> 
 
     ref = system.spawn(Deferred)
     waiting = asyncio.ensure_future(ref.ask("wait"))
-    await settle()
+    await quiesce(system)
     assert not waiting.done()
     assert await ref.ask("release") == "done"
     assert await waiting == "released"
@@ -217,11 +217,11 @@ async def test_send_waits_for_room_in_a_full_mailbox(system: ActorSystem) -> Non
 
     ref = system.spawn(Blocked, capacity=2)
     await ref.send(0)
-    await settle()  # 0 is being handled; the mailbox is empty again
+    await quiesce(system)  # 0 is being handled; the mailbox is empty again
     await ref.send(1)
     await ref.send(2)
     third = asyncio.ensure_future(ref.send(3))
-    await settle()
+    await quiesce(system)
     assert not third.done(), "send must wait while the mailbox is full"
     gate.set()
     await third
@@ -237,7 +237,7 @@ async def test_tell_to_a_full_mailbox_is_a_dead_letter_not_an_error(system: Acto
 
     ref = system.spawn(Blocked, capacity=1)
     ref.tell("handled")
-    await settle()
+    await quiesce(system)
     ref.tell("queued")
     before = system.stats()["dead_letters"]
     ref.tell("overflow")
@@ -354,7 +354,7 @@ async def test_plain_receive_creates_no_task_per_message(system: ActorSystem) ->
     with count_tasks() as created:
         for _ in range(10_000):
             counter.tell(Add(1))
-        await settle()
+        await quiesce(system)
     assert created == [0]
     assert await counter.ask(Get()) == 10_000
 
@@ -379,13 +379,13 @@ async def test_drop_oldest_overflow_keeps_the_newest_messages(system: ActorSyste
 
     ref = system.spawn(Latest, capacity=3, overflow=MailboxOverflow.DROP_OLDEST)
     ref.tell("block")
-    await settle()
+    await quiesce(system)
     for i in range(5):
         ref.tell(i)
     evicted = [await probe.receive(), await probe.receive()]
     assert [d.message for d in evicted if isinstance(d, DeadLetter)] == [0, 1]
     gate.set()
-    await settle()  # drain first: with this policy the ask itself would evict 2
+    await quiesce(system)  # drain first: with this policy the ask itself would evict 2
     assert await ref.ask("dump", timeout=1.0) == [2, 3, 4]
 
 
@@ -398,7 +398,7 @@ async def test_ask_to_a_full_mailbox_fails_fast(system: ActorSystem) -> None:
 
     ref = system.spawn(Blocked, capacity=1)
     ref.tell("in handler")
-    await settle()
+    await quiesce(system)
     ref.tell("queued")
     with pytest.raises(MailboxFullError):
         await ref.ask("one too many")
@@ -419,10 +419,10 @@ async def test_shutdown_gives_up_on_actors_that_never_stop_after_the_timeout() -
     system = ActorSystem("stubborn", Settings.testing(clock=clock, shutdown_timeout=5.0))
     system.spawn(Stubborn)
     shutting = asyncio.ensure_future(system.shutdown())
-    await settle()
+    await quiesce(system)
     assert not shutting.done()
     clock.advance(5.0)
-    await settle()
+    await quiesce(system)
     clock.advance(5.0)  # the system guardian gets its own timeout
     await asyncio.wait_for(shutting, 5.0)
 

@@ -13,7 +13,7 @@ from shoal.runtime import (
     ActorSystem,
     Terminated,
 )
-from shoal.runtime.testing import Probe, settle
+from shoal.runtime.testing import Probe, quiesce
 
 
 class Idle(Actor):
@@ -37,11 +37,11 @@ async def test_terminated_is_delivered_exactly_once(system: ActorSystem) -> None
     target = system.spawn(Idle)
     probe = Probe(system)
     system.spawn(watcher_of(target, probe))
-    await settle()
+    await quiesce(system)
     await target.stop()
     await target.stop()  # stopping twice is harmless
     assert await probe.receive() == Terminated(target)
-    await settle()
+    await quiesce(system)
     assert probe.pending() == 0
 
 
@@ -72,7 +72,7 @@ async def test_unwatch_drops_a_terminated_not_yet_handled(system: ActorSystem) -
     fickle.tell("stop-and-unwatch")
     fickle.tell("after")
     assert await probe.receive() == "after"
-    await settle()
+    await quiesce(system)
     assert probe.pending() == 0
 
 
@@ -112,7 +112,7 @@ async def test_pending_asks_fail_when_the_target_stops(system: ActorSystem) -> N
     busy = system.spawn(Busy)
     in_handler = asyncio.ensure_future(busy.ask("first"))
     queued = asyncio.ensure_future(busy.ask("second"))
-    await settle()
+    await quiesce(system)
     await busy.stop()
     with pytest.raises(ActorStoppedError):
         await in_handler
@@ -131,7 +131,7 @@ async def test_self_stop_in_async_handler_finishes_the_handler(system: ActorSyst
 
     quitter = system.spawn(Quitter)
     assert await quitter.ask("quit") == "bye"
-    await settle()
+    await quiesce(system)
     assert not quitter.is_alive
 
 

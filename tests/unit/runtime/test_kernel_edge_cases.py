@@ -27,7 +27,7 @@ from shoal.runtime import (
     SupervisorStrategy,
     Terminated,
 )
-from shoal.runtime.testing import ManualClock, Probe, settle
+from shoal.runtime.testing import ManualClock, Probe, quiesce
 
 # -- 1. mailbox capacity is computed against a stale limit during a drain turn ------------
 
@@ -48,7 +48,7 @@ async def test_self_tell_from_a_handler_fits_an_emptied_mailbox(system: ActorSys
     system.event_stream.subscribe(dead.ref, DeadLetter)
     ref = system.spawn(lambda: SelfTeller(probe.ref), capacity=1)
     ref.tell(2)
-    await settle()
+    await quiesce(system)
     assert dead.pending() == 0, "mailbox was empty but the self-tell became a dead letter"
     assert [await probe.receive() for _ in range(3)] == [2, 1, 0]
 
@@ -60,7 +60,7 @@ async def test_burst_with_follow_ups_loses_nothing(system: ActorSystem) -> None:
     ref = system.spawn(lambda: SelfTeller(probe.ref), capacity=4)
     for _ in range(4):  # exactly fills the mailbox
         ref.tell(1)
-    await settle()
+    await quiesce(system)
     assert dead.pending() == 0  # each handler took one out before adding one
 
 
@@ -72,7 +72,7 @@ async def test_drop_oldest_does_not_evict_while_there_is_room(system: ActorSyste
     ref.tell("a")
     ref.tell(1)
     ref.tell("b")
-    await settle()
+    await quiesce(system)
     got = [await probe.receive() for _ in range(probe.pending())]
     assert got == ["a", 1, "b", 0]  # when 1 is handled only "b" waits: 0 fits
 
@@ -98,12 +98,12 @@ async def test_drop_oldest_evicts_the_oldest_user_message_not_the_new_one(
 
     ref = system.spawn(Busy, capacity=2, overflow=MailboxOverflow.DROP_OLDEST)
     ref.tell("block")
-    await settle()
+    await quiesce(system)
     clock.advance(1.0)  # the timer's signal is now at the head of the mailbox
     for m in ("m1", "m2", "m3", "m4"):
         ref.tell(m)
     gate.set_result(None)
-    await settle()
+    await quiesce(system)
     got = [await probe.receive() for _ in range(probe.pending())]
     assert "m4" in got, got  # observed: ['tick', 'm1']
 
@@ -162,11 +162,11 @@ async def test_a_stashed_terminated_is_delivered_after_unstash(system: ActorSyst
             self.ctx.watch(target)
 
     watcher = system.spawn(lambda: Watcher(probe.ref))
-    await settle()
+    await quiesce(system)
     await target.stop()
-    await settle()
+    await quiesce(system)
     watcher.tell("open")
-    await settle()
+    await quiesce(system)
     assert probe.pending() == 1, "the stashed Terminated was dropped on unstash"
     assert await probe.receive() == Terminated(target)
 
@@ -181,11 +181,11 @@ async def test_a_stashed_single_timer_message_is_delivered_after_unstash(
             self.ctx.timers.start_single("k", "tick", 1.0)
 
     ref = system.spawn(lambda: TimedGate(probe.ref))
-    await settle()
+    await quiesce(system)
     clock.advance(1.0)
-    await settle()
+    await quiesce(system)
     ref.tell("open")
-    await settle()
+    await quiesce(system)
     assert probe.pending() == 1, "the stashed timer message was dropped on unstash"
     assert await probe.receive() == "tick"
 
@@ -209,9 +209,9 @@ async def test_messages_stashed_by_a_failed_instance_reach_the_new_one(
     child = await parent.ask("child")
     child.tell("close")
     pending = asyncio.ensure_future(child.ask("hello", timeout=1.0))
-    await settle()
+    await quiesce(system)
     child.tell("boom")  # restart; the fresh instance is open and has no reason to unstash
-    await settle()
+    await quiesce(system)
     assert await child.ask("after") == "after"
     answered = pending.done()
     pending.cancel()
@@ -240,7 +240,7 @@ async def test_stashing_the_same_message_twice_does_not_duplicate_it(system: Act
     ref = system.spawn(Twice)
     ref.tell("m")
     ref.tell("open")
-    await settle()
+    await quiesce(system)
     got = [await probe.receive() for _ in range(probe.pending())]
     assert got == ["m"], got  # observed: ['m', 'm']
 
@@ -260,7 +260,7 @@ async def test_stash_outside_a_message_is_refused(system: ActorSystem) -> None:
             probe.ref.tell(("received", msg))
 
     system.spawn(NoCurrent)
-    await settle()
+    await quiesce(system)
     assert await probe.receive() != ("received", None), "stash() enqueued None"
 
 
@@ -309,11 +309,11 @@ async def test_a_restarted_busy_actor_never_runs_two_handlers_at_once(clock: Man
         parent = system.spawn(Parent, name="p")
         child = await parent.ask("child")
         parent.tell("wait")
-        await settle()
+        await quiesce(system)
         child.tell("boom")  # escalates: the guardian restarts the busy parent
         parent.tell("m1")
         parent.tell("m2")
-        await settle(80)
+        await quiesce(system)
         assert generation == 2
         assert overlaps == [], f"one instance ran two handlers at once: {overlaps}"
         forever.cancel()
@@ -355,9 +355,9 @@ async def test_a_failure_reported_while_suspended_does_not_restart_twice(
 
         parent = system.spawn(Parent)
         parent.tell("go")
-        await settle()
+        await quiesce(system)
         parent.tell("boom")  # suspended for 10 s; its busy child is cancelled and fails
-        await settle()
+        await quiesce(system)
         # observed: [..., 'before_restart:cleanup failed'] and a second, stale backoff timer
         assert calls == ["created", "before_restart:parent"], calls
 
@@ -382,7 +382,7 @@ async def test_an_idle_actor_does_not_pin_the_message_its_async_handler_failed_o
     alive = weakref.ref(payload)
     ref.tell(payload)
     del payload
-    await settle()
+    await quiesce(system)
     gc.collect()
     assert alive() is None, "idle actor still holds the failed message (ctx._current)"
 
@@ -409,7 +409,7 @@ async def test_a_stopped_actor_does_not_pin_its_failed_instance(
     parent = system.spawn(Parent)
     child = await parent.ask("spawn")
     child.tell("boom")
-    await settle()
+    await quiesce(system)
     await child.stop()  # stop during the backoff; `child` is still held (a dict of workers)
     gc.collect()
     assert instances[0]() is None, "stopped cell pins the failed actor via pending_error"
@@ -426,7 +426,7 @@ async def test_a_timer_started_in_stopped_is_not_left_running(
             self.ctx.timers.start_periodic("tick", "tick", 1.0)
 
     ref = system.spawn(Leaky)
-    await settle()
+    await quiesce(system)
     await ref.stop()
     clock.advance(10.0)
     assert clock.pending == 0, "a dead actor's periodic timer keeps re-arming forever"
@@ -457,9 +457,9 @@ async def test_stopping_a_deep_chain_of_actors_works() -> None:
     try:
         top = system.spawn(Link, name="chain")
         top.tell(400)  # built by messages, one level per turn
-        await settle(450)
+        await quiesce(system)
         stop = top.stop()
-        await settle(2000)  # a fix may take a loop turn per level
+        await quiesce(system)  # a fix may take a loop turn per level
         assert stop.done(), "RecursionError in _finalize: the stop never completes"
     finally:
         await system.shutdown()
@@ -483,20 +483,20 @@ async def test_an_ask_to_an_actor_that_outlived_shutdown_still_times_out() -> No
     ref = system.spawn(Stuck)
     assert await ref.ask("a", timeout=50.0) == "a"  # leaves a clock callback armed for t=50
     shutdown = asyncio.ensure_future(system.shutdown())
-    await settle()
+    await quiesce(system)
     clock.advance(1.0)  # user actors did not stop in time
-    await settle()
+    await quiesce(system)
     clock.advance(1.0)
-    await settle()
+    await quiesce(system)
     assert shutdown.done()
     late = asyncio.ensure_future(ref.ask("c", timeout=100.0))  # its mailbox is still open
-    await settle()
+    await quiesce(system)
     clock.advance(1000.0)
-    await settle()
+    await quiesce(system)
     done = late.done()
     late.cancel()
     never.set_result(None)
-    await settle()
+    await quiesce(system)
     assert done, "ask hangs forever: shutdown closed the ask timeouts"
 
 
@@ -519,9 +519,9 @@ async def test_an_async_handler_raising_a_base_exception_does_not_wedge_the_acto
     try:
         ref = system.spawn(Wedge)
         ref.tell("fatal")
-        await settle()
+        await quiesce(system)
         stop = ref.stop()
-        await settle()
+        await quiesce(system)
         assert stop.done(), "actor stuck BUSY forever: stop() never completes"
     finally:
         await system.shutdown()
@@ -562,7 +562,7 @@ async def test_stop_requested_in_init_is_not_undone_by_spawn(system: ActorSystem
             return "still running"
 
     ref = system.spawn(Quitter)
-    await settle()
+    await quiesce(system)
     assert not ref.is_alive, "the actor asked to stop in __init__ keeps running"
 
 
@@ -686,13 +686,13 @@ async def test_send_to_a_stopping_actor_does_not_wait_forever(system: ActorSyste
 
     ref = system.spawn(Blocker, capacity=1)
     ref.tell("in handler")
-    await settle()
+    await quiesce(system)
     ref.tell("queued")
     waiting = asyncio.ensure_future(ref.send("more"))
-    await settle()
+    await quiesce(system)
     assert not waiting.done()
     ref.stop()
-    await settle()
+    await quiesce(system)
     assert waiting.done(), "a sender waited on an actor that will never drain"
     never.set_result(None)
 
@@ -708,3 +708,17 @@ async def test_dot_names_are_refused(system: ActorSystem) -> None:
     for bad in (".", ".."):
         with pytest.raises(ValueError, match="invalid actor name"):
             system.spawn(Echo, name=bad)
+
+
+async def test_an_actor_telling_itself_is_run_once_per_loop_turn(system: ActorSystem) -> None:
+    class Spinner(Actor):
+        def receive(self, msg: object) -> None:
+            self.ref.tell(msg)
+
+    ref = system.spawn(Spinner, throughput=1)
+    ref.tell("again")
+    for _ in range(12):  # counting turns is the point here: one run per turn
+        await asyncio.sleep(0)
+    processed = system.stats()["messages_processed"]
+    assert processed <= 13, f"{processed} messages in 12 turns: runs double every turn"
+    await ref.stop()

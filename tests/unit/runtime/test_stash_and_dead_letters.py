@@ -14,7 +14,7 @@ from shoal.runtime import (
     Settings,
     StashOverflowError,
 )
-from shoal.runtime.testing import Probe, settle
+from shoal.runtime.testing import Probe, quiesce
 
 
 class Gate(Actor):
@@ -50,7 +50,7 @@ async def test_unstash_replays_in_order_before_newer_messages(system: ActorSyste
 async def test_a_stashed_ask_is_answered_when_handled_again(system: ActorSystem) -> None:
     gate = system.spawn(Gate)
     pending = asyncio.ensure_future(gate.ask("question"))
-    await settle()
+    await quiesce(system)
     assert not pending.done()
     gate.tell("open")
     assert await pending == "handled question"
@@ -72,7 +72,7 @@ async def test_stashed_messages_are_dead_letters_when_the_actor_stops(
     system.event_stream.subscribe(probe.ref, DeadLetter)
     gate = system.spawn(Gate, name="gate")
     gate.tell("stashed")
-    await settle()
+    await quiesce(system)
     await gate.stop()
     letter = await probe.receive()
     assert isinstance(letter, DeadLetter)
@@ -96,7 +96,7 @@ async def test_dead_letter_subscribers_get_every_undeliverable_message(
     assert second.message == "explicit"
     system.event_stream.unsubscribe(probe.ref)
     system.dead_letters.tell("unseen")
-    await settle()
+    await quiesce(system)
     assert probe.pending() == 0
 
 

@@ -16,7 +16,7 @@ from shoal.runtime import (
     SupervisorStrategy,
     Terminated,
 )
-from shoal.runtime.testing import ManualClock, Probe, settle
+from shoal.runtime.testing import ManualClock, Probe, quiesce
 
 
 class Flaky(Actor):
@@ -189,25 +189,25 @@ async def test_backoff_delays_restarts_on_the_clock() -> None:
         child = await parent.ask("child")
         before = Flaky.instances
         child.tell("boom")
-        await settle()
+        await quiesce(system)
         assert Flaky.instances == before
         asked = asyncio.ensure_future(child.ask("count", timeout=100))
         clock.advance(0.99)
-        await settle()
+        await quiesce(system)
         assert Flaky.instances == before
         assert not asked.done()
         clock.advance(0.01)
-        await settle()
+        await quiesce(system)
         assert Flaky.instances == before + 1
         assert await asked == 0
         # The second consecutive failure waits twice as long.
         child.tell("boom")
-        await settle()
+        await quiesce(system)
         clock.advance(1.5)
-        await settle()
+        await quiesce(system)
         assert Flaky.instances == before + 1
         clock.advance(0.5)
-        await settle()
+        await quiesce(system)
         assert Flaky.instances == before + 2
 
 

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from shoal.runtime import Actor, ActorSystem, AskTimeout, ReceiveTimeout
-from shoal.runtime.testing import ManualClock, Probe, settle
+from shoal.runtime.testing import ManualClock, Probe, quiesce
 
 
 class Timed(Actor):
@@ -38,14 +38,14 @@ async def test_single_timer_fires_once_at_its_deadline(
     ref = system.spawn(lambda: Timed(probe))
     await ref.ask(("single", "k", 2.0))
     clock.advance(1.999)
-    await settle()
+    await quiesce(system)
     assert probe.pending() == 0
     assert await ref.ask(("active", "k")) is True
     clock.advance(0.001)
     assert await probe.receive() == ("fired", "k")
     assert await ref.ask(("active", "k")) is False
     clock.advance(10)
-    await settle()
+    await quiesce(system)
     assert probe.pending() == 0
 
 
@@ -60,7 +60,7 @@ async def test_periodic_timer_ticks_until_cancelled(
         assert await probe.receive() == ("tick", "p")
     await ref.ask(("cancel", "p"))
     clock.advance(5.0)
-    await settle()
+    await quiesce(system)
     assert probe.pending() == 0
 
 
@@ -70,7 +70,7 @@ async def test_restarting_a_key_replaces_the_timer(system: ActorSystem, clock: M
     await ref.ask(("single", "k", 1.0))
     await ref.ask(("single", "k", 3.0))
     clock.advance(2.0)
-    await settle()
+    await quiesce(system)
     assert probe.pending() == 0
     clock.advance(1.0)
     assert await probe.receive() == ("fired", "k")
@@ -95,13 +95,13 @@ async def test_a_cancelled_timers_enqueued_message_is_not_delivered(
     ref = system.spawn(Busy)
     ref.tell("arm")
     ref.tell("block")
-    await settle()
+    await quiesce(system)
     clock.advance(1.0)  # fires while the actor is blocked
-    await settle()
+    await quiesce(system)
     gate.set()
     ref.tell("after")
     assert await probe.receive() == "after"
-    await settle()
+    await quiesce(system)
     assert probe.pending() == 0
 
 
@@ -113,7 +113,7 @@ async def test_timers_are_cancelled_when_the_actor_stops(
     await ref.ask(("periodic", "p", 1.0))
     await ref.stop()
     clock.advance(10.0)  # also lets the ask-timeout sweep of the ask above run out
-    await settle()
+    await quiesce(system)
     assert probe.pending() == 0
     assert clock.pending == 0
 
@@ -137,7 +137,7 @@ async def test_receive_timeout_fires_after_idleness(
     ref.tell("activity")
     assert await probe.receive() == "activity"
     clock.advance(3.0)  # 3 s since the activity: not yet
-    await settle()
+    await quiesce(system)
     assert probe.pending() == 0
     clock.advance(2.0)
     assert await probe.receive() == ReceiveTimeout()
@@ -146,7 +146,7 @@ async def test_receive_timeout_fires_after_idleness(
     ref.tell("stop-timeout")
     assert await probe.receive() == "stop-timeout"
     clock.advance(60.0)
-    await settle()
+    await quiesce(system)
     assert probe.pending() == 0
 
 
@@ -157,9 +157,9 @@ async def test_ask_times_out_on_the_clock(system: ActorSystem, clock: ManualCloc
 
     ref = system.spawn(Silent)
     pending = asyncio.ensure_future(ref.ask("hello", timeout=3.0))
-    await settle()
+    await quiesce(system)
     clock.advance(2.9)
-    await settle()
+    await quiesce(system)
     assert not pending.done()
     clock.advance(0.1)
     with pytest.raises(AskTimeout, match=r"within 3\.0 s"):
@@ -175,10 +175,10 @@ async def test_many_asks_with_mixed_timeouts_expire_in_deadline_order(
 
     ref = system.spawn(Silent)
     asks = {t: asyncio.ensure_future(ref.ask(t, timeout=t)) for t in (5.0, 1.0, 3.0)}
-    await settle()
+    await quiesce(system)
     for t in (1.0, 3.0, 5.0):
         clock.advance(t - clock.now())
-        await settle()
+        await quiesce(system)
         assert [k for k, f in asks.items() if f.done()] == [k for k in asks if k <= t]
     for future in asks.values():
         with pytest.raises(AskTimeout):
@@ -201,9 +201,9 @@ async def test_a_late_reply_after_timeout_is_ignored(
 
     ref = system.spawn(Late)
     pending = asyncio.ensure_future(ref.ask("q", timeout=1.0))
-    await settle()
+    await quiesce(system)
     clock.advance(1.0)
     with pytest.raises(AskTimeout):
         await pending
     ref.tell("release")
-    await settle()
+    await quiesce(system)
