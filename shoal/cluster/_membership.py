@@ -64,7 +64,8 @@ class MembershipState:
         """Whether the latest gossip has converged, as this node sees it."""
         return convergence(self.gossip, self.self_node)
 
-    def _with(self, gossip: Gossip) -> MembershipState:
+    def with_gossip(self, gossip: Gossip) -> MembershipState:
+        """This state with ``gossip`` (itself if the gossip is unchanged)."""
         return self if gossip is self.gossip else replace(self, gossip=gossip)
 
 
@@ -129,14 +130,14 @@ def join(
         reachability = g.reachability.terminated(me, existing.unique_address)
         downed = existing.with_status(MemberStatus.DOWN)
         g = g.changed(me, reachability=reachability).with_members(me, [downed])
-        return state._with(g), ReplacingIncarnation(downed)
+        return state.with_gossip(g), ReplacingIncarnation(downed)
     added = [Member(joiner, roles=state.self_roles if joiner == me else roles)]
     if not g.has_member(me) and joiner != me:
         if g.is_tombstoned(me):
             return state, Refused(f"this node ({me}) was removed from the cluster")
         added.append(Member(me, roles=state.self_roles))
     member = added[0]
-    return state._with(g.with_members(me, added)), Admitted(member)
+    return state.with_gossip(g.with_members(me, added)), Admitted(member)
 
 
 def _find(gossip: Gossip, node: Address | UniqueAddress) -> Member | None:
@@ -159,7 +160,7 @@ def leave(state: MembershipState, node: Address | UniqueAddress) -> MembershipSt
     ):
         return state
     left = member.with_status(MemberStatus.LEAVING)
-    return state._with(state.gossip.with_members(state.self_node, [left]))
+    return state.with_gossip(state.gossip.with_members(state.self_node, [left]))
 
 
 def down(state: MembershipState, node: Address | UniqueAddress) -> MembershipState:
@@ -172,7 +173,7 @@ def down(state: MembershipState, node: Address | UniqueAddress) -> MembershipSta
     if member is None or member.status is MemberStatus.DOWN:
         return state
     downed = member.with_status(MemberStatus.DOWN)
-    return state._with(state.gossip.with_members(state.self_node, [downed]))
+    return state.with_gossip(state.gossip.with_members(state.self_node, [downed]))
 
 
 def observe_unreachable(state: MembershipState, subject: UniqueAddress) -> MembershipState:
@@ -193,7 +194,7 @@ def _observe(state: MembershipState, subject: UniqueAddress, *, reachable: bool)
     new = table.reachable(me, subject) if reachable else table.unreachable(me, subject)
     if new is table:
         return state
-    return state._with(g.changed(me, reachability=new))
+    return state.with_gossip(g.changed(me, reachability=new))
 
 
 def receive_gossip(state: MembershipState, remote: Gossip) -> tuple[MembershipState, Ordering]:
@@ -209,7 +210,7 @@ def receive_gossip(state: MembershipState, remote: Gossip) -> tuple[MembershipSt
     """
     ordering = state.gossip.version.compare(remote.version)
     merged = merge(state.gossip, remote).with_seen(state.self_node)
-    return state._with(merged), ordering
+    return state.with_gossip(merged), ordering
 
 
 def leader_actions(
@@ -248,7 +249,7 @@ def leader_actions(
         new = g
     if new is g:
         return state, []
-    return state._with(new), diff(g, new, me)
+    return state.with_gossip(new), diff(g, new, me)
 
 
 def _on_convergence(g: Gossip, me: UniqueAddress, now: float) -> Gossip:
@@ -289,4 +290,4 @@ def _weakly_up(
 
 def prune_tombstones(state: MembershipState, removed_before: float) -> MembershipState:
     """Forget incarnations removed before ``removed_before`` (:meth:`Gossip.prune_tombstones`)."""
-    return state._with(state.gossip.prune_tombstones(removed_before))
+    return state.with_gossip(state.gossip.prune_tombstones(removed_before))

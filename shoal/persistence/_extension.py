@@ -70,10 +70,13 @@ class Persistence:
     def configure(cls, system: ActorSystem, settings: PersistenceSettings) -> Persistence:
         """Set ``system``'s persistence settings; raises ``RuntimeError`` once plugins exist."""
         ext = system.extension(cls)
-        if ext._journal is not None or ext._snapshot_store is not None:
-            raise RuntimeError("persistence is already in use on this system")
-        ext._settings = settings
+        ext._configure(settings)  # noqa: SLF001 (its own class)
         return ext
+
+    def _configure(self, settings: PersistenceSettings) -> None:
+        if self._journal is not None or self._snapshot_store is not None:
+            raise RuntimeError("persistence is already in use on this system")
+        self._settings = settings
 
     @property
     def settings(self) -> PersistenceSettings:

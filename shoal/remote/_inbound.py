@@ -127,29 +127,29 @@ class _Answer(asyncio.Future[Any]):
     Completing it queues the answer for the asking node at once, in the turn
     the handler answered: a done-callback would cost the reply one more loop
     iteration of latency. Made with ``_Answer(loop=loop)``, then given
-    ``_assoc`` and ``_correlation`` (no ``__init__`` of its own: one is made
+    ``assoc`` and ``correlation`` (no ``__init__`` of its own: one is made
     per ask, on the path of its latency).
     """
 
-    __slots__ = ("_assoc", "_correlation")
+    __slots__ = ("assoc", "correlation")
 
-    _assoc: Association
-    _correlation: int
+    assoc: Association
+    correlation: int
 
     def set_result(self, result: Any, /) -> None:
         super().set_result(result)
-        self._assoc.send_reply(self._correlation, result)
+        self.assoc.send_reply(self.correlation, result)
 
     def set_exception(self, exception: type | BaseException, /) -> None:
         super().set_exception(exception)
         error = self.exception()  # also marks it retrieved: the asker gets it, not the log
         assert error is not None
-        self._assoc.send_failure(self._correlation, type(error).__name__, str(error))
+        self.assoc.send_failure(self.correlation, type(error).__name__, str(error))
 
     def cancel(self, msg: Any | None = None) -> bool:
         cancelled = super().cancel(msg)
         if cancelled:
-            self._assoc.send_failure(self._correlation, "CancelledError", "the ask was cancelled")
+            self.assoc.send_failure(self.correlation, "CancelledError", "the ask was cancelled")
         return cancelled
 
 
@@ -397,8 +397,8 @@ class Inbound:
                     self._misaddressed(message, sender, path, assoc, correlation)
                 elif correlation:
                     answer = _Answer(loop=loop)
-                    answer._assoc = assoc
-                    answer._correlation = correlation
+                    answer.assoc = assoc
+                    answer.correlation = correlation
                     target.deliver(message, sender, answer)
                 else:
                     target.tell(message, sender)

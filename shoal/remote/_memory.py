@@ -189,7 +189,7 @@ class _Pipe:
                 readable.popleft()
                 self.unread -= len(item)
                 if self._room and self.unread < self._net.window_bytes:
-                    self._wake_writers()
+                    self.wake_writers()
                 return item
             if self.reset:
                 return None
@@ -214,14 +214,14 @@ class _Pipe:
             self._timer.cancel()
             self._timer = None
         self._wake_reader()
-        self._wake_writers()
+        self.wake_writers()
 
     def _wake_reader(self) -> None:
         reader = self._reader
         if reader is not None and not reader.done():
             reader.set_result(None)
 
-    def _wake_writers(self) -> None:
+    def wake_writers(self) -> None:
         room, self._room = self._room, []
         for waiter in room:
             if not waiter.done():
@@ -274,7 +274,7 @@ class _Connection:
         self.status = status
         self.up.abort()
         self.down.end()
-        self.down._wake_writers()  # a server write waiting for room fails now
+        self.down.wake_writers()  # a server write waiting for room fails now
         self._ended()
 
     def abort(self, status: Status) -> None:

@@ -124,18 +124,28 @@ class Remoting:
         system, the address cannot be bound, or the TLS files cannot be read.
         """
         remoting = system.extension(cls)
-        if remoting._started:
-            raise RemotingStartError(f"remoting already runs on {remoting.address}")
-        await remoting._start(settings if settings is not None else RemoteSettings())
+        await remoting._start_once(  # noqa: SLF001 (its own class)
+            settings if settings is not None else RemoteSettings()
+        )
         return remoting
 
     @classmethod
     def get(cls, system: ActorSystem) -> Remoting:
         """The started remoting of ``system``; raises :class:`RemotingStartError` if none."""
         remoting = system.extension(cls)
-        if not remoting._started:
+        if not remoting.is_started:
             raise RemotingStartError(f"remoting is not started on {system.name}")
         return remoting
+
+    @property
+    def is_started(self) -> bool:
+        """Whether :meth:`start` has made this node reachable."""
+        return self._started
+
+    async def _start_once(self, settings: RemoteSettings) -> None:
+        if self._started:
+            raise RemotingStartError(f"remoting already runs on {self.address}")
+        await self._start(settings)
 
     async def _start(self, settings: RemoteSettings) -> None:
         self._check_authentication(settings)
