@@ -75,8 +75,8 @@ class PersistentActor(Actor):
     failure is logged with the persistence id, every command already queued
     fails with :class:`RecoveryError` (its ``__cause__`` is the underlying
     error; tells go to dead letters) and the actor stops without handling
-    any command. An ask sent after it stopped fails with the runtime's
-    ``ActorStoppedError``, of which ``RecoveryError`` is a subclass.
+    any command. An ask sent after it stopped fails with the same
+    :class:`RecoveryError` (a subclass of the runtime's ``ActorStoppedError``).
 
     Do not override :meth:`started` (recovery runs there); use
     :meth:`recovery_completed`.
@@ -207,7 +207,7 @@ class PersistentActor(Actor):
         """Handle ``message`` after a failed recovery: fail its ask, dead-letter it."""
         ctx = self.ctx
         if message is _STOP_AFTER_FAILED_RECOVERY:
-            ctx.stop()
+            ctx.stop(cause=self._pers_failure)  # later asks get the recovery error too
             return
         failure = self._pers_failure
         assert failure is not None

@@ -231,14 +231,46 @@ class Context:
             cell._state = RUNNING
         return cell._ref
 
-    def stop(self, ref: ActorRef | None = None) -> asyncio.Future[None]:
+    def stop(
+        self, ref: ActorRef | None = None, *, cause: BaseException | None = None
+    ) -> asyncio.Future[None]:
         """Stop ``ref`` (default: this actor) after its current message.
 
         The returned future completes once it and all its children stopped.
+        ``cause`` (this actor only) says why it stops itself: every ask it
+        refuses from then on, queued or sent later, fails with an
+        :class:`ActorStoppedError` naming the cause, with the cause as its
+        ``__cause__`` (a persistent actor whose recovery failed uses it). A
+        cause that is itself an ``ActorStoppedError`` subclass is raised as
+        such (a fresh instance per ask).
         """
         if ref is None or ref is self._ref:
+            if cause is not None:
+                lc.extras(self).stop_cause = cause
             return lc.request_stop(self)
+        if cause is not None:
+            raise ValueError("cause= is for stopping this actor only")
         return ref.stop()
+
+    def _stopped_error(self, what: str) -> ActorStoppedError:
+        """The error an ask gets from this stopping or stopped actor (``what`` it did)."""
+        x = self._x
+        cause = x.stop_cause if x is not None else None
+        if cause is None:
+            return ActorStoppedError(f"{self._path()} {what}")
+        if type(cause) is not ActorStoppedError and isinstance(cause, ActorStoppedError):
+            # The actor named its own stop error (a RecoveryError, say): each asker
+            # gets a fresh one of that type, so tracebacks do not pile up on one.
+            try:
+                again = type(cause)(*cause.args)
+            except TypeError:
+                pass
+            else:
+                again.__cause__ = cause.__cause__
+                return again
+        error = ActorStoppedError(f"{self._path()} {what}: {type(cause).__name__}: {cause}")
+        error.__cause__ = cause
+        return error
 
     def watch(self, ref: ActorRef) -> ActorRef:
         """Get ``Terminated(ref)`` once, when ``ref`` stops (at once if it is dead)."""
@@ -466,7 +498,7 @@ class Context:
                 error: Exception = (
                     MailboxFullError(f"mailbox of {self._path()} is full")
                     if reason == "mailbox-full"
-                    else ActorStoppedError(f"{self._path()} is {reason}")
+                    else self._stopped_error(f"is {reason}")
                 )
                 item.promise.set_exception(error)
                 return
@@ -629,7 +661,7 @@ class Context:
             # cancelled (lc.cancel_task): the handler never runs, its ask fails.
             coro.close()
             if promise is not None and not promise.done():
-                promise.set_exception(ActorStoppedError(f"{self._path()} stopped before handling"))
+                promise.set_exception(self._stopped_error("stopped before handling"))
             if task is me:
                 x.task = None
                 self._after_busy()
@@ -647,9 +679,7 @@ class Context:
                         break
                 else:
                     if promise is not None and not promise.done():
-                        promise.set_exception(
-                            ActorStoppedError(f"{self._path()} stopped while handling")
-                        )
+                        promise.set_exception(self._stopped_error("stopped while handling"))
                     if x.task is not me:
                         return  # cancelled by a restart: the cell belongs to the next incarnation
                     x.task = None

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._actor import Actor, constructing
 from ._envelope import CLOSED, K_RECEIVE_TIMEOUT, K_TERMINATED, Envelope
-from ._errors import ActorInitializationError, ActorStoppedError, HandlerError
+from ._errors import ActorInitializationError, HandlerError
 from ._messages import ReceiveTimeout, Terminated
 from ._supervision import DEFAULT_STRATEGY, Directive, SupervisorStrategy
 
@@ -113,6 +113,7 @@ class Extras:
         "rel",
         "replies",
         "stash",
+        "stop_cause",
         "stop_future",
         "stop_requested",
         "supervision",
@@ -138,6 +139,8 @@ class Extras:
         self.never_started = False  # stopped before started() ran: skip stopped()
         # Promises of asks answered through reply_later(): failed when the actor stops.
         self.replies: list[asyncio.Future[Any]] | None = None
+        # Why the actor stopped itself (ctx.stop(cause=...)): every ask it refuses carries it.
+        self.stop_cause: BaseException | None = None
 
 
 def extras(cell: Context) -> Extras:
@@ -319,7 +322,7 @@ def finalize(cell: Context) -> None:
     if replies:
         for promise in replies:
             if not promise.done():
-                promise.set_exception(ActorStoppedError(f"{cell._path()} stopped before replying"))
+                promise.set_exception(cell._stopped_error("stopped before replying"))
     cell._wake_room_waiters()
     watchers, x.watchers = x.watchers, None
     if watchers:

@@ -7,7 +7,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
 from ._envelope import CLOSED, Envelope
-from ._errors import ActorStoppedError, AskTimeout, MailboxFullError
+from ._errors import AskTimeout, MailboxFullError
 from ._messages import Terminated
 
 _INF: Final = float("inf")
@@ -164,7 +164,7 @@ class LocalActorRef(ActorRef):
         if mbox is None or len(mbox) >= cell._limit:
             if promise is not None and not promise.done():
                 if mbox is CLOSED:
-                    promise.set_exception(ActorStoppedError(f"{cell._path()} is stopped"))
+                    promise.set_exception(cell._stopped_error("is stopped"))
                     return
                 if (
                     mbox is not None

@@ -83,8 +83,9 @@ async def test_an_undecodable_event_fails_the_queued_asks_with_its_cause(
     await probe.receive()  # Terminated: it stopped without handling a command
     assert system.stats()["dead_letters"] - dead_before == 3
     assert f"event 2 of 'account|{pid}'" in caplog.text
-    with pytest.raises(ActorStoppedError):
-        await again.ask(Balance())  # after it stopped: the runtime's answer
+    later = await fails_with(again, Balance())  # after it stopped: still the cause
+    assert isinstance(later.__cause__, EventDecodeError)
+    assert f"recovery of 'account|{pid}' failed" in str(later)
 
 
 async def fails_with_future(future: asyncio.Future[object]) -> RecoveryError:

@@ -381,3 +381,34 @@ async def test_restart_failures_are_rate_limited_too(
             await clock.run_until_idle(system, max_time=1.0)
         restarts = [r for r in caplog.records if "restarting" in r.getMessage()]
         assert len(restarts) == 2
+
+
+async def test_an_actor_stopping_itself_with_a_cause_fails_every_later_ask_with_it(
+    system: ActorSystem,
+) -> None:
+    class Broken(Actor):
+        def receive(self, message: object) -> None:
+            self.ctx.stop(cause=ValueError("the disk is gone"))
+
+    ref = system.spawn(Broken)
+    await ref.ask("break")
+    await ref.stop()
+    with pytest.raises(ActorStoppedError, match="the disk is gone") as info:
+        await ref.ask("anything")
+    assert isinstance(info.value.__cause__, ValueError)
+
+
+async def test_a_cause_is_only_for_stopping_oneself(system: ActorSystem) -> None:
+    other = system.spawn(Actor)
+    failures: list[Exception] = []
+
+    class Stopper(Actor):
+        def receive(self, message: object) -> None:
+            try:
+                self.ctx.stop(other, cause=ValueError("no"))
+            except ValueError as exc:
+                failures.append(exc)
+
+    await system.spawn(Stopper).ask("go")
+    assert len(failures) == 1
+    assert other.is_alive
