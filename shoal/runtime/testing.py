@@ -197,8 +197,11 @@ class QuiesceError(AssertionError):
 _STABLE_TURNS: Final = 3
 
 
-async def quiesce(system: ActorSystem, *, max_turns: int = 10_000) -> None:
+async def quiesce(system: ActorSystem | None = None, *, max_turns: int = 10_000) -> None:
     """Return once ``system`` has nothing left to do before its next timer.
+
+    Without a system, only the loop is checked: its tasks and callbacks (for
+    code that runs no actors, e.g. a journal or a transport under test).
 
     Quiescent means: every mailbox is empty, no actor is scheduled, starting,
     stopping or restarting without waiting on a timer, every task on the loop
@@ -232,16 +235,19 @@ async def quiesce(system: ActorSystem, *, max_turns: int = 10_000) -> None:
         if stable >= _STABLE_TURNS:
             return
     what = _first_busy(system, me) or "callbacks keep being scheduled"
-    raise QuiesceError(f"{system!r} still busy after {max_turns} loop turns: {what}")
+    where = repr(system) if system is not None else "the loop"
+    raise QuiesceError(f"{where} still busy after {max_turns} loop turns: {what}")
 
 
-def _counters(system: ActorSystem) -> tuple[int, int, int, int]:
+def _counters(system: ActorSystem | None) -> tuple[int, ...]:
+    if system is None:
+        return ()
     return system._processed, system._spawned, system._stopped, system._dead_letters
 
 
-def _first_busy(system: ActorSystem, me: asyncio.Task[object] | None) -> str | None:
+def _first_busy(system: ActorSystem | None, me: asyncio.Task[object] | None) -> str | None:
     """A description of something that still has work to do, or ``None``."""
-    for cell in _cells(system):
+    for cell in _cells(system) if system is not None else ():
         busy = _cell_busy(cell)
         if busy is not None:
             return f"{cell._path()} {busy}"

@@ -13,6 +13,7 @@ from shoal.persistence import (
     PluginClosedError,
     SequenceConflictError,
 )
+from shoal.runtime.testing import quiesce
 
 from .conftest import JournalKit
 
@@ -287,7 +288,7 @@ async def test_close_finishes_accepted_writes(journal_kit: JournalKit, pid: str)
     journal = journal_kit.open()
     await journal.write([ev(pid, 1)])
     writes = [asyncio.ensure_future(journal.write([ev(f"{pid}-{i}", 1)])) for i in range(20)]
-    await asyncio.sleep(0)  # let every write be accepted (a loop turn, not wall-clock time)
+    await quiesce()  # every write accepted (the loop is idle; no wall-clock time)
     await journal.close()
     await asyncio.gather(*writes)
     again = journal_kit.open()

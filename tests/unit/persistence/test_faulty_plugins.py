@@ -17,7 +17,7 @@ from shoal.persistence import (
     SnapshotStoreError,
 )
 from shoal.persistence.testing import FaultyJournal, FaultySnapshotStore
-from shoal.runtime.testing import ManualClock
+from shoal.runtime.testing import ManualClock, quiesce
 
 
 def ev(seq: int, pid: str = "p") -> PersistentRepr:
@@ -132,7 +132,7 @@ async def test_a_delay_runs_on_the_given_clock() -> None:
     write = asyncio.ensure_future(journal.write([ev(1)]))
     await delayed.reached()
     clock.advance(1.9)
-    await asyncio.sleep(0)
+    await quiesce()
     assert not write.done()
     clock.advance(0.1)
     await write

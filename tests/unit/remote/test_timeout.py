@@ -7,16 +7,16 @@ import asyncio
 import pytest
 
 from shoal.remote._timeout import with_timeout
-from shoal.runtime.testing import ManualClock
+from shoal.runtime.testing import ManualClock, quiesce
 
 
 async def test_a_timeout_fires_when_the_clock_says_so() -> None:
     clock = ManualClock()
     never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     task = asyncio.ensure_future(with_timeout(clock, never, 5.0))
-    await asyncio.sleep(0)
+    await quiesce()
     clock.advance(4.9)
-    await asyncio.sleep(0)
+    await quiesce()
     assert not task.done()
     clock.advance(0.1)
     with pytest.raises(TimeoutError):
@@ -35,7 +35,7 @@ async def test_an_outside_cancellation_is_not_turned_into_a_timeout() -> None:
     clock = ManualClock()
     never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     task = asyncio.ensure_future(with_timeout(clock, never, 5.0))
-    await asyncio.sleep(0)
+    await quiesce()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

@@ -137,3 +137,17 @@ async def test_run_until_idle_stops_at_its_virtual_time_limit(
     assert await clock.run_until_idle(system, max_time=5.5) == 5.5
     assert ticks == [1.0, 2.0, 3.0, 4.0, 5.0]
     assert clock.now() == 5.5
+
+
+async def test_quiesce_without_a_system_waits_for_the_loops_tasks() -> None:
+    steps: list[int] = []
+
+    async def chain(n: int) -> None:
+        for i in range(n):
+            steps.append(i)
+            await asyncio.sleep(0)
+
+    task = asyncio.ensure_future(chain(50))
+    await quiesce()
+    assert task.done()
+    assert steps == list(range(50))
