@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from shoal.runtime import Actor, ActorRef, ActorSystem, Terminated
