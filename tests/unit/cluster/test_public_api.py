@@ -8,8 +8,10 @@ from shoal.runtime import ShoalError
 
 def test_cluster_exports() -> None:
     assert sorted(shoal.cluster.__all__) == [
+        "Cluster",
         "ClusterError",
         "ClusterEvent",
+        "ClusterNotice",
         "ClusterSettings",
         "CurrentClusterState",
         "DownAll",
@@ -27,9 +29,12 @@ def test_cluster_exports() -> None:
         "MemberStatus",
         "MemberUp",
         "MemberWeaklyUp",
+        "ProtocolError",
         "ReachableMember",
         "StaticQuorum",
         "Strategy",
+        "Subscriber",
+        "Subscription",
         "UnreachableMember",
     ]
     for name in shoal.cluster.__all__:
@@ -38,4 +43,5 @@ def test_cluster_exports() -> None:
 
 def test_errors_form_one_hierarchy() -> None:
     assert issubclass(shoal.cluster.InvalidTransitionError, shoal.cluster.ClusterError)
+    assert issubclass(shoal.cluster.ProtocolError, shoal.cluster.ClusterError)
     assert issubclass(shoal.cluster.ClusterError, ShoalError)
