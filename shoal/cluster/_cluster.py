@@ -607,10 +607,17 @@ class Cluster:
             case MemberRemoved(member=m, previous_status=previous) if (
                 m.unique_address != self._self
             ):
+                address, uid = str(m.address), m.unique_address.uid
                 if previous is MemberStatus.EXITING:
-                    self._send_state(m.unique_address)  # it learns it was removed, and stops
-                remoting.quarantine(str(m.address), m.unique_address.uid)
-                self._refs.pop(m.address, None)
+                    # It learns it was removed, and stops; quarantine only once
+                    # that last state had time to leave (quarantine drops the outbox).
+                    self._send_state(m.unique_address)
+                    self.system.clock.call_later(
+                        2 * self.settings.gossip_interval, remoting.quarantine, address, uid
+                    )
+                else:
+                    remoting.quarantine(address, uid)
+                    self._refs.pop(m.address, None)
             case _:
                 pass
 

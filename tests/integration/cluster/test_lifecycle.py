@@ -1,0 +1,78 @@
+"""Leaving, downing and restarting members on the in-memory network."""
+
+from __future__ import annotations
+
+import asyncio
+
+from shoal.cluster import ClusterSettings, MemberStatus
+from shoal.cluster.testing import advance_until, form_cluster, run_for
+from shoal.remote.testing import MemoryNetwork
+from shoal.runtime.testing import ManualClock
+
+
+async def test_graceful_leave_walks_to_removed_and_shuts_the_system_down() -> None:
+    clock = ManualClock()
+    async with MemoryNetwork(clock=clock) as net:
+        nodes = await form_cluster(net, clock, 3)
+        leaver = nodes[0]  # the leader leaves: another takes over
+        statuses: list[MemberStatus] = []
+        nodes[1].subscribe(
+            lambda e: (
+                statuses.append(e.member.status)  # type: ignore[union-attr]
+                if getattr(e, "member", None) is not None
+                and e.member.unique_address == leaver.self_address  # type: ignore[union-attr]
+                else None
+            )
+        )
+        leaving = asyncio.ensure_future(leaver.leave())
+        await advance_until(clock, leaving.done, max_time=5)
+        await leaving
+        assert not leaver.system.is_running
+        assert leaver.system.coordinated_shutdown.reason == "cluster-leave"
+        assert statuses == [MemberStatus.LEAVING, MemberStatus.EXITING, MemberStatus.REMOVED]
+        await run_for(clock, 1.0)
+        for c in nodes[1:]:
+            assert len(c.gossip.members) == 2
+            assert c.gossip.is_tombstoned(leaver.self_address)
+        assert nodes[1].state.leader == nodes[1].self_address
+
+
+async def test_an_operator_down_removes_the_member_and_it_stops() -> None:
+    clock = ManualClock()
+    async with MemoryNetwork(clock=clock) as net:
+        nodes = await form_cluster(net, clock, 3)
+        victim = nodes[2]
+        nodes[0].down(str(victim.self_address.address))
+        await advance_until(clock, lambda: not victim.system.is_running, max_time=5)
+        await advance_until(
+            clock, lambda: all(len(c.gossip.members) == 2 for c in nodes[:2]), max_time=5
+        )
+        assert victim.system.coordinated_shutdown.reason == "cluster-downed"
+
+
+async def test_a_restarted_node_replaces_its_old_incarnation() -> None:
+    clock = ManualClock()
+    settings = ClusterSettings.testing()
+    async with MemoryNetwork(clock=clock) as net:
+        nodes = await form_cluster(net, clock, 3, settings)
+        old = nodes[2]
+        address = old.self_address.address
+        remoting = await net.restart(old.system)
+        from shoal.cluster import Cluster  # noqa: PLC0415
+
+        new = await Cluster.start(remoting.system, nodes[2].settings)
+        assert new.self_address != old.self_address
+        await advance_until(clock, lambda: new.is_up, max_time=10)
+        for c in (*nodes[:2], new):
+            await advance_until(
+                clock,
+                lambda c=c: (
+                    [m.unique_address for m in c.gossip.members if m.address == address]
+                    == [new.self_address]
+                    and all(m.status is MemberStatus.UP for m in c.gossip.members)
+                ),
+                max_time=5,
+            )
+            assert c.gossip.is_tombstoned(old.self_address)
+        remoting0 = nodes[0].system.extension(type(remoting))
+        assert remoting0.is_quarantined(str(address), old.self_address.uid)
