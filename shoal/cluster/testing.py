@@ -16,7 +16,7 @@ every member has seen it.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "advance_until",
     "convergence_rounds",
+    "finish_shutdowns",
     "form_cluster",
     "run_for",
     "start_node",
@@ -81,6 +82,21 @@ async def run_for(clock: ManualClock, seconds: float) -> None:
             return
         clock.advance(deadline - clock.now())
         await quiesce()
+
+
+async def finish_shutdowns(
+    clock: ManualClock, nodes: Sequence[Cluster], *, max_time: float = 60.0
+) -> None:
+    """Run virtual time until every node whose system began shutting down has finished.
+
+    A node that stops itself (downed, removed) may wait on its clock while it
+    shuts down (an outbox flush across a partition is time-boxed): run this
+    before closing the network, or the teardown waits on a clock nobody moves.
+    """
+    running = [
+        c.system.coordinated_shutdown.run("cluster-test") for c in nodes if not c.system.is_running
+    ]
+    await advance_until(clock, lambda: all(f.done() for f in running), max_time=max_time)
 
 
 async def start_node(net: MemoryNetwork, settings: ClusterSettings, name: str = "shoal") -> Cluster:
