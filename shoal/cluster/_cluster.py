@@ -286,6 +286,19 @@ class Cluster:
         target = Address.parse(address) if isinstance(address, str) else address
         self._set(down(self._membership, target), push=True)
 
+    def leave_member(self, address: Address | str) -> None:
+        """Start the graceful leave of the member at ``address``; returns at once.
+
+        Any member, this node included (an operator's request, e.g. from the
+        management API): it walks Leaving -> Exiting -> Removed, and the node
+        shuts down once it sees itself removed. Idempotent; not a member: no-op.
+        """
+        target = Address.parse(address) if isinstance(address, str) else address
+        if target == self._self.address:
+            self._start_leave()
+        else:
+            self._set(leave(self._membership, target), push=True)
+
     async def leave(self) -> None:
         """Leave gracefully: Leaving -> Exiting -> Removed, then shut the system down.
 
