@@ -44,8 +44,10 @@ def load_config(
     * ``env``: ``SHOAL_<SECTION>_<KEY>`` variables (``SHOAL_CLUSTER_GOSSIP_INTERVAL``,
       ``SHOAL_PERSISTENCE_SQLITE_PATH``); every other ``SHOAL_`` variable is an
       error, except the test tools' ``SHOAL_CASSANDRA_*``;
-    * ``flags``: ``{"section.key": value}``; a string value is parsed like an
-      environment variable, any other value is checked like a TOML value.
+    * ``flags``: ``{"section.key": value}`` (``-`` may stand for ``_``); a
+      string value is parsed like an environment variable, ``None`` means
+      "not given" (an option left out), any other value is checked like a
+      TOML value.
 
     Text is parsed by the setting's type: ``true``/``false`` (also
     ``yes``/``no``, ``on``/``off``, ``1``/``0``), numbers, comma-separated
@@ -74,8 +76,11 @@ def load_config(
         if name.startswith(ENV_PREFIX) and not name.startswith(FOREIGN_ENV_PREFIXES):
             source = f"environment variable {name}"
             _put(given, _env_leaf(name), env[name], source, text=True)
-    for key, value in (flags or {}).items():
-        source = f"flag {key}"
+    for name, value in (flags or {}).items():
+        if value is None:  # an option left out on the command line
+            continue
+        key = name.replace("-", "_")
+        source = f"flag {name}"
         _put(given, _leaf(key, source), value, source, text=isinstance(value, str))
     _read_secret_files(given)
     return cast(NodeConfig, _build(NodeConfig, make(), (), given))

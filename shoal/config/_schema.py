@@ -121,22 +121,25 @@ def _section_class(tp: object) -> tuple[type, bool] | None:
 
 
 def _walk(schema: Schema, cls: type, key: str, path: tuple[str, ...]) -> None:
+    """Add the settings of ``cls``, then its sections (so each section is one block)."""
+    sections: list[Section] = []
     for field in fields(cls):
         name = f"{key}.{field.name}" if key else field.name
         if (cls, field.name) in _EXCLUDED or (cls, field.name) in _MOVED:
             continue
         tp = _annotation(cls, field)
-        section = _section_class(tp)
-        if section is not None:
-            sub, optional = section
-            schema.sections[name] = Section(name, (*path, field.name), sub, optional)
-            _walk(schema, sub, name, (*path, field.name))
+        nested = _section_class(tp)
+        if nested is not None:
+            sections.append(Section(name, (*path, field.name), *nested))
         else:
             schema.leaves[name] = Leaf(
                 name, (*path, field.name), kind_of(tp), cls, field.name, not field.repr
             )
         if cls is NodeSettings and field is fields(cls)[0]:
             _aliases(schema)
+    for sub in sections:
+        schema.sections[sub.key] = sub
+        _walk(schema, sub.cls, sub.key, sub.path)
 
 
 def _aliases(schema: Schema) -> None:

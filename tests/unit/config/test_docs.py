@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
-from shoal.config import reference
+from shoal.config import load_config, reference
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "gen_config_docs.py"
@@ -31,3 +32,14 @@ def test_the_reference_lists_every_setting() -> None:
 
 def test_the_readme_links_the_reference() -> None:
     assert "docs/configuration.md" in (ROOT / "README.md").read_text()
+
+
+def test_the_example_file_loads(tmp_path: Path) -> None:
+    [example] = re.findall(r"```toml\n(.*?)```", PAGE.read_text(), re.S)
+    file = tmp_path / "node.toml"
+    file.write_text(example.replace("/run/secrets/shoal", str(tmp_path / "secret")))
+    (tmp_path / "secret").write_text("s3cret\n")
+    config = load_config(file, env={})
+    assert config.node.system == "chat"
+    assert config.remote.cluster_secret == b"s3cret"
+    assert config.persistence.plugin == "cassandra"

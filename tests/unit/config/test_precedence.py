@@ -171,3 +171,14 @@ def test_sections_nest_in_toml(tmp_path: Path) -> None:
 def test_other_shoal_tools_variables_are_not_settings() -> None:
     env = {"SHOAL_CASSANDRA_CONTACT_POINTS": "127.0.0.1:9042", "PATH": "/bin", "HOME": "/"}
     assert load_config(env=env) == NodeConfig()
+
+
+def test_flags_left_out_and_dashed_flags() -> None:
+    flags: dict[str, object] = {"node.port": None, "node.http-port": "9000", "log.level": None}
+    config = load_config(env={"SHOAL_NODE_PORT": "2600"}, flags=flags)
+    assert (config.remote.port, config.management.port, config.log.level) == (2600, 9000, "info")
+
+
+def test_the_environment_is_read_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHOAL_CLUSTER_GOSSIP_INTERVAL", "0.75")
+    assert load_config().cluster.gossip_interval == 0.75
