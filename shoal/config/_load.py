@@ -226,15 +226,20 @@ def _blame(
     error: Exception,
     under: list[_Given],
 ) -> ConfigError:
-    """The layer refused the values: name the settings its message names, else the
-    ones it refuses alone, else every setting given for it."""
+    """The layer refused the values: find the settings at fault.
+
+    Those it refuses alone (and, among them, those its message names); else,
+    for a rule between settings, those its message names; else every setting
+    given for it.
+    """
     text = str(error)
-    culprits = [name for name in origins if re.search(rf"\b{re.escape(name)}\b", text)]
-    if not culprits:
-        for name in origins:
-            try:
-                replace(base, **{name: changes[name]})  # type: ignore[type-var]
-            except (ValueError, TypeError):
-                culprits.append(name)
+    named = [name for name in origins if re.search(rf"\b{re.escape(name)}\b", text)]
+    alone = []
+    for name in origins:
+        try:
+            replace(base, **{name: changes[name]})  # type: ignore[type-var]
+        except (ValueError, TypeError):
+            alone.append(name)
+    culprits = [name for name in alone if name in named] or alone or named
     blamed = [origins[name] for name in culprits] or list(origins.values()) or under
     return ConfigError(text, [(g.key, g.source) for g in blamed])

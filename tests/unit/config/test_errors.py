@@ -301,3 +301,12 @@ def test_the_last_error_source_is_the_one_named(tmp_path: Path) -> None:
         load_config(file, env={}, flags={"cluster.gossip_interval": 2}).cluster.gossip_interval
         == 2.0
     )
+
+
+def test_a_valid_setting_named_in_the_message_is_not_blamed() -> None:
+    # the runtime's message names mailbox_capacity, which is fine; stash_capacity is not
+    with pytest.raises(ConfigError) as caught:
+        load_config(
+            env={"SHOAL_RUNTIME_MAILBOX_CAPACITY": "5", "SHOAL_RUNTIME_STASH_CAPACITY": "-1"}
+        )
+    assert [key for key, _ in caught.value.origins] == ["runtime.stash_capacity"]
