@@ -58,7 +58,9 @@ def _value(config: NodeConfig, leaf: Leaf) -> object:
 
 
 def _render(leaf: Leaf, value: object) -> str:
-    return "(required)" if value is _UNSET else leaf.kind.render(value)
+    if value is _UNSET:  # a field without a default, in a section that is off by default
+        return f"none; required in [{leaf.key.rpartition('.')[0]}]"
+    return leaf.kind.render(value)
 
 
 def reference() -> Reference:
