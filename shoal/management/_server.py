@@ -237,7 +237,7 @@ class Management:
     def _authorize(self, request: web.Request) -> None:
         token = self.settings.token
         if token is None:
-            if not self.settings.is_loopback:
+            if not self.settings.loopback:
                 raise _error(
                     web.HTTPForbidden,
                     "mutations are disabled: this server is not on loopback and has no token",

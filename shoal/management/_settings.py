@@ -26,7 +26,13 @@ class ManagementSettings:
     """TCP port of the HTTP server (Akka Management's default); 0 picks a free one."""
 
     token: str | None = field(default=None, repr=False)
-    """Bearer token mutations must carry (``Authorization: Bearer <token>``)."""
+    """Bearer token that requests changing the cluster must carry
+    (``Authorization: Bearer <token>``). In a configuration, taken from the
+    ``SHOAL_MANAGEMENT_TOKEN`` environment variable or ``token_file`` only."""
+
+    token_file: str | None = None
+    """File holding ``token``, read when the configuration is loaded; one
+    trailing newline is ignored."""
 
     max_body_bytes: int = 16 * 1024
     """Largest request body accepted; a larger one is answered 413."""
@@ -40,18 +46,18 @@ class ManagementSettings:
         if not self.host:
             raise ValueError("management host must not be empty")
         if not 0 <= self.port <= 65535:
-            raise ValueError(f"management port must be in 0..65535, not {self.port}")
+            raise ValueError(f"invalid port {self.port}")
         if self.token is not None and not self.token.strip():
-            raise ValueError("management token must not be blank (leave it unset instead)")
+            raise ValueError("token must not be empty (leave it unset instead)")
         if self.max_body_bytes < 256:
             raise ValueError(f"management max_body_bytes must be >= 256, not {self.max_body_bytes}")
 
     @property
-    def is_loopback(self) -> bool:
-        """Whether ``host`` is a loopback address (``localhost`` counts)."""
+    def loopback(self) -> bool:
+        """Whether ``host`` is a loopback address (only this machine can connect)."""
         if self.host == "localhost":
             return True
         try:
-            return ipaddress.ip_address(self.host).is_loopback
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
         except ValueError:
             return False
