@@ -640,6 +640,10 @@ class Cluster:
             self._was_member = True
             if me.status is MemberStatus.UP and not self._up.done():
                 self._up.set_result(None)
+            if me.status in (MemberStatus.LEAVING, MemberStatus.EXITING):
+                # Leaving, whoever asked (this node, or an operator through
+                # another one): the removal that follows is a graceful leave.
+                self._leaving = True
             if me.status is MemberStatus.DOWN:
                 self._terminate("downed")
         elif self._was_member and state.self_removed:
