@@ -72,6 +72,11 @@ def _load_app(spec: str) -> App:
     return app
 
 
+async def _discover(management: Management, config: NodeConfig) -> None:
+    decision = await management.discover(config.discovery)
+    _emit("discovered", decision=decision)
+
+
 def _emit(event: str, **fields: object) -> None:
     """One JSON line on stdout per milestone, for scripts and tests to wait on."""
     try:
@@ -85,6 +90,10 @@ def run_node(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config, os.environ, _flags(args), args.preset)
         app = _load_app(config.node.app) if config.node.app else None
+        if config.discovery.method == "dns" and config.cluster.seed_nodes:
+            raise ConfigError(  # noqa: TRY301 - reported like every configuration error
+                "discovery.method dns and node.seeds (cluster.seed_nodes) exclude each other", []
+            )
     except ConfigError as exc:
         print(f"shoal node: {exc}", file=sys.stderr)
         return EXIT_START_FAILED
@@ -113,7 +122,7 @@ async def _serve(config: NodeConfig, app: App | None) -> int:
         configure_logging(config, remoting.unique_address)
         Persistence.configure(system, config.persistence.settings())
         cluster_settings = config.cluster
-        if not cluster_settings.seed_nodes:
+        if config.discovery.method != "dns" and not cluster_settings.seed_nodes:
             # No seeds: this node is its own (only) seed and forms a cluster at once.
             cluster_settings = replace(cluster_settings, seed_nodes=(remoting.address,))
         cluster = await Cluster.start(system, cluster_settings)
@@ -176,6 +185,8 @@ async def _serve(config: NodeConfig, app: App | None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
     spawn(announce_up())
+    if config.discovery.method == "dns":
+        spawn(_discover(management, config))
     await terminated.wait()
     await system.shutdown()
     for task in list(tasks):

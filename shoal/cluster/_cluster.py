@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, ClassVar, Final
 
 from shoal.remote import Remoting
@@ -267,10 +268,17 @@ class Cluster:
         """
         return self._subscriptions.add(subscriber, self.state, _log)
 
-    def join_seed_nodes(self) -> None:
-        """Start joining through ``settings.seed_nodes`` (``start`` does it when there are some)."""
+    def join_seed_nodes(self, seed_nodes: Sequence[str] | None = None) -> None:
+        """Start joining through ``seed_nodes`` (default: ``settings.seed_nodes``).
+
+        ``start`` does it when the settings name seeds; discovery calls it
+        with the seeds it found (this node's own address first, to form a
+        new cluster). Does nothing once joining has begun.
+        """
         if self._seed_join is not None or self._membership.self_member is not None:
             return
+        if seed_nodes is not None:
+            self.settings = replace(self.settings, seed_nodes=tuple(seed_nodes))
         self._seed_join = SeedJoin(
             self._self.address,
             self.settings,

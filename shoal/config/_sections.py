@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from shoal import persistence
 from shoal.cluster import ClusterSettings
-from shoal.management import ManagementSettings
+from shoal.management import DiscoverySettings, ManagementSettings
 from shoal.persistence import (
     CassandraSettings,
     PersistenceSettings,
@@ -143,6 +143,9 @@ class NodeConfig:
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     """Membership, failure detection, split-brain resolution."""
 
+    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
+    """How the node finds its cluster: seed nodes, or DNS."""
+
     persistence: PersistenceConfig = field(default_factory=PersistenceConfig)
     """Journal and snapshot store."""
 
@@ -154,5 +157,6 @@ class NodeConfig:
             runtime=Settings.testing(),
             remote=RemoteSettings.testing(),
             cluster=ClusterSettings.testing(),
+            discovery=DiscoverySettings.testing(),
             persistence=PersistenceConfig.testing(),
         )

@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from shoal.cluster import Cluster, MemberStatus
 from shoal.runtime import Address, RateLimitedLog, ShutdownPhase
 
+from ._discovery import Bootstrap, DiscoverySettings, seed_nodes_view
 from ._settings import ManagementSettings
 from ._views import member_json, members_json, node_name, parse_node
 
@@ -117,6 +118,7 @@ class Management:
         app.router.add_get("/health/alive", self._alive)
         app.router.add_get("/health/ready", self._ready)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/bootstrap/seed-nodes", self._seed_nodes)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         try:
@@ -172,6 +174,18 @@ class Management:
         if type_name in self._shards:
             raise ValueError(f"shards of {type_name!r} are already registered")
         self._shards[type_name] = view
+
+    async def discover(self, settings: DiscoverySettings) -> str:
+        """Find the cluster through ``settings`` (DNS) and join it; returns how.
+
+        Runs the bootstrap rule (see :class:`DiscoverySettings`) until this
+        node has joined: ``"formed"`` when it formed the cluster, else
+        ``"joined <seeds>"``. The cluster must have been started without
+        seed nodes. Cancel the task to stop looking.
+        """
+        bootstrap = Bootstrap(self, settings)
+        await bootstrap.run()
+        return bootstrap.decision or "joined"
 
     # -- middleware -----------------------------------------------------------------------
 
@@ -325,6 +339,9 @@ class Management:
                 failed[name] = reason
         body = {"status": "ready" if not failed else "not ready", "failed": failed}
         return _ok(body, 200 if not failed else 503)
+
+    async def _seed_nodes(self, request: web.Request) -> web.Response:
+        return _ok(seed_nodes_view(self._cluster()))
 
     async def _metrics(self, request: web.Request) -> web.Response:
         body = generate_latest(self.system.metrics)

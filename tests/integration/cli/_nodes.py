@@ -33,6 +33,7 @@ class NodeProcess:
         )
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.started: dict[str, Any] = {}
+        self._held: list[dict[str, Any]] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -45,15 +46,26 @@ class NodeProcess:
                 self.events.put({"event": "garbage", "line": line})
 
     def wait_event(self, name: str, timeout: float = STARTUP) -> dict[str, Any]:
-        """The next milestone, which must be ``name`` (skipping none)."""
-        try:
-            event = self.events.get(timeout=timeout)
-        except queue.Empty:
-            raise AssertionError(
-                f"no {name!r} event within {timeout} s; exit={self.proc.poll()}\n{self.stderr()}"
-            ) from None
-        assert event["event"] == name, f"expected {name}, got {event}\n{self.stderr()}"
-        if name == "started":
+        """The next ``name`` milestone; other milestones meanwhile stay for later calls."""
+        for i, event in enumerate(self._held):
+            if event["event"] == name:
+                del self._held[i]
+                return self._got(event)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                event = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(
+                    f"no {name!r} event within {timeout} s; exit={self.proc.poll()}, "
+                    f"other events {self._held}\n{self.stderr()}"
+                ) from None
+            if event["event"] == name:
+                return self._got(event)
+            self._held.append(event)
+
+    def _got(self, event: dict[str, Any]) -> dict[str, Any]:
+        if event["event"] == "started":
             self.started = event
         return event
 
