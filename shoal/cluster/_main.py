@@ -157,10 +157,10 @@ async def _node(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run a node (see the module docstring); returns the exit code."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         _settings(args)
     except (ValueError, OSError) as error:
         sys.stderr.write(f"python -m shoal.cluster: {error}\n")
         return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return run(_node(args))

@@ -112,3 +112,31 @@ async def test_remote_death_watch_fires_when_a_crashed_member_is_downed() -> Non
             m.status is MemberStatus.DOWN for m in nodes[0].gossip.members
         )
         await finish_shutdowns(clock, nodes)
+
+
+async def test_a_joiner_is_weakly_up_while_a_member_is_unreachable_then_up() -> None:
+    clock = ManualClock()
+    settings = ClusterSettings.testing(sbr_stable_after=30.0)  # no decision in this test
+    async with MemoryNetwork(clock=clock) as net:
+        a, b, c = await form_cluster(net, clock, 3, settings)
+        d_remoting = await net.start_node("shoal")
+        net.partition([c.system], [a.system, b.system, d_remoting])
+        await advance_until(
+            clock,
+            lambda: any(m.unique_address == c.self_address for m in a.gossip.unreachable_members()),
+            max_time=2,
+        )
+        d = await Cluster.start(d_remoting.system, a.settings)
+        took = await advance_until(
+            clock,
+            lambda: (
+                (m := a.gossip.member(d.self_address)) is not None
+                and m.status is MemberStatus.WEAKLY_UP
+            ),
+            max_time=3,
+        )
+        assert took >= settings.weakly_up_after  # type: ignore[operator]
+        assert not d.is_up
+        net.heal()
+        await advance_until(clock, lambda: d.is_up, max_time=3)
+        assert a.gossip.member(d.self_address).status is MemberStatus.UP  # type: ignore[union-attr]
