@@ -6,8 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ._admin import DEFAULT_NODE_URL, run_admin
-from ._node import EXIT_CODES, run_node
+from ._admin import DEFAULT_NODE_URL
+from ._exit import EXIT_CODES
 
 _NODE_EPILOG = f"""\
 configuration: --config FILE (TOML), then SHOAL_<SECTION>_<KEY> environment
@@ -116,8 +116,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``shoal`` with ``argv`` (default: the process's); returns the exit status."""
     args = _parser().parse_args(argv)
+    # Imported on use: the admin commands start without loading a node's layers.
     if args.command == "node":
+        from ._node import run_node  # noqa: PLC0415
+
         return run_node(args)
+    from ._admin import run_admin  # noqa: PLC0415
+
     return run_admin(args, sys.stdout, sys.stderr)
 
 

@@ -22,18 +22,9 @@ from shoal.persistence import Persistence
 from shoal.remote import Remoting, RemotingStartError
 from shoal.runtime import ActorSystem, ShutdownPhase
 
+from ._exit import EXIT_DOWNED, EXIT_OK, EXIT_START_FAILED
+
 _log: Final = logging.getLogger("shoal.node")
-
-EXIT_OK: Final = 0
-EXIT_START_FAILED: Final = 1
-EXIT_DOWNED: Final = 3
-
-EXIT_CODES: Final = {
-    "after a graceful leave or shutdown": EXIT_OK,
-    "when the configuration is bad or the node cannot start": EXIT_START_FAILED,
-    "on a usage error": 2,
-    "when the cluster downed or removed the node": EXIT_DOWNED,
-}
 
 _REMOVED_REASONS: Final = frozenset({"cluster-downed", "cluster-removed"})
 

@@ -26,9 +26,6 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import aiohttp
-import dns.asyncresolver
-import dns.exception
-import dns.resolver
 
 from shoal.cluster import Cluster, MemberStatus
 from shoal.runtime import Address, RateLimitedLog
@@ -111,6 +108,10 @@ def _nameserver(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+class LookupFailed(Exception):
+    """A DNS lookup of contact points failed (timeout, refused, malformed answer)."""
+
+
 ContactPoint = tuple[str, int]
 """``(ip, management port)``."""
 
@@ -124,6 +125,9 @@ class Resolver:
     """DNS lookups of contact points (dnspython's asyncio resolver)."""
 
     def __init__(self, settings: DiscoverySettings, default_port: int) -> None:
+        # dnspython is imported by nodes that use DNS discovery only (start-up time).
+        import dns.asyncresolver  # noqa: PLC0415
+
         self._settings = settings
         self._port = settings.contact_port or default_port
         if settings.nameserver is None:
@@ -134,13 +138,14 @@ class Resolver:
             self._resolver.nameservers = [host]
             self._resolver.port = port
         self._resolver.lifetime = settings.lookup_timeout
+        self._resolver_module = dns.resolver
 
     async def _addresses(self, name: str) -> list[str]:
         found: list[str] = []
         for rdtype in ("A", "AAAA"):
             try:
                 answer = await self._resolver.resolve(name, rdtype)
-            except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+            except (self._resolver_module.NoAnswer, self._resolver_module.NXDOMAIN):
                 continue
             found.extend(str(r) for r in answer)
         return found
@@ -148,14 +153,22 @@ class Resolver:
     async def contact_points(self) -> list[ContactPoint]:
         """The contact points the service name resolves to, lowest address first.
 
-        Raises ``dns.exception.DNSException`` when the lookup itself fails.
+        Raises :class:`LookupFailed` when the lookup itself fails.
         """
+        import dns.exception  # noqa: PLC0415 - loaded with the resolver
+
+        try:
+            return await self._contact_points()
+        except dns.exception.DNSException as exc:
+            raise LookupFailed(str(exc) or type(exc).__name__) from exc
+
+    async def _contact_points(self) -> list[ContactPoint]:
         name = self._settings.service_name
         points: set[ContactPoint] = set()
         if self._settings.record_type == "SRV":
             try:
                 answer = await self._resolver.resolve(name, "SRV")
-            except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+            except (self._resolver_module.NoAnswer, self._resolver_module.NXDOMAIN):
                 return []
             for record in answer:
                 target = str(record.target).rstrip(".")
@@ -209,7 +222,7 @@ class Bootstrap:
     async def _round(self, http: aiohttp.ClientSession) -> None:
         try:
             points = await self._resolver.contact_points()
-        except dns.exception.DNSException as exc:
+        except LookupFailed as exc:
             self._bad.report(
                 "lookup", "DNS lookup of %s failed: %s", self._settings.service_name, exc
             )
