@@ -5,12 +5,23 @@ from __future__ import annotations
 import json
 import re
 import signal
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shoal.cli._main import _parser
+from tests.integration.management._schema import (
+    ALIVE,
+    ERROR,
+    MEMBER,
+    READY,
+    SEED_NODES,
+    check_schema,
+    members_schema,
+)
 
 from ._nodes import Nodes, eventually, members, shoal
 
@@ -172,3 +183,35 @@ def test_help_is_complete() -> None:
     node_help = shoal("node", "--help").stdout
     for text in ("SHOAL_NODE_SECRET", "exit status", "SIGTERM", "docs/configuration.md"):
         assert text in node_help
+
+
+def test_every_endpoint_of_a_live_node_process_has_its_documented_shape(nodes: Nodes) -> None:
+    a, b, _ = nodes.cluster(3)
+    base = a.http
+
+    def get(path: str, expect: int = 200) -> object:
+        try:
+            with urllib.request.urlopen(base + path, timeout=10) as response:
+                status, body, kind = response.status, response.read(), response.headers
+        except urllib.error.HTTPError as exc:
+            status, body, kind = exc.code, exc.read(), exc.headers
+        assert status == expect, (path, status, body)
+        if kind.get_content_type() == "application/json":
+            return json.loads(body)
+        return body.decode()
+
+    check_schema(get("/cluster/members"), members_schema([]))
+    check_schema(get(f"/cluster/members/shoal://{b.address}"), MEMBER)
+    check_schema(get("/cluster/members/shoal://shoal@127.0.0.1:1", 404), ERROR)
+    check_schema(get("/cluster/members/nonsense", 400), ERROR)
+    check_schema(get("/cluster/shards/account", 404), ERROR)
+    check_schema(get("/health/alive"), ALIVE)
+    ready = get("/health/ready")
+    check_schema(ready, READY)
+    assert ready == {"status": "ready", "failed": {}}
+    check_schema(get("/bootstrap/seed-nodes"), SEED_NODES)
+    metrics = get("/metrics")
+    assert isinstance(metrics, str)
+    for name in ("shoal_cluster_members", "shoal_remote_frames_sent", "shoal_actors"):
+        assert name in metrics
+    check_schema(get("/no/such/path", 404), ERROR)
