@@ -376,9 +376,11 @@ def netns_lab() -> Iterator[Callable[[int], NetnsLab]]:
         try:
             lab = NetnsLab.create(count)
         except LabError as exc:
-            _unavailable(f"network namespaces cannot be created here: {exc}")
-        labs.append(lab)
-        return lab
+            error = exc
+        else:
+            labs.append(lab)
+            return lab
+        _unavailable(f"network namespaces cannot be created here: {error}")
 
     yield make
     errors = []

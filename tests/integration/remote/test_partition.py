@@ -1,0 +1,133 @@
+"""A real network partition between two node processes in network namespaces.
+
+Each node runs in a namespace of its own (tests/netns.py) and listens on its
+lab address, so it needs the cluster secret (remoting refuses a
+non-loopback address without one). The partition cuts the link between
+them while both processes keep running: no connection is reset, the nodes
+only stop hearing from each other, which keepalive pings notice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from shoal.remote import RemoteSettings
+from tests.netns import NetnsLab
+
+from .conftest import NodeError, NodeProcess, StartNode
+
+pytestmark = pytest.mark.multiprocess
+
+SECRET = "partition-test-secret"
+TESTING = RemoteSettings.testing()  # what the node processes run with (_node.py)
+DETECT = TESTING.keepalive_interval + TESTING.keepalive_timeout
+"""A silent peer's stream is lost within this (RemoteSettings.keepalive_interval)."""
+UNREACHABLE_BOUND = DETECT + TESTING.unreachable_drop_after
+"""An ask to a partitioned peer fails with UnreachableError within this."""
+SLACK = 1.5  # seconds for processes and timers on a loaded 2-core machine
+ASK_TIMEOUT = UNREACHABLE_BOUND + 10  # the ask's own timeout must not be what ends it
+
+
+async def next_peer_event(node: NodeProcess, kind: str) -> dict[str, Any]:
+    """The node's next ``kind`` peer event; a death-watch notification on the way fails."""
+    while True:
+        event = await asyncio.wait_for(node.events.get(), 30)
+        if event["event"] == "terminated":
+            raise AssertionError(f"death watch fired on {node.name}: {event}")
+        if event["event"] == "eof":
+            raise AssertionError(f"{node.name} exited:\n{node.tail()}")
+        if event["event"] == "peer" and event["kind"] == kind:
+            return event
+
+
+async def timed(ask: Callable[[], Any]) -> tuple[float, NodeError | None]:
+    """Seconds until ``ask`` ends, and its error (None if it succeeded)."""
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    try:
+        await ask()
+    except NodeError as exc:
+        return loop.time() - start, exc
+    return loop.time() - start, None
+
+
+async def ask_once_back(node: NodeProcess, peer: NodeProcess) -> Any:
+    """Ask ``peer``'s echo from ``node`` once the stream between them is back.
+
+    Until then (the verdict of the partition stands) an ask fails at once
+    with UnreachableError; each such failure waits for the node's next
+    ``PeerConnected`` before trying again.
+    """
+    while True:
+        try:
+            return await node.request("ask", to=peer.path("echo"), msg="after")
+        except NodeError as exc:
+            if exc.error_type != "UnreachableError":
+                raise
+        await next_peer_event(node, "PeerConnected")
+
+
+# The nodes run their own event loops (``a`` on asyncio, ``b`` on uvloop, so
+# both are covered); the test's loop only feeds their pipes: one is enough.
+@pytest.mark.asyncio(loop_factories=["asyncio"])
+async def test_partition_fails_asks_in_bounded_time_and_heal_restores_messaging(
+    netns_lab: Callable[[int], NetnsLab], start_node: StartNode
+) -> None:
+    lab = netns_lab(2)
+
+    def options(host: int, loop: str) -> list[str]:
+        return ["--host", lab.hosts[host].ip, "--secret", SECRET, "--loop", loop]
+
+    a, b = await asyncio.gather(
+        start_node("a", *options(0, "asyncio"), prefix=lab.exec_argv(0)),
+        start_node("b", *options(1, "uvloop"), prefix=lab.exec_argv(1)),
+    )
+    assert a.address.endswith(f"@{lab.hosts[0].ip}:{a.port}")
+    # Each node watches an actor of the other: a partition must not fire
+    # those watches (only the cluster layer declares a node gone).
+    await asyncio.gather(a.spawn("echo", "echo"), b.spawn("echo", "echo"))
+    await a.spawn("watcher", "watcher", target=b.path("echo"))
+    await b.spawn("watcher", "watcher", target=a.path("echo"))
+    assert await a.request("ask", to=b.path("echo"), msg="before") == "before"
+    assert await b.request("ask", to=a.path("echo"), msg="before") == "before"
+    await asyncio.gather(next_peer_event(a, "PeerConnected"), next_peer_event(b, "PeerConnected"))
+
+    lab.partition([1])
+    loop = asyncio.get_running_loop()
+    cut = loop.time()
+    results = await asyncio.gather(
+        timed(lambda: a.request("ask", to=b.path("echo"), msg="during", timeout=ASK_TIMEOUT)),
+        timed(lambda: b.request("ask", to=a.path("echo"), msg="during", timeout=ASK_TIMEOUT)),
+        next_peer_event(a, "PeerDisconnected"),
+        next_peer_event(b, "PeerDisconnected"),
+    )
+    for node, (elapsed, error) in zip((a, b), results[:2], strict=True):
+        assert error is not None, f"{node.name}'s ask crossed the partition"
+        assert error.error_type == "UnreachableError", error
+        assert "unreachable for" in str(error)
+        assert TESTING.unreachable_drop_after <= elapsed <= UNREACHABLE_BOUND + SLACK, (
+            f"{node.name}: UnreachableError after {elapsed:.2f} s, bound {UNREACHABLE_BOUND} s"
+        )
+    # Both noticed the silent stream (keepalive) before that, and no watch fired.
+    assert loop.time() - cut <= UNREACHABLE_BOUND + SLACK
+
+    lab.heal()
+    # The watches keep both links reconnecting: messages flow again.
+    assert await asyncio.gather(ask_once_back(a, b), ask_once_back(b, a)) == ["after", "after"]
+
+    # The watches survived the partition: a stop on b still reaches a's watcher.
+    assert [e for e in _drain(a) + _drain(b) if e["event"] == "terminated"] == []
+    await b.request("stop", path=b.path("echo"))
+    event = await a.event("terminated")
+    assert (event["ref"], event["confirmed"]) == (b.path("echo"), True)
+
+
+def _drain(node: NodeProcess) -> list[dict[str, Any]]:
+    events = []
+    while not node.events.empty():
+        events.append(node.events.get_nowait())
+    return events
