@@ -1,4 +1,5 @@
-"""A real network partition between two node processes in network namespaces.
+"""A real network partition between two node processes in network namespaces,
+and the keepalive pings that notice it.
 
 Each node runs in a namespace of its own (tests/netns.py) and listens on its
 lab address, so it needs the cluster secret (remoting refuses a
@@ -15,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from shoal.remote import RemoteSettings
+from shoal.remote import PeerConnected, PeerEvent, RemoteSettings
+from shoal.runtime.testing import Probe
 from tests.netns import NetnsLab
 
-from .conftest import NodeError, NodeProcess, StartNode
-
-pytestmark = pytest.mark.multiprocess
+from ._actors import Echo
+from .conftest import NodeError, NodeProcess, Nodes, StartNode
 
 SECRET = "partition-test-secret"
 TESTING = RemoteSettings.testing()  # what the node processes run with (_node.py)
@@ -30,6 +31,7 @@ UNREACHABLE_BOUND = DETECT + TESTING.unreachable_drop_after
 """An ask to a partitioned peer fails with UnreachableError within this."""
 SLACK = 1.5  # seconds for processes and timers on a loaded 2-core machine
 ASK_TIMEOUT = UNREACHABLE_BOUND + 10  # the ask's own timeout must not be what ends it
+IDLE_WINDOW = 4.0  # seconds; see test_an_idle_stream_is_pinged_without_being_dropped
 
 
 async def next_peer_event(node: NodeProcess, kind: str) -> dict[str, Any]:
@@ -73,6 +75,7 @@ async def ask_once_back(node: NodeProcess, peer: NodeProcess) -> Any:
 
 # The nodes run their own event loops (``a`` on asyncio, ``b`` on uvloop, so
 # both are covered); the test's loop only feeds their pipes: one is enough.
+@pytest.mark.multiprocess
 @pytest.mark.asyncio(loop_factories=["asyncio"])
 async def test_partition_fails_asks_in_bounded_time_and_heal_restores_messaging(
     netns_lab: Callable[[int], NetnsLab], start_node: StartNode
@@ -131,3 +134,32 @@ def _drain(node: NodeProcess) -> list[dict[str, Any]]:
     while not node.events.empty():
         events.append(node.events.get_nowait())
     return events
+
+
+# gRPC in the nodes is the same on both loops; one is enough for a test that
+# must wait seconds for nothing to happen.
+@pytest.mark.slow
+@pytest.mark.asyncio(loop_factories=["uvloop"])
+async def test_an_idle_stream_is_pinged_without_being_dropped(nodes: Nodes) -> None:
+    settings = RemoteSettings.testing(keepalive_interval=0.2, keepalive_timeout=1.0)
+    a, remote_a = await nodes.start("n", settings)
+    b, remote_b = await nodes.start("n", settings)
+    b.spawn(Echo, name="echo")
+    on_a, on_b = Probe(a), Probe(b)
+    a.event_stream.subscribe(on_a.ref, PeerEvent)
+    b.event_stream.subscribe(on_b.ref, PeerEvent)
+    echo = a.resolve(f"shoal://{remote_b.address}/user/echo")
+    assert await echo.ask("hi") == "hi"
+    assert await on_a.receive() == PeerConnected(remote_b.unique_address)
+    assert await on_b.receive() == PeerConnected(remote_a.unique_address)
+    # Nothing is sent now, and no peer event may come: a node that refused
+    # its peer's pings as too frequent would end the stream (GOAWAY
+    # "too_many_pings") at the third early one, about 3 s in, as gRPC sends
+    # at most about one ping a second. A stream that is kept is an absence
+    # of events: only waiting past that shows it.
+    results = await asyncio.gather(
+        on_a.receive(timeout=IDLE_WINDOW), on_b.receive(timeout=IDLE_WINDOW), return_exceptions=True
+    )
+    assert all(isinstance(result, TimeoutError) for result in results), results
+    assert await echo.ask("still there") == "still there"
+    assert (remote_a.metrics.connects, remote_b.metrics.connects) == (1, 0)
