@@ -149,18 +149,8 @@ class NetnsLab:
         bridge = self._bridge(0)
         for host in self.hosts:
             _ip("netns", "add", host.netns)
-            _ip(
-                "link",
-                "add",
-                host.port_link,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                "eth0",
-                "netns",
-                host.netns,
-            )
+            # The namespace's end is created inside it, as eth0.
+            _ip(*f"link add {host.port_link} type veth peer name eth0 netns {host.netns}".split())
             _ip("link", "set", host.port_link, "master", bridge, "up")
             _ip("-n", host.netns, "addr", "add", f"{host.ip}/{prefixlen}", "dev", "eth0")
             _ip("-n", host.netns, "link", "set", "eth0", "up")
@@ -171,7 +161,7 @@ class NetnsLab:
             if item not in self.hosts:
                 raise ValueError(f"{item.netns} is not a host of lab {self.tag}")
             return item
-        if isinstance(item, int) and 0 <= item < len(self.hosts):
+        if isinstance(item, int) and not isinstance(item, bool) and 0 <= item < len(self.hosts):
             return self.hosts[item]
         raise ValueError(f"no host {item!r} in a lab of {len(self.hosts)} hosts")
 

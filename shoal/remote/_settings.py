@@ -142,8 +142,9 @@ class RemoteSettings:
     goes to dead letters and every ask waiting for the peer fails with
     :class:`UnreachableError` (naming the last connect error) instead of its own
     timeout. From then until a stream is established again, a ``tell`` goes to
-    dead letters and an ``ask`` fails at once. Counter:
-    ``shoal_remote_unreachable_give_ups``."""
+    dead letters and an ``ask`` fails at once. A peer that goes silent without
+    closing the connection (a partition) counts from when keepalive notices it
+    (``keepalive_interval``). Counter: ``shoal_remote_unreachable_give_ups``."""
 
     keepalive_interval: float = 10.0
     """Seconds between HTTP/2 keepalive pings on every connection, sent by both
