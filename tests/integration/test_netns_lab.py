@@ -93,6 +93,22 @@ async def test_hosts_talk_until_partitioned_and_again_after_heal(netns_lab: Make
 
 
 @ONE_LOOP
+async def test_a_host_does_not_reach_the_machines_loopback(netns_lab: MakeLab) -> None:
+    lab = netns_lab(1)
+    server = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        # The machine's loopback answers here, but 127.0.0.1 in the lab is the host's own.
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.close()
+        await writer.wait_closed()
+        argv = [sys.executable, "-c", CLIENT, "127.0.0.1", str(port)]
+        client = await lab.run(0, argv, stdout=subprocess.PIPE)
+        out, _ = await asyncio.wait_for(client.communicate(), 30)
+        assert out.decode().strip() == "unreachable"
+
+
+@ONE_LOOP
 async def test_close_kills_what_runs_inside_and_removes_every_object(netns_lab: MakeLab) -> None:
     lab = netns_lab(2)
     lab.partition([1])
