@@ -223,6 +223,13 @@ class NetnsLab:
             _kill_inside(host.netns)
             with _collect(errors):
                 _delete_netns(host.netns)
+        # A veth goes with its namespace, but the kernel frees a namespace
+        # asynchronously: what is still listed is deleted here.
+        existing = _existing_links()
+        for host in self.hosts:
+            if host.port_link in existing:
+                with _collect(errors):
+                    _delete_link(host.port_link)
         for bridge in self._bridges:
             with _collect(errors):
                 _delete_link(bridge)
@@ -297,7 +304,8 @@ def lab_objects() -> tuple[set[str], set[str]]:
 
 
 def sweep_stale() -> list[str]:
-    """Remove namespaces and links of labs whose process is gone; their names.
+    """Remove namespaces and links of labs whose process is gone; the names removed
+    (a veth that went with its namespace meanwhile may be missing from them).
 
     Only names of the lab's shape are considered, and only those whose pid
     no longer runs: labs of live runs (another test session) are left alone.
@@ -335,9 +343,6 @@ def _unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-_swept = False
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark every test that uses the ``netns_lab`` fixture ``netns``."""
     for item in items:
@@ -345,8 +350,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(MARKER)
 
 
+@pytest.fixture(scope="session")
+def _netns_swept() -> None:
+    """Once per session, before the first lab: remove labs left by crashed runs."""
+    if shutil.which("ip") is not None:
+        with contextlib.suppress(LabError):
+            sweep_stale()
+
+
 @pytest.fixture
-def netns_lab() -> Iterator[Callable[[int], NetnsLab]]:
+def netns_lab(_netns_swept: None) -> Iterator[Callable[[int], NetnsLab]]:
     """A factory of :class:`NetnsLab` (``netns_lab(hosts)``); every lab is closed at teardown.
 
     Skips the test with the reason where namespaces cannot be created (fails
@@ -356,13 +369,8 @@ def netns_lab() -> Iterator[Callable[[int], NetnsLab]]:
     labs: list[NetnsLab] = []
 
     def make(count: int) -> NetnsLab:
-        global _swept
         if shutil.which("ip") is None:
             _unavailable("network namespaces: the `ip` command (iproute2) is not installed")
-        if not _swept:
-            _swept = True
-            with contextlib.suppress(LabError):
-                sweep_stale()
         try:
             lab = NetnsLab.create(count)
         except LabError as exc:

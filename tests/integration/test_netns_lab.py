@@ -7,10 +7,11 @@ import contextlib
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
-from tests.netns import PREFIX, LabError, NetnsLab, _base36, lab_objects, sweep_stale
+from tests.netns import PREFIX, LabError, NetnsLab, lab_objects, sweep_stale
 
 # The lab's processes run on their own; the test's event loop only waits for
 # them, so one loop is enough (asyncio's; uvloop adds nothing here).
@@ -40,6 +41,7 @@ except OSError:
 """
 
 PORT = 4711
+REPO = Path(__file__).resolve().parents[2]
 
 
 @contextlib.asynccontextmanager
@@ -141,22 +143,38 @@ def test_bad_partitions_are_refused_and_change_nothing(netns_lab: MakeLab) -> No
         netns_lab(0)
 
 
-def test_labs_left_by_a_dead_run_are_swept(netns_lab: MakeLab) -> None:
-    live = netns_lab(1)  # this process's lab stays
-    # A pid that just exited stands for a run that crashed without cleaning up.
-    with subprocess.Popen(["true"]) as gone:
-        gone.wait()
-    pid36 = _base36(gone.pid, 5)
-    stale_ns, stale_bridge = f"{PREFIX}{pid36}00n00", f"{PREFIX}{pid36}00b00"
-    subprocess.run(["ip", "netns", "add", stale_ns], check=True)
-    subprocess.run(["ip", "link", "add", stale_bridge, "type", "bridge"], check=True)
+# A run that builds a lab, says so, and waits to be killed.
+CRASHING_RUN = """
+import sys, time
+from tests.netns import NetnsLab
+lab = NetnsLab.create(2)
+lab.partition([1])
+print(lab.tag, flush=True)
+time.sleep(600)
+"""
 
-    removed = sweep_stale()
-    assert {stale_ns, stale_bridge} <= set(removed)
+
+@ONE_LOOP
+async def test_labs_left_by_a_crashed_run_are_swept(netns_lab: MakeLab) -> None:
+    live = netns_lab(1)  # this run's lab stays
+    run = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CRASHING_RUN, cwd=REPO, stdout=subprocess.PIPE
+    )
+    assert run.stdout is not None
+    tag = (await asyncio.wait_for(run.stdout.readline(), 30)).decode().strip()
+    run.kill()  # no cleanup: the lab stays behind
+    await run.wait()
     namespaces, links = lab_objects()
-    assert stale_ns not in namespaces
-    assert stale_bridge not in links
+    left = {name for name in namespaces | links if name.startswith(PREFIX + tag)}
+    assert len(left) == 2 + 2 + 2  # namespaces, veth ends, bridges (one per group)
+
+    removed = set(sweep_stale())
+    # Veth ends may go with their namespace before the sweep gets to them.
+    assert {name for name in left if name[-3] in "nb"} <= removed <= left
+    namespaces, links = lab_objects()
+    assert not {name for name in namespaces | links if name.startswith(PREFIX + tag)}
     assert live.hosts[0].netns in namespaces
+    assert sweep_stale() == []
 
 
 @pytest.mark.parametrize(("ci", "outcome"), [("", "skip"), ("true", "fail")])
