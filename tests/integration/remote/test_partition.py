@@ -21,7 +21,7 @@ from shoal.runtime.testing import Probe
 from tests.netns import NetnsLab
 
 from ._actors import Echo
-from .conftest import NodeError, NodeProcess, Nodes, StartNode
+from .conftest import SAFETY, NodeError, NodeProcess, Nodes, StartNode
 
 SECRET = "partition-test-secret"
 TESTING = RemoteSettings.testing()  # what the node processes run with (_node.py)
@@ -37,7 +37,7 @@ IDLE_WINDOW = 4.0  # seconds; see test_an_idle_stream_is_pinged_without_being_dr
 async def next_peer_event(node: NodeProcess, kind: str) -> dict[str, Any]:
     """The node's next ``kind`` peer event; a death-watch notification on the way fails."""
     while True:
-        event = await asyncio.wait_for(node.events.get(), 30)
+        event = await asyncio.wait_for(node.events.get(), SAFETY)
         if event["event"] == "terminated":
             raise AssertionError(f"death watch fired on {node.name}: {event}")
         if event["event"] == "eof":
