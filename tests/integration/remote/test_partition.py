@@ -1,11 +1,11 @@
-"""A real network partition between two node processes in network namespaces,
+"""A real network partition between node processes in network namespaces,
 and the keepalive pings that notice it.
 
 Each node runs in a namespace of its own (tests/netns.py) and listens on its
 lab address, so it needs the cluster secret (remoting refuses a
-non-loopback address without one). The partition cuts the link between
-them while both processes keep running: no connection is reset, the nodes
-only stop hearing from each other, which keepalive pings notice.
+non-loopback address without one). A partition cuts one node off while every
+process keeps running: no connection is reset, the two sides only stop
+hearing from each other, which keepalive pings notice.
 """
 
 from __future__ import annotations
@@ -34,15 +34,20 @@ ASK_TIMEOUT = UNREACHABLE_BOUND + 10  # the ask's own timeout must not be what e
 IDLE_WINDOW = 4.0  # seconds; see test_an_idle_stream_is_pinged_without_being_dropped
 
 
-async def next_peer_event(node: NodeProcess, kind: str) -> dict[str, Any]:
-    """The node's next ``kind`` peer event; a death-watch notification on the way fails."""
+async def next_peer_event(
+    node: NodeProcess, kind: str, peer: NodeProcess | None = None
+) -> dict[str, Any]:
+    """The node's next ``kind`` peer event (about ``peer`` if given); a death-watch
+    notification on the way fails."""
     while True:
         event = await asyncio.wait_for(node.events.get(), SAFETY)
         if event["event"] == "terminated":
             raise AssertionError(f"death watch fired on {node.name}: {event}")
         if event["event"] == "eof":
             raise AssertionError(f"{node.name} exited:\n{node.tail()}")
-        if event["event"] == "peer" and event["kind"] == kind:
+        if event["event"] != "peer" or event["kind"] != kind:
+            continue
+        if peer is None or event["address"] == peer.address:
             return event
 
 
@@ -62,7 +67,7 @@ async def ask_once_back(node: NodeProcess, peer: NodeProcess) -> Any:
 
     Until then (the verdict of the partition stands) an ask fails at once
     with UnreachableError; each such failure waits for the node's next
-    ``PeerConnected`` before trying again.
+    ``PeerConnected`` about ``peer`` before trying again.
     """
     while True:
         try:
@@ -70,43 +75,48 @@ async def ask_once_back(node: NodeProcess, peer: NodeProcess) -> Any:
         except NodeError as exc:
             if exc.error_type != "UnreachableError":
                 raise
-        await next_peer_event(node, "PeerConnected")
+        await next_peer_event(node, "PeerConnected", peer)
 
 
-# The nodes run their own event loops (``a`` on asyncio, ``b`` on uvloop, so
-# both are covered); the test's loop only feeds their pipes: one is enough.
+# The nodes run their own event loops (asyncio in ``a``, uvloop in the others,
+# so both are covered); the test's loop only feeds their pipes: one is enough.
 @pytest.mark.multiprocess
 @pytest.mark.asyncio(loop_factories=["asyncio"])
 async def test_partition_fails_asks_in_bounded_time_and_heal_restores_messaging(
     netns_lab: Callable[[int], NetnsLab], start_node: StartNode
 ) -> None:
-    lab = netns_lab(2)
+    lab = netns_lab(3)
 
-    def options(host: int, loop: str) -> list[str]:
-        return ["--host", lab.hosts[host].ip, "--secret", SECRET, "--loop", loop]
+    def start(name: str, host: int, loop: str) -> Awaitable[NodeProcess]:
+        options = ["--host", lab.hosts[host].ip, "--secret", SECRET, "--loop", loop]
+        return start_node(name, *options, prefix=lab.exec_argv(host))
 
-    a, b = await asyncio.gather(
-        start_node("a", *options(0, "asyncio"), prefix=lab.exec_argv(0)),
-        start_node("b", *options(1, "uvloop"), prefix=lab.exec_argv(1)),
+    a, b, c = await asyncio.gather(
+        start("a", 0, "asyncio"), start("b", 1, "uvloop"), start("c", 2, "uvloop")
     )
     assert a.address.endswith(f"@{lab.hosts[0].ip}:{a.port}")
-    # Each node watches an actor of the other: a partition must not fire
-    # those watches (only the cluster layer declares a node gone).
-    await asyncio.gather(a.spawn("echo", "echo"), b.spawn("echo", "echo"))
-    await a.spawn("watcher", "watcher", target=b.path("echo"))
-    await b.spawn("watcher", "watcher", target=a.path("echo"))
-    assert await a.request("ask", to=b.path("echo"), msg="before") == "before"
-    assert await b.request("ask", to=a.path("echo"), msg="before") == "before"
-    await asyncio.gather(next_peer_event(a, "PeerConnected"), next_peer_event(b, "PeerConnected"))
-
-    lab.partition([1])
-    ask_a, ask_b, lost_a, lost_b = await asyncio.gather(
-        timed(a.request("ask", to=b.path("echo"), msg="during", timeout=ASK_TIMEOUT)),
-        timed(b.request("ask", to=a.path("echo"), msg="during", timeout=ASK_TIMEOUT)),
-        timed(next_peer_event(a, "PeerDisconnected")),
-        timed(next_peer_event(b, "PeerDisconnected")),
+    await asyncio.gather(*(node.spawn("echo", "echo") for node in (a, b, c)))
+    # a and c watch an actor of each other: a partition must not fire those
+    # watches (only the cluster layer declares a node gone).
+    await a.spawn("watcher", "watcher", target=c.path("echo"))
+    await c.spawn("watcher", "watcher", target=a.path("echo"))
+    for x, y in ((a, b), (b, a), (a, c), (c, a)):
+        assert await x.request("ask", to=y.path("echo"), msg="before") == "before"
+    await asyncio.gather(
+        next_peer_event(a, "PeerConnected", c), next_peer_event(c, "PeerConnected", a)
     )
-    for node, (lost, _), (elapsed, error) in ((a, lost_a, ask_a), (b, lost_b, ask_b)):
+
+    lab.partition([2])  # c | a b
+    ask_a, ask_c, lost_a, lost_c, *within = await asyncio.gather(
+        timed(a.request("ask", to=c.path("echo"), msg="during", timeout=ASK_TIMEOUT)),
+        timed(c.request("ask", to=a.path("echo"), msg="during", timeout=ASK_TIMEOUT)),
+        timed(next_peer_event(a, "PeerDisconnected", c)),
+        timed(next_peer_event(c, "PeerDisconnected", a)),
+        a.request("ask", to=b.path("echo"), msg="during"),
+        b.request("ask", to=a.path("echo"), msg="during"),
+    )
+    assert within == ["during", "during"]  # a and b go on talking
+    for node, (lost, _), (elapsed, error) in ((a, lost_a, ask_a), (c, lost_c, ask_c)):
         # Keepalive notices the silent stream (no watch fires meanwhile) ...
         assert lost <= DETECT + SLACK, f"{node.name} lost its stream after {lost:.2f} s"
         # ... and unreachable_drop_after later the ask fails, not at its own timeout.
@@ -119,13 +129,13 @@ async def test_partition_fails_asks_in_bounded_time_and_heal_restores_messaging(
 
     lab.heal()
     # The watches keep both links reconnecting: messages flow again.
-    assert await asyncio.gather(ask_once_back(a, b), ask_once_back(b, a)) == ["after", "after"]
+    assert await asyncio.gather(ask_once_back(a, c), ask_once_back(c, a)) == ["after", "after"]
 
-    # The watches survived the partition: a stop on b still reaches a's watcher.
-    assert [e for e in _drain(a) + _drain(b) if e["event"] == "terminated"] == []
-    await b.request("stop", path=b.path("echo"))
+    # The watches survived the partition: a stop on c still reaches a's watcher.
+    assert [e for e in _drain(a) + _drain(c) if e["event"] == "terminated"] == []
+    await c.request("stop", path=c.path("echo"))
     event = await a.event("terminated")
-    assert (event["ref"], event["confirmed"]) == (b.path("echo"), True)
+    assert (event["ref"], event["confirmed"]) == (c.path("echo"), True)
 
 
 def _drain(node: NodeProcess) -> list[dict[str, Any]]:
