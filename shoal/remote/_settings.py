@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +26,16 @@ class TlsSettings:
     """
 
     cert_file: str | Path
+    """This node's certificate (PEM), presented to every peer."""
+
     key_file: str | Path
+    """The private key of ``cert_file`` (PEM)."""
+
     ca_file: str | Path
+    """The certificate authority (PEM) that must have signed every peer's certificate."""
+
     server_name: str | None = None
+    """Name checked against peers' certificates instead of their host."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +58,13 @@ class RemoteSettings:
     cluster_name: str = "shoal"
     """Peers with another cluster name are refused at the handshake."""
 
-    cluster_secret: bytes | None = None
+    cluster_secret: bytes | None = field(default=None, repr=False)
     """Shared secret every peer must present in its handshake (compared in
     constant time). It travels in the handshake: configure ``tls`` too on an
     untrusted network. It admits a node to the cluster but does not bind it to
     the address it claims: whoever holds it (or a valid certificate) can speak
-    as, and be written to as, any member. Give it to cluster nodes only."""
+    as, and be written to as, any member. Give it to cluster nodes only. It
+    is left out of the settings' ``repr``."""
 
     tls: TlsSettings | None = None
     """Mutual TLS for every stream; ``None`` means plaintext."""
