@@ -21,11 +21,17 @@ STARTUP = 30.0  # seconds; generous for a loaded 2-core machine
 class NodeProcess:
     """A ``shoal node`` process; its stdout JSON milestones arrive on a queue."""
 
-    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        argv: list[str],
+        log: Path,
+        env: dict[str, str] | None = None,
+        prefix: list[str] | None = None,
+    ) -> None:
         self.log = log
         self._stderr = log.open("wb")
         self.proc = subprocess.Popen(
-            [*SHOAL, "node", *argv],
+            [*(prefix or []), *SHOAL, "node", *argv],
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             env={**os.environ, **(env or {})},
@@ -101,10 +107,12 @@ class NodeProcess:
         self._stderr.close()
 
 
-def shoal(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a ``shoal`` command to completion."""
+def shoal(
+    *args: str, env: dict[str, str] | None = None, prefix: list[str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run a ``shoal`` command to completion (after ``prefix``, e.g. ``ip netns exec``)."""
     return subprocess.run(
-        [*SHOAL, *args],
+        [*(prefix or []), *SHOAL, *args],
         capture_output=True,
         text=True,
         timeout=60,

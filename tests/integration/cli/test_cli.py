@@ -215,3 +215,31 @@ def test_every_endpoint_of_a_live_node_process_has_its_documented_shape(nodes: N
     for name in ("shoal_cluster_members", "shoal_remote_frames_sent", "shoal_actors"):
         assert name in metrics
     check_schema(get("/no/such/path", 404), ERROR)
+
+
+def test_five_nodes_survive_a_kill_a_leave_and_a_restart(nodes: Nodes) -> None:
+    cluster = nodes.cluster(5)
+    first = cluster[0]
+    eventually(lambda: len(members(first)["members"]) == 5)
+
+    def view() -> list[tuple[str, str, str]]:
+        return sorted((m["node"], m["nodeUid"], m["status"]) for m in members(first)["members"])
+
+    # SIGKILL: detected, downed by the resolver, removed; the others go on.
+    killed = cluster[4]
+    killed.kill()
+    eventually(lambda: len(view()) == 4, timeout=30)
+    assert {status for _, _, status in view()} == {"Up"}
+
+    # SIGTERM: a graceful leave, exit 0.
+    cluster[3].signal(signal.SIGTERM)
+    assert cluster[3].wait_exit() == 0
+    eventually(lambda: len(view()) == 3, timeout=30)
+
+    # The killed node comes back on the same address: a new incarnation joins.
+    again = nodes.start("--port", killed.address.rsplit(":", 1)[1], "--seed", first.address)
+    again.wait_event("started")
+    again.wait_event("up")
+    assert again.started["uid"] != killed.started["uid"]
+    eventually(lambda: len(view()) == 4, timeout=30)
+    assert (f"shoal://{killed.address}", again.started["uid"], "Up") in view()
