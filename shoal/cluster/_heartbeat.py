@@ -27,12 +27,13 @@ class HeartbeatState:
     Not thread-safe; owned by the cluster of one node.
     """
 
-    __slots__ = ("_detectors", "_ring", "_self", "_settings")
+    __slots__ = ("_detectors", "_key", "_ring", "_self", "_settings")
 
     def __init__(self, self_node: UniqueAddress, settings: ClusterSettings) -> None:
         self._self = self_node
         self._settings = settings
         self._ring = HeartbeatRing.of((), settings.monitored_neighbours)
+        self._key: tuple[frozenset[UniqueAddress], frozenset[UniqueAddress]] | None = None
         self._detectors: dict[UniqueAddress, PhiAccrualFailureDetector] = {}
 
     @property
@@ -44,9 +45,11 @@ class HeartbeatState:
         self, nodes: Iterable[UniqueAddress], unreachable: Collection[UniqueAddress], now: float
     ) -> None:
         """Recompute the receivers over the ring of ``nodes`` (with this node)."""
-        ring = HeartbeatRing.of(
-            [*nodes, self._self], self._settings.monitored_neighbours, unreachable
-        )
+        key = (frozenset(nodes), frozenset(unreachable))
+        if key == self._key:
+            return
+        self._key = key
+        ring = HeartbeatRing.of([*key[0], self._self], self._settings.monitored_neighbours, key[1])
         if ring == self._ring:
             return
         self._ring = ring

@@ -74,7 +74,7 @@ def on_frame(node: Node, data: object, sender: ActorRef | None) -> None:
     node.metrics.messages_received += 1
     node.metrics.bytes_received += len(data)
     try:
-        envelope = decode(data)
+        envelope = decode(data, node.node_cache)
     except ProtocolError as error:
         refuse(node, "undecodable", str(error))
         return

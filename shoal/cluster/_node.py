@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final
 
 from shoal.runtime import ActorRef, Address, Cancellable, RateLimitedLog, UniqueAddress
 
-from ._codec import encode, seen_digest
+from ._codec import NodeCache, encode, seen_digest
 from ._downing import Downing
 from ._events import ClusterEvent, LeaderChanged, MemberDowned, MemberRemoved, diff
 from ._gossip import Gossip
@@ -77,6 +77,7 @@ class Node:
         self.heartbeat = HeartbeatState(self.self_node, settings)
         self.downing = Downing(settings)
         self.bad_log = RateLimitedLog(_log, system.clock, 5, 10.0)
+        self.node_cache = NodeCache(system.name)
         self.daemon: ActorRef | None = None
         self.seed_join: SeedJoin | None = None
         self.closed = False
