@@ -95,3 +95,21 @@ async def test_flapping_links_do_not_down_a_healthy_member() -> None:
         for c in nodes:
             assert [m.status for m in c.gossip.members] == [MemberStatus.UP] * 5
             assert c.state.unreachable == frozenset()
+
+
+async def test_indirectly_connected_members_are_downed() -> None:
+    clock = ManualClock()
+    settings = ClusterSettings.testing()
+    async with MemoryNetwork(clock=clock) as net:
+        nodes = await form_cluster(net, clock, 5, settings)
+        await run_for(clock, 0.5)
+        a, c = nodes[1].system, nodes[3].system  # each reaches the others, not each other
+        net.drop(a, c)
+        net.drop(c, a)
+        await advance_until(clock, lambda: _alive(nodes) == [0, 2, 4], max_time=10)
+        await run_for(clock, 1.0)
+        for i in (0, 2, 4):
+            assert [m.unique_address for m in nodes[i].gossip.members] == [
+                nodes[j].self_address for j in (0, 2, 4)
+            ]
+        await finish_shutdowns(clock, nodes)
