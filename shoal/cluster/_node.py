@@ -255,7 +255,9 @@ class Node:
             self._hook(event)
         self._on_events(events)
         gossip = new.gossip
-        ring = [m.unique_address for m in gossip.members if m.status is not MemberStatus.DOWN]
+        # Down members stay on the ring: one that stops before it has seen the
+        # state the leader removes it in must still be found unreachable.
+        ring = [m.unique_address for m in gossip.members]
         unreachable = gossip.effective_reachability().all_unreachable()
         self.heartbeat.update(ring, unreachable, self.system.clock.now())
         if new.self_member is not None:
