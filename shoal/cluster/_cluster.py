@@ -100,6 +100,7 @@ class Cluster:
         if self._node is not None:
             raise ClusterError(f"the cluster already runs on {self.system.address}")
         remoting = Remoting.get(self.system)
+        _check_seeds(self.system.name, settings)
         self.settings = settings
         node = Node(self.system, remoting, settings, self.metrics, self._on_events, self._on_self)
         node.daemon = self.system.spawn_system_actor(
@@ -199,6 +200,7 @@ class Cluster:
         settings = self.settings
         if seed_nodes is not None:
             settings = replace(settings, seed_nodes=tuple(seed_nodes))
+            _check_seeds(self.system.name, settings)
         node.seed_join = SeedJoin(
             node.self_node.address,
             settings,
@@ -279,3 +281,11 @@ class Cluster:
         if node is None:
             return f"<Cluster {self.system.name} (not started)>"
         return f"<Cluster {node.self_node} members={len(node.membership.gossip.members)}>"
+
+
+def _check_seeds(system: str, settings: ClusterSettings) -> None:
+    for seed in settings.seed_addresses:
+        if seed.system != system:
+            raise ValueError(
+                f"seed_nodes: {seed} is not a node of this cluster (actor system {system!r})"
+            )

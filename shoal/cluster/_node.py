@@ -218,9 +218,8 @@ class Node:
                 self._decision_timer = self.system.clock.call_later(due - now, self._decision_tick)
             return
         self.metrics.count_decision(decision.strategy, decision.kind.name.lower())
-        _log.warning("[%s] %s", self.self_node, decision.describe())
-        if decision.downs_self:
-            _log.warning("[%s] this node is on the losing side and stops", self.self_node)
+        losing = "; this node is on the losing side and stops" if decision.downs_self else ""
+        _log.warning("[%s] %s%s", self.self_node, decision.describe(), losing)
         state = self.membership
         for node in sorted(decision.to_down):
             state = down(state, node)

@@ -90,3 +90,16 @@ async def test_start_twice_and_get_before_start_raise() -> None:
         assert Cluster.get(a.system) is cluster
         with pytest.raises(ClusterError, match="already runs"):
             await Cluster.start(a.system, ClusterSettings.testing())
+
+
+async def test_seeds_of_another_system_are_refused_at_start() -> None:
+    clock = ManualClock()
+    async with MemoryNetwork(clock=clock) as net:
+        a = await net.start_node("app")
+        with pytest.raises(ValueError, match=r"seed_nodes: .* is not a node of this cluster"):
+            await Cluster.start(
+                a.system, ClusterSettings.testing(seed_nodes=("other@127.0.0.1:1",))
+            )
+        cluster = await Cluster.start(a.system, ClusterSettings.testing())
+        with pytest.raises(ValueError, match="seed_nodes"):
+            cluster.join_seed_nodes(["app@nohost"])
