@@ -72,6 +72,7 @@ class Cluster:
         self._up: asyncio.Future[None] = system.loop.create_future()
         self._gone: asyncio.Future[str] = system.loop.create_future()
         self._leaving = False
+        self._last_status: MemberStatus | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -255,6 +256,7 @@ class Cluster:
     def _on_self(self, state: MembershipState) -> None:
         me = state.self_member
         if me is not None:
+            self._last_status = me.status
             if me.status is MemberStatus.UP and not self._up.done():
                 self._up.set_result(None)
             if me.status is MemberStatus.DOWN:
@@ -273,7 +275,8 @@ class Cluster:
             reason = "cluster-downed"
         else:
             _log.info("[%s] this node was removed from the cluster", node.self_node)
-            reason = "cluster-leave" if self._leaving else "cluster-removed"
+            left = self._leaving or self._last_status is MemberStatus.EXITING
+            reason = "cluster-leave" if left else "cluster-removed"
         self._shutdown_task = self.system.loop.create_task(self.system.shutdown(reason))
 
     def __repr__(self) -> str:
