@@ -293,7 +293,7 @@ class Node:
                     )
                 else:
                     remoting.quarantine(address, uid)
-                    self._refs.pop(m.address, None)
+                self._refs.pop(m.address, None)
             case _:
                 pass
 
