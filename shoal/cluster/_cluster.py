@@ -27,7 +27,8 @@ from ._events import ClusterEvent, CurrentClusterState, snapshot
 from ._gossip import Gossip
 from ._inbound import Daemon, on_frame
 from ._join import SeedJoin
-from ._member import Member, MemberStatus
+from ._leader import leader
+from ._member import Member, MemberStatus, oldest
 from ._membership import MembershipState, down, leave
 from ._messages import Join
 from ._metrics import ClusterCollector, ClusterMetrics
@@ -165,6 +166,36 @@ class Cluster:
         """A snapshot of the membership as this node sees it; never waits."""
         node = self._running
         return snapshot(node.membership.gossip, node.self_node)
+
+    def oldest(self, role: str | None = None) -> Member | None:
+        """The oldest Up or Leaving member (with ``role``), as this node sees it.
+
+        The singleton's home (design §4); ``None`` when there is none.
+        """
+        return oldest(
+            m
+            for m in self._running.membership.gossip.members
+            if m.status in (MemberStatus.UP, MemberStatus.LEAVING) and m.has_role(role)
+        )
+
+    def role_leader(self, role: str | None = None) -> UniqueAddress | None:
+        """The leader among the members with ``role`` (the leader when ``role`` is None)."""
+        node = self._running
+        gossip = node.membership.gossip
+        if role is None:
+            return leader(gossip, node.self_node)
+        with_role = Gossip.of(
+            (m for m in gossip.members if m.has_role(role)), reachability=gossip.reachability
+        )
+        return leader(with_role, node.self_node)
+
+    def unreachable_observers(self) -> dict[UniqueAddress, frozenset[UniqueAddress]]:
+        """Each member observed unreachable, with the members observing it so."""
+        reachability = self._running.membership.gossip.effective_reachability()
+        return {
+            subject: reachability.observers_of(subject)
+            for subject in sorted(reachability.all_unreachable())
+        }
 
     @property
     def is_up(self) -> bool:
