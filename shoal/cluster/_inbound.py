@@ -56,10 +56,15 @@ class Daemon(Actor):
         self._on_frame(message, self.ctx.sender)
 
 
-def refuse(node: Node, kind: str, detail: str) -> None:
-    """Count and log (rate-limited) a refused frame of ``kind``."""
+def refuse(node: Node, kind: str, detail: str, *, expected: bool = False) -> None:
+    """Count and log (rate-limited) a refused frame of ``kind``.
+
+    ``expected`` refusals (the last frames of a member just removed) are
+    logged at INFO rather than WARNING.
+    """
     node.metrics.count_bad(kind)
-    node.bad_log.report(
+    log = node.info_log if expected else node.bad_log
+    log.report(
         f"cluster-{kind}", "[%s] refused a cluster frame (%s): %s", node.self_node, kind, detail
     )
 
@@ -87,10 +92,10 @@ def on_frame(node: Node, data: object, sender: ActorRef | None) -> None:
         refuse(node, "wrong-incarnation", f"{frm} sent {type(envelope.body).__name__} to uid 0")
     elif sender is not None and sender.path.node != frm.address:
         refuse(node, "spoofed-sender", f"{frm} sent through {sender.path.node}")
-    elif node.membership.gossip.is_tombstoned(frm) or node.remoting.is_quarantined(
-        str(frm.address), frm.uid
-    ):
-        refuse(node, "quarantined", f"from removed incarnation {frm}")
+    elif node.membership.gossip.is_tombstoned(frm):
+        refuse(node, "quarantined", f"from removed incarnation {frm}", expected=True)
+    elif node.remoting.is_quarantined(str(frm.address), frm.uid):
+        refuse(node, "quarantined", f"from quarantined incarnation {frm}")
     else:
         _dispatch(node, frm, envelope.body)
 
@@ -98,7 +103,8 @@ def on_frame(node: Node, data: object, sender: ActorRef | None) -> None:
 def _dispatch(node: Node, frm: UniqueAddress, body: Body) -> None:
     match body:
         case Heartbeat(sequence=seq):
-            node.send(frm, HeartbeatReply(seq))
+            if node.membership.self_member is not None or not node.was_member:
+                node.send(frm, HeartbeatReply(seq))  # a removed node stays silent
         case HeartbeatReply():
             node.heartbeat.reply(frm, node.system.clock.now())
         case GossipStatus():

@@ -77,6 +77,7 @@ class Node:
         self.heartbeat = HeartbeatState(self.self_node, settings)
         self.downing = Downing(settings)
         self.bad_log = RateLimitedLog(_log, system.clock, 5, 10.0)
+        self.info_log = RateLimitedLog(_log, system.clock, 5, 10.0, level=logging.INFO)
         self.node_cache = NodeCache(system.name)
         self.daemon: ActorRef | None = None
         self.seed_join: SeedJoin | None = None
