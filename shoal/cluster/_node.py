@@ -200,7 +200,10 @@ class Node:
         state = self.membership
         for node in unavailable - mine:
             state = observe_unreachable(state, node)
-        for node in available & mine:
+        # A node this node no longer monitors (the ring moved) is no longer
+        # its to judge: withdraw the observation, as Akka's reaper does; its
+        # new monitors decide.
+        for node in (available | (mine - self.heartbeat.receivers)) & mine:
             state = observe_reachable(state, node)
         self.apply(state, push=True)
         self.check_downing(now)
