@@ -253,6 +253,21 @@ class Cluster:
         node = self._running
         node.apply(down(node.membership, target), push=True)
 
+    def leave_member(self, address: Address | str) -> None:
+        """Start the graceful leave of the member at ``address`` (an operator's request).
+
+        The member goes Leaving -> Exiting -> Removed and its node shuts
+        down (exit reason ``cluster-leave``), as if it had called
+        :meth:`leave`. ``ValueError`` for an address that does not parse;
+        nothing happens for a member already leaving, or not a member.
+        """
+        target = Address.parse(address) if isinstance(address, str) else address
+        node = self._running
+        if target == node.self_node.address:
+            self._start_leave()
+            return
+        node.apply(leave(node.membership, target), push=True)
+
     async def leave(self) -> None:
         """Leave gracefully: Leaving -> Exiting -> Removed, then shut the system down.
 
