@@ -74,6 +74,15 @@ class HeartbeatState:
         detector = self._detectors.get(node)
         return 0.0 if detector is None else detector.phi(now)
 
+    def next_suspicion(self, now: float) -> float | None:
+        """The earliest time after ``now`` a receiver still available becomes suspected."""
+        times = [
+            at
+            for detector in self._detectors.values()
+            if (at := detector.suspected_at()) is not None and at > now
+        ]
+        return min(times, default=None)
+
     def check(self, now: float) -> tuple[frozenset[UniqueAddress], frozenset[UniqueAddress]]:
         """``(available, unavailable)`` receivers at ``now``."""
         up: set[UniqueAddress] = set()

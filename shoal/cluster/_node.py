@@ -90,6 +90,8 @@ class Node:
         self._hb_seq = 0
         self._decision_due: float | None = None
         self._decision_timer: Cancellable | None = None
+        self._reap_at: float | None = None
+        self._reap_timer: Cancellable | None = None
         self._digest: tuple[Gossip | None, int] = (None, 0)
 
     # -- timers -------------------------------------------------------------------------
@@ -116,8 +118,9 @@ class Node:
         self.closed = True
         for timer in self._timers:
             timer.cancel()
-        if self._decision_timer is not None:
-            self._decision_timer.cancel()
+        for pending in (self._decision_timer, self._reap_timer):
+            if pending is not None:
+                pending.cancel()
         if self.seed_join is not None:
             self.seed_join.stop()
 
@@ -188,13 +191,25 @@ class Node:
         self.apply(state, push=True)
 
     def heartbeat_tick(self) -> None:
-        """Probe the ring neighbours; record who crossed the phi threshold, either way."""
+        """Probe the ring neighbours, then :meth:`reap`."""
         if self.membership.self_member is None:
             return
-        now = self.system.clock.now()
         self._hb_seq += 1
         for node in self.heartbeat.receivers:
             self.send(node, Heartbeat(self._hb_seq))
+        self.reap()
+
+    def reap(self) -> None:
+        """Record who crossed the phi threshold, either way; run the resolver.
+
+        Runs on every heartbeat tick, and also exactly when the next
+        receiver would cross the threshold (a reply meanwhile only makes
+        that check find everyone available): detection does not wait for a
+        tick, which the removal bound has no room for.
+        """
+        if self.membership.self_member is None or self.closed:
+            return
+        now = self.system.clock.now()
         available, unavailable = self.heartbeat.check(now)
         mine = self_unreachable(self.membership.gossip, self.self_node)
         state = self.membership
@@ -207,6 +222,17 @@ class Node:
             state = observe_reachable(state, node)
         self.apply(state, push=True)
         self.check_downing(now)
+        at = self.heartbeat.next_suspicion(now)
+        if at is not None and at != self._reap_at:
+            if self._reap_timer is not None:
+                self._reap_timer.cancel()
+            self._reap_at = at
+            # A microsecond later: at the crossing itself phi may round just below.
+            self._reap_timer = self.system.clock.call_later(at - now + 1e-6, self._reap_tick)
+
+    def _reap_tick(self) -> None:
+        self._reap_timer = self._reap_at = None
+        self.reap()
 
     def check_downing(self, now: float) -> None:
         """Feed the resolver this node's view; apply its decision when one is due."""
