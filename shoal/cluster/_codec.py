@@ -207,7 +207,8 @@ def decode_gossip(cluster: str, g: pb.Gossip, cache: NodeCache | None = None) ->
         raise ProtocolError("node table: as many uids as addresses are needed")
     nodes = cache if cache is not None and cache.cluster == cluster else NodeCache(cluster)
     table = [nodes.get(hp, uid) for hp, uid in zip(g.host_ports, g.uids, strict=True)]
-    if len(set(table)) != len(table):
+    # Compared as (host_port, uid): strings hash once, addresses on every call.
+    if len(set(zip(g.host_ports, g.uids, strict=True))) != len(table):
         raise ProtocolError("node table lists a node twice")
     n_members = len(g.members)
     n_tombs = len(g.tombstone_times)
@@ -218,15 +219,15 @@ def decode_gossip(cluster: str, g: pb.Gossip, cache: NodeCache | None = None) ->
     ):
         raise ProtocolError("bad role names")
     members: list[Member] = []
-    addresses: set[Address] = set()
+    addresses: set[str] = set()
     for i, m in enumerate(g.members):
         status = _STATUS_FROM_PB.get(m.status)
         if status is None:
             raise ProtocolError(f"unknown member status {m.status}")
-        node = table[i]
-        if node.address in addresses:
+        node, where = table[i], g.host_ports[i]
+        if where in addresses:
             raise ProtocolError(f"two members at {node.address}")
-        addresses.add(node.address)
+        addresses.add(where)
         roles = frozenset(g.roles[r] for r in m.roles if 0 <= r < len(g.roles))
         if len(roles) != len(m.roles):
             raise ProtocolError("a member names an unknown role")
