@@ -256,8 +256,9 @@ class PersistentActor(Actor):
                     raise EventDecodeError(
                         pid, stored.sequence_nr, stored.serializer_id, stored.manifest, str(exc)
                     ) from exc
+                # on_event sees the event's own number, as it does live
+                self._pers_seq = stored.sequence_nr
                 on_event(event)
-            self._pers_seq = chunk[-1].sequence_nr
         # Events between the last replayed and the highest were deleted: skip their numbers.
         self._pers_seq = max(self._pers_seq, highest)
 

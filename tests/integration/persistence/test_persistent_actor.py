@@ -348,3 +348,30 @@ async def test_configure_after_use_is_refused(faulty: tuple[ActorSystem, FaultyJ
     _ = system.extension(Persistence).journal
     with pytest.raises(RuntimeError, match="already in use"):
         Persistence.configure(system, PersistenceSettings.testing())
+
+
+class Numbering(Account):
+    """Records ``last_sequence_nr`` as ``on_event`` sees it."""
+
+    def __init__(self, key: str, seen: list[int]) -> None:
+        super().__init__(key)
+        self.seen = seen
+
+    def on_event(self, event: Deposited) -> None:
+        super().on_event(event)
+        self.seen.append(self.last_sequence_nr)
+
+
+async def test_on_event_sees_its_own_number_in_replay_as_live(
+    system: ActorSystem, pid: str
+) -> None:
+    live: list[int] = []
+    ref = system.spawn(lambda: Numbering(pid, live))
+    await ref.ask(Deposit(1, times=3))
+    await ref.ask(Deposit(2))
+    assert live == [1, 2, 3, 4]
+    await stop(ref)
+    replayed: list[int] = []
+    again = system.spawn(lambda: Numbering(pid, replayed))
+    assert await again.ask(Balance()) == (5, 4)
+    assert replayed == live
