@@ -68,6 +68,7 @@ from ._sqlite_db import (
     delete_to,
     highest,
     read_chunk,
+    read_first_chunk,
     truncate_wal,
 )
 from ._thread_worker import ThreadWorker
@@ -248,22 +249,24 @@ class SqliteJournal(Journal):
         if remaining <= 0 or from_sequence_nr > to_sequence_nr:
             return
         limit = min(chunk_size, remaining)
-        expected: int | None = None  # past a deletion the first event is later than asked
-        ahead: asyncio.Future[list[PersistentRepr]] | None = fetch(from_sequence_nr, limit)
+        # The first event must be the first asked for or, past a deletion, the one
+        # after the marker: a later one means rows were removed without a marker.
+        expected, chunk = await self._read(
+            lambda c: read_first_chunk(c, pid, from_sequence_nr, to_sequence_nr, limit), what
+        )
+        ahead: asyncio.Future[list[PersistentRepr]] | None = None
         try:
-            while ahead is not None:
-                chunk = await ahead
-                ahead = None
-                if not chunk:
-                    return
-                if expected is None:
-                    expected = chunk[0].sequence_nr
+            while chunk:
                 expected = validate_chunk(pid, expected, chunk)
                 remaining -= len(chunk)
                 if len(chunk) == limit and remaining > 0:  # a full chunk: there may be more
                     limit = min(chunk_size, remaining)
                     ahead = fetch(chunk[-1].sequence_nr + 1, limit)  # read ahead of the consumer
                 yield chunk
+                if ahead is None:
+                    return
+                chunk = await ahead
+                ahead = None
         finally:
             if ahead is not None:
                 ahead.cancel()

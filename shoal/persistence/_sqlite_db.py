@@ -38,7 +38,9 @@ __all__ = [
     "truncate_wal",
     "delete_to",
     "highest",
+    "deleted_to",
     "read_chunk",
+    "read_first_chunk",
 ]
 
 _SCHEMA: Final = (
@@ -111,6 +113,7 @@ def insert_rows(conn: sqlite3.Connection, flat: list[object]) -> None:
         raise
 
 
+_DELETED_TO: Final = "SELECT deleted_to FROM journal_meta WHERE persistence_id = ?"
 _READ: Final = """SELECT sequence_nr, serializer_id, manifest, payload, writer_uuid, timestamp
     FROM journal WHERE persistence_id = ? AND sequence_nr BETWEEN ? AND ?
     ORDER BY sequence_nr LIMIT ?"""
@@ -240,6 +243,29 @@ def read_chunk(
         PersistentRepr(pid, seq, ser, man, payload, writer, ts)
         for seq, ser, man, payload, writer, ts in conn.execute(_READ, (pid, from_nr, to_nr, limit))
     ]
+
+
+def deleted_to(conn: sqlite3.Connection, persistence_id: str) -> int:
+    """The deletion marker of ``persistence_id``: events up to it were deleted (0 if none)."""
+    row = conn.execute(_DELETED_TO, (persistence_id,)).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def read_first_chunk(
+    conn: sqlite3.Connection, persistence_id: str, from_nr: int, to_nr: int, limit: int
+) -> tuple[int, list[PersistentRepr]]:
+    """The first event a replay must find, and the first chunk (see :func:`read_chunk`).
+
+    Both in one read transaction: the first event is ``from_nr`` or, past a
+    deletion, the one after the marker; a replay whose first row is later
+    has found rows removed without a marker.
+    """
+    conn.execute("BEGIN")
+    try:
+        first = max(from_nr, deleted_to(conn, persistence_id) + 1)
+        return first, read_chunk(conn, persistence_id, first, to_nr, limit)
+    finally:
+        conn.execute("COMMIT")
 
 
 def delete_to(conn: sqlite3.Connection, persistence_id: str, to_sequence_nr: int) -> None:

@@ -138,3 +138,31 @@ async def test_an_unopenable_database_fails_writes_and_reads(tmp_path: Path) -> 
             await journal.highest_sequence_nr("p")
     finally:
         await journal.close()
+
+
+@pytest.mark.parametrize(
+    ("deleted_to", "removed", "replay_from", "missing"),
+    [
+        (0, (1, 2), 1, 1),  # the first rows, no deletion marker
+        (2, (3,), 1, 3),  # just past a deletion
+        (0, (4, 5), 3, 4),  # inside the range asked for
+        (0, (3,), 3, 3),  # the first event asked for
+    ],
+)
+async def test_rows_removed_without_a_deletion_marker_are_corruption(
+    tmp_path: Path, deleted_to: int, removed: tuple[int, ...], replay_from: int, missing: int
+) -> None:
+    path = tmp_path / "j.db"
+    journal = SqliteJournal(path)
+    try:
+        await journal.write([ev("acct", n) for n in range(1, 8)])
+        if deleted_to:
+            await journal.delete_to("acct", deleted_to)
+        with sqlite3.connect(path) as conn:
+            conn.executemany("DELETE FROM journal WHERE sequence_nr = ?", [(n,) for n in removed])
+        with pytest.raises(
+            JournalCorruptionError, match=f"'acct' at sequence number {missing}: missing"
+        ):
+            await journal.events("acct", replay_from)
+    finally:
+        await journal.close()
