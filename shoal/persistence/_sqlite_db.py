@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
@@ -38,6 +39,7 @@ __all__ = [
     "truncate_wal",
     "delete_to",
     "highest",
+    "is_busy",
     "deleted_to",
     "read_chunk",
     "read_first_chunk",
@@ -69,6 +71,8 @@ _SCHEMA: Final = (
     ) STRICT""",
 )
 
+_TABLE_NAMES: Final = frozenset({"journal", "journal_meta", "snapshots"})
+_TABLES: Final = "SELECT name FROM sqlite_schema WHERE type = 'table'"
 _HIGHEST: Final = """SELECT max(
     coalesce((SELECT max(sequence_nr) FROM journal WHERE persistence_id = ?1), 0),
     coalesce((SELECT deleted_to FROM journal_meta WHERE persistence_id = ?1), 0))"""
@@ -183,17 +187,65 @@ def connect(settings: SqliteSettings) -> sqlite3.Connection:
         timeout=settings.busy_timeout_s,
     )
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
+        _while_busy(settings.busy_timeout_s, lambda: _enter_wal(conn))
         conn.execute(f"PRAGMA synchronous={settings.synchronous}")
         conn.execute(f"PRAGMA mmap_size={int(settings.mmap_size)}")
         conn.execute(f"PRAGMA wal_autocheckpoint={4 * settings.checkpoint_bytes // 4096}")
         conn.execute(f"PRAGMA journal_size_limit={int(settings.checkpoint_bytes)}")
-        for ddl in _SCHEMA:
-            conn.execute(ddl)
+        _while_busy(settings.busy_timeout_s, lambda: _create_tables(conn))
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked" (another connection holds the lock)."""
+    return isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    )
+
+
+def _while_busy(timeout_s: float, step: Callable[[], None]) -> None:
+    """Run ``step``, again while it fails with "database is locked", for up to ``timeout_s``.
+
+    For the statements SQLite does not retry itself: switching a new file to
+    WAL, and a schema change started by a reader, fail at once rather than
+    wait (to avoid a deadlock) when several connections open one new file.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.001
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)  # on the plugin's own thread, never the event loop
+        delay = min(delay * 2, 0.05)
+
+
+def _enter_wal(conn: sqlite3.Connection) -> None:
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise sqlite3.OperationalError(f"cannot switch to WAL mode (journal_mode is {mode})")
+
+
+def _create_tables(conn: sqlite3.Connection) -> None:
+    """Create the missing tables in one write transaction (none if all exist)."""
+    present = {name for (name,) in conn.execute(_TABLES)}
+    if present >= _TABLE_NAMES:
+        return
+    conn.execute("BEGIN IMMEDIATE")  # waits for the write lock (busy_timeout) like a write
+    try:
+        for ddl in _SCHEMA:
+            conn.execute(ddl)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
 
 
 def checkpoint(conn: sqlite3.Connection) -> None:

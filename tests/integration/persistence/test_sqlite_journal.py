@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,14 @@ from shoal.persistence import (
     JournalReadError,
     JournalWriteError,
     PersistentRepr,
+    SnapshotMetadata,
+    SnapshotRecord,
+    SnapshotStoreError,
     SqliteJournal,
     SqliteSettings,
+    SqliteSnapshotStore,
 )
+from shoal.persistence._sqlite_db import connect
 from shoal.runtime.testing import ManualClock
 
 
@@ -129,15 +135,76 @@ async def test_a_gap_in_stored_rows_is_reported_with_its_number(tmp_path: Path) 
         await journal.close()
 
 
-async def test_an_unopenable_database_fails_writes_and_reads(tmp_path: Path) -> None:
-    journal = SqliteJournal(tmp_path / "missing-dir" / "j.db")
+async def test_an_unopenable_database_fails_calls_until_it_can_be_opened(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "missing-dir"
+    journal = SqliteJournal(directory / "j.db")
+    store = SqliteSnapshotStore(directory / "j.db")
     try:
         with pytest.raises(JournalWriteError, match="unable to open"):
             await journal.write([ev("p", 1)])
         with pytest.raises(JournalReadError, match="unable to open"):
             await journal.highest_sequence_nr("p")
+        with pytest.raises(SnapshotStoreError, match="unable to open"):
+            await store.load("p")
+        directory.mkdir()  # the condition passes: the same instances work again
+        await journal.write([ev("p", 1)])
+        assert await journal.highest_sequence_nr("p") == 1
+        await store.save(SnapshotRecord(SnapshotMetadata("p", 1, 0), 1, "", b"s"))
+        assert await store.load("p") is not None
     finally:
         await journal.close()
+        await store.close()
+
+
+def test_a_new_file_opened_by_many_connections_at_once_never_reports_locked(
+    tmp_path: Path,
+) -> None:
+    """Switching a new file to WAL and creating the schema, from 6 connections at once."""
+    failures: list[BaseException] = []
+    for n in range(60):
+        settings = SqliteSettings(path=tmp_path / f"new-{n}.db")
+        barrier = threading.Barrier(6)
+
+        def open_and_read(
+            settings: SqliteSettings = settings, barrier: threading.Barrier = barrier
+        ) -> None:
+            barrier.wait()
+            try:
+                conn = connect(settings)
+                conn.execute("SELECT count(*) FROM journal JOIN snapshots").fetchall()
+                conn.close()
+            except Exception as exc:
+                failures.append(exc)
+
+        threads = [threading.Thread(target=open_and_read) for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+
+
+async def test_journals_and_snapshot_stores_first_used_at_once_on_a_new_file(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "new.db"
+    journals = [SqliteJournal(path) for _ in range(3)]
+    stores = [SqliteSnapshotStore(path) for _ in range(3)]
+    try:
+        await asyncio.gather(
+            *(j.write([ev(f"p{i}", 1)]) for i, j in enumerate(journals)),
+            *(j.highest_sequence_nr("q") for j in journals),
+            *(
+                s.save(SnapshotRecord(SnapshotMetadata(f"p{i}", 1, 0), 1, "", b"s"))
+                for i, s in enumerate(stores)
+            ),
+        )
+        assert [await journals[0].highest_sequence_nr(f"p{i}") for i in range(3)] == [1, 1, 1]
+    finally:
+        for plugin in (*journals, *stores):
+            await plugin.close()
 
 
 @pytest.mark.parametrize(
