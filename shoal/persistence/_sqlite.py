@@ -40,6 +40,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
@@ -136,6 +137,8 @@ class SqliteJournal(Journal):
         self._lock = threading.Lock()  # guards _pending and _flush_queued across the two threads
         self._pending: list[_Pending] = []
         self._flush_queued = False
+        self._pending_since = 0.0  # when the oldest pending write was queued (monotonic)
+        self._busy_timeout_ms = int(self.settings.busy_timeout_s * 1000)  # writer thread's
         self._unchecked = 0  # bytes written since the last checkpoint request (writer thread)
         self._closed = False
 
@@ -154,7 +157,9 @@ class SqliteJournal(Journal):
         with self._lock:
             self._pending.append((events, fut))  # the caller must not mutate it meanwhile
             queue_flush = not self._flush_queued
-            self._flush_queued = True
+            if queue_flush:
+                self._flush_queued = True
+                self._pending_since = time.monotonic()
         if queue_flush:
             # Queued at the end of this loop turn, not now: every actor resumed in
             # this turn adds its write first, so one flush takes them all. Waking
@@ -184,19 +189,34 @@ class SqliteJournal(Journal):
             timeout = self.settings.busy_timeout_s
             self._reader.submit_nowait(lambda c: truncate_wal(c, timeout), _log_checkpoint_failure)
 
-    def _take_pending(self) -> list[_Pending]:
+    def _take_pending(self) -> tuple[list[_Pending], float]:
         with self._lock:
             batch, self._pending = self._pending, []
             self._flush_queued = False
-        return batch
+            return batch, self._pending_since
+
+    def _wait_for_lock_until(self, conn: sqlite3.Connection, deadline: float) -> None:
+        """Have ``conn`` wait for another connection's write lock until ``deadline`` at most.
+
+        So writes that queued while a flush waited for the lock wait one
+        ``busy_timeout_s`` in all, counted from when they were queued, not one
+        more per flush ahead of them. Set only when it differs noticeably
+        from the current timeout (a statement per flush would cost).
+        """
+        full = int(self.settings.busy_timeout_s * 1000)
+        wanted = max(0, min(full, int((deadline - time.monotonic()) * 1000)))
+        if abs(wanted - self._busy_timeout_ms) > max(full // 10, 10):
+            conn.execute(f"PRAGMA busy_timeout={wanted}")
+            self._busy_timeout_ms = wanted
 
     def _flush(self, conn: sqlite3.Connection) -> None:
         """On the writer thread: commit every queued write in one transaction."""
-        batch = self._take_pending()
+        batch, since = self._take_pending()
         if not batch:
             return
         outcomes: Sequence[Exception | None]
         try:
+            self._wait_for_lock_until(conn, since + self.settings.busy_timeout_s)
             outcomes = self._committer.commit(conn, [events for events, _ in batch])
         except Exception as exc:  # not a storage error (those are per write): fail them all
             self._committer.forget()
@@ -217,7 +237,7 @@ class SqliteJournal(Journal):
 
     def _fail_flush(self, exc: Exception) -> None:
         """On the writer thread: the flush could not run (the database did not open)."""
-        batch = self._take_pending()
+        batch, _ = self._take_pending()
         err = JournalWriteError(f"sqlite journal {self.settings.path!s} unavailable: {exc}")
         err.__cause__ = exc
         self._writer.post(_complete, batch, [err] * len(batch))

@@ -199,11 +199,12 @@ def connect(settings: SqliteSettings) -> sqlite3.Connection:
     return conn
 
 
-def is_busy(exc: BaseException) -> bool:
+def is_busy(exc: BaseException | None) -> bool:
     """Whether ``exc`` is SQLite's "database is locked" (another connection holds the lock)."""
-    return isinstance(exc, sqlite3.OperationalError) and (
-        getattr(exc, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    )
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    primary = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # extended codes keep it in the low byte
+    return primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _while_busy(timeout_s: float, step: Callable[[], None]) -> None:
@@ -370,13 +371,28 @@ class GroupCommitter:
         """Commit ``writes`` (each a valid, non-empty write); one outcome per write.
 
         Should the group's statement fail, each write is retried in a
-        transaction of its own, so one bad write cannot fail the others.
+        transaction of its own, so one bad write cannot fail the others;
+        except when the group could not get the write lock within the busy
+        timeout: then none could, and all fail at once (retrying them one by
+        one would make the last wait one busy timeout per write ahead of it).
         """
         try:
             return self._commit_group(conn, writes)
-        except sqlite3.Error:
+        except Exception as exc:  # binding errors (e.g. a lone surrogate) are not sqlite3.Error
             self._highest.clear()
-        return [self._commit_one(conn, events) for events in writes]
+            if is_busy(exc):
+                return [_write_error(events, exc) for events in writes]
+        outcomes: list[Exception | None] = []
+        for events in writes:
+            outcome = self._commit_one(conn, events)
+            outcomes.append(outcome)
+            if outcome is not None and is_busy(outcome.__cause__):
+                # locked now: the rest would each wait a whole busy timeout too
+                failed = outcome.__cause__
+                assert failed is not None
+                outcomes += [_write_error(e, failed) for e in writes[len(outcomes) :]]
+                break
+        return outcomes
 
     def forget(self) -> None:
         """Drop the cache (after a failure of unknown extent)."""
@@ -441,7 +457,7 @@ class GroupCommitter:
         return None
 
 
-def _write_error(events: Sequence[PersistentRepr], exc: sqlite3.Error) -> JournalWriteError:
+def _write_error(events: Sequence[PersistentRepr], exc: BaseException) -> JournalWriteError:
     first = events[0]
     err = JournalWriteError(
         f"sqlite write of {first.persistence_id!r} sequence numbers {first.sequence_nr}.."

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -22,7 +24,7 @@ from shoal.persistence import (
     SqliteSnapshotStore,
 )
 from shoal.persistence._sqlite_db import connect
-from shoal.runtime.testing import ManualClock
+from shoal.runtime.testing import ManualClock, quiesce
 
 
 def ev(pid: str, seq: int, payload: bytes = b"x") -> PersistentRepr:
@@ -232,4 +234,50 @@ async def test_rows_removed_without_a_deletion_marker_are_corruption(
         ):
             await journal.events("acct", replay_from)
     finally:
+        await journal.close()
+
+
+_HOLD_LOCK = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("COMMIT")
+"""
+
+
+async def test_writes_queued_behind_another_process_lock_wait_one_busy_timeout(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.db"
+    timeout = 0.5
+    journal = SqliteJournal(SqliteSettings(path=path, busy_timeout_s=timeout))
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", _HOLD_LOCK, str(path),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert holder.stdin is not None
+    assert holder.stdout is not None
+    try:
+        await journal.write([ev("before", 1)])  # the file exists before the lock is taken
+        assert await holder.stdout.readline() == b"locked\n"
+        began = time.monotonic()
+        first = [journal.write([ev(f"p{i}", 1)]) for i in range(8)]
+        await quiesce()  # the first group waits for the lock: these queue behind it
+        second = [journal.write([ev(f"q{i}", 1)]) for i in range(4)]
+        outcomes = await asyncio.gather(*first, *second, return_exceptions=True)
+        waited = time.monotonic() - began
+        assert all(isinstance(o, JournalWriteError) for o in outcomes), outcomes
+        assert "locked" in str(outcomes[0])
+        assert waited < 2.5 * timeout  # one busy timeout, not one per write (12 x 0.5 s)
+        holder.stdin.write(b"release\n")
+        await holder.stdin.drain()
+        assert await holder.wait() == 0
+        await journal.write([ev("p0", 1)])  # the lock is free: writes go through again
+        assert await journal.highest_sequence_nr("p0") == 1
+    finally:
+        if holder.returncode is None:
+            holder.kill()
+            await holder.wait()
         await journal.close()
