@@ -48,7 +48,14 @@ from ._cassandra_grouping import ROW_OVERHEAD, group_writes
 from ._cassandra_replay import ChunkQuery, HighestWalk, ReplayWalk
 from ._cassandra_session import CassandraSession, CassandraSettings, Once
 from ._errors import JournalError, JournalReadError, JournalWriteError, PluginClosedError
-from ._journal import MAX_SEQUENCE_NR, Journal, PersistentRepr, check_write, fence
+from ._journal import (
+    MAX_SEQUENCE_NR,
+    Journal,
+    PersistentRepr,
+    check_persistence_id,
+    check_write,
+    fence,
+)
 from ._partitions import partition_nr, write_partition
 
 __all__ = ["CassandraJournal"]
@@ -291,6 +298,7 @@ class CassandraJournal(Journal):
         return walk.highest
 
     async def highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int = 0) -> int:
+        check_persistence_id(persistence_id)
         self._check_open()
         try:
             st = await self._ready()
@@ -322,6 +330,7 @@ class CassandraJournal(Journal):
         to_sequence_nr: int = MAX_SEQUENCE_NR,
         max_count: int = MAX_SEQUENCE_NR,
     ) -> AsyncIterator[Sequence[PersistentRepr]]:
+        check_persistence_id(persistence_id)
         pid = persistence_id
         self._check_open()
         ahead: asyncio.Future[list[Any]] | None = None
@@ -362,6 +371,7 @@ class CassandraJournal(Journal):
     # -- deleting ---------------------------------------------------------------------
 
     async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
+        check_persistence_id(persistence_id)
         pid = persistence_id
         self._check_open()
         try:

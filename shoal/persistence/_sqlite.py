@@ -52,7 +52,14 @@ from ._errors import (
     PluginClosedError,
     SnapshotStoreError,
 )
-from ._journal import MAX_SEQUENCE_NR, Journal, PersistentRepr, check_write, validate_chunk
+from ._journal import (
+    MAX_SEQUENCE_NR,
+    Journal,
+    PersistentRepr,
+    check_persistence_id,
+    check_write,
+    validate_chunk,
+)
 from ._snapshot import (
     LATEST,
     SnapshotMetadata,
@@ -256,6 +263,7 @@ class SqliteJournal(Journal):
         to_sequence_nr: int = MAX_SEQUENCE_NR,
         max_count: int = MAX_SEQUENCE_NR,
     ) -> AsyncIterator[Sequence[PersistentRepr]]:
+        check_persistence_id(persistence_id)
         chunk_size = self.settings.replay_chunk_size
         pid = persistence_id
         what = f"replay of {pid!r} from {from_sequence_nr}"
@@ -292,9 +300,11 @@ class SqliteJournal(Journal):
                 ahead.cancel()
 
     async def highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int = 0) -> int:
+        check_persistence_id(persistence_id)
         return await self._read(lambda c: highest(c, persistence_id), "highest sequence number")
 
     async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
+        check_persistence_id(persistence_id)
         self._check_open()
 
         def job(conn: sqlite3.Connection) -> None:
@@ -356,6 +366,7 @@ class SqliteSnapshotStore(SnapshotStore):
             raise SnapshotStoreError(f"sqlite snapshot store: {what} failed: {exc}") from exc
 
     async def save(self, snapshot: SnapshotRecord) -> None:
+        check_persistence_id(snapshot.metadata.persistence_id)
         m = snapshot.metadata
         row = (
             m.persistence_id,
@@ -376,6 +387,7 @@ class SqliteSnapshotStore(SnapshotStore):
         persistence_id: str,
         criteria: SnapshotSelectionCriteria = LATEST,
     ) -> SnapshotRecord | None:
+        check_persistence_id(persistence_id)
         if criteria.is_empty():
             return None
         args = _criteria_args(persistence_id, criteria)
@@ -390,6 +402,7 @@ class SqliteSnapshotStore(SnapshotStore):
         return await self._run(job, f"loading {persistence_id!r}")
 
     async def delete(self, persistence_id: str, criteria: SnapshotSelectionCriteria) -> None:
+        check_persistence_id(persistence_id)
         if criteria.is_empty():
             return
         args = _criteria_args(persistence_id, criteria)

@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from ._errors import JournalWriteError, SequenceConflictError
+from ._errors import EventRejectedError, JournalWriteError, SequenceConflictError
 from ._journal import PersistentRepr
 
 __all__ = [
@@ -448,13 +448,39 @@ class GroupCommitter:
             insert_rows(conn, [v for e in events for v in (pid, e.sequence_nr, e.serializer_id,
                                e.manifest, e.payload, e.writer_uuid, e.timestamp)])  # fmt: skip
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:
             self._highest.pop(pid, None)
             if conn.in_transaction:
                 conn.rollback()
-            return _write_error(events, exc)
+            if isinstance(exc, _UNBINDABLE):  # refused before SQLite stored anything
+                return _rejected(events, exc)
+            if isinstance(exc, sqlite3.Error):
+                return _write_error(events, exc)
+            raise
         self._highest[pid] = events[-1].sequence_nr
         return None
+
+
+# A row SQLite cannot take at all (a str that is not valid text, an integer over 64 bits,
+# a value of the wrong type): the write is refused before anything is stored.
+_UNBINDABLE: Final = (
+    UnicodeEncodeError,
+    OverflowError,
+    TypeError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    sqlite3.IntegrityError,  # a STRICT column refused the value's type
+)
+
+
+def _rejected(events: Sequence[PersistentRepr], exc: Exception) -> EventRejectedError:
+    first = events[0]
+    err = EventRejectedError(
+        f"sqlite journal cannot store the events {first.sequence_nr}..{events[-1].sequence_nr} "
+        f"of {first.persistence_id!r} (nothing stored): {exc}"
+    )
+    err.__cause__ = exc
+    return err
 
 
 def _write_error(events: Sequence[PersistentRepr], exc: BaseException) -> JournalWriteError:

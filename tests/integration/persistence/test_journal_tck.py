@@ -293,3 +293,30 @@ async def test_close_finishes_accepted_writes(journal_kit: JournalKit, pid: str)
     await asyncio.gather(*writes)
     again = journal_kit.open()
     assert [await again.highest_sequence_nr(f"{pid}-{i}") for i in range(20)] == [1] * 20
+
+
+@pytest.mark.parametrize("bad", ["", "lone-\udc80-surrogate"])
+async def test_an_invalid_persistence_id_fails_only_its_own_calls(
+    journal: Journal, pid: str, bad: str
+) -> None:
+    async def write(events: list[PersistentRepr]) -> None:
+        await journal.write(events)
+
+    outcomes = await asyncio.gather(
+        write([ev(f"{pid}-a", 1)]),
+        write([ev(bad, 1)]),
+        write([ev(f"{pid}-b", 1), ev(f"{pid}-b", 2)]),
+        return_exceptions=True,
+    )
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], ValueError)
+    assert "persistence id" in str(outcomes[1])
+    assert outcomes[2] is None
+    with pytest.raises(ValueError, match="persistence id"):
+        await journal.highest_sequence_nr(bad)
+    with pytest.raises(ValueError, match="persistence id"):
+        await journal.events(bad)
+    with pytest.raises(ValueError, match="persistence id"):
+        await journal.delete_to(bad, 1)
+    assert await seqs(journal, f"{pid}-a") == [1]
+    assert await seqs(journal, f"{pid}-b") == [1, 2]

@@ -22,6 +22,7 @@ from shoal.persistence import (
     Persistence,
     PersistenceSettings,
     PersistentActor,
+    RecoveryError,
     SequenceConflictError,
     SnapshotSelectionCriteria,
     SqliteSettings,
@@ -375,3 +376,20 @@ async def test_on_event_sees_its_own_number_in_replay_as_live(
     again = system.spawn(lambda: Numbering(pid, replayed))
     assert await again.ask(Balance()) == (5, 4)
     assert replayed == live
+
+
+class BadlyNamed(Account):
+    @property
+    def persistence_id(self) -> str:
+        return f"account|{self.key}\udc80"
+
+
+async def test_an_invalid_persistence_id_fails_recovery_of_that_actor_only(
+    system: ActorSystem, pid: str
+) -> None:
+    bad = system.spawn(lambda: BadlyNamed(pid))
+    good = spawn(system, pid)
+    with pytest.raises(RecoveryError, match="persistence id") as failed:
+        await bad.ask(Deposit(1))
+    assert isinstance(failed.value.__cause__, ValueError)
+    assert await good.ask(Deposit(2)) == 2

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from shoal.persistence import (
+    EventRejectedError,
     JournalCorruptionError,
     JournalReadError,
     JournalWriteError,
@@ -280,4 +281,25 @@ async def test_writes_queued_behind_another_process_lock_wait_one_busy_timeout(
         if holder.returncode is None:
             holder.kill()
             await holder.wait()
+        await journal.close()
+
+
+async def test_a_row_sqlite_cannot_take_fails_only_its_own_write(tmp_path: Path) -> None:
+    journal = SqliteJournal(tmp_path / "j.db")
+    try:
+        unbindable = PersistentRepr("bad", 1, 1, "lone-\udc80", b"x", "w", 0)
+        outcomes = await asyncio.gather(
+            journal.write([ev("a", 1)]),
+            journal.write([unbindable]),
+            journal.write([ev("b", 1), ev("b", 2)]),
+            return_exceptions=True,
+        )
+        assert outcomes[0] is None
+        assert isinstance(outcomes[1], EventRejectedError)
+        assert "'bad'" in str(outcomes[1])
+        assert outcomes[2] is None
+        assert await journal.highest_sequence_nr("bad") == 0  # known not stored
+        await journal.write([ev("bad", 1)])
+        assert [await journal.highest_sequence_nr(p) for p in ("a", "b", "bad")] == [1, 2, 1]
+    finally:
         await journal.close()
