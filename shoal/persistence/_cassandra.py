@@ -290,12 +290,25 @@ class CassandraJournal(Journal):
         return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
     async def _read_highest(self, st: _Statements, pid: str, hint: int) -> int:
-        walk = HighestWalk(max(hint, await self._deleted_to(st, pid)), self.settings.partition_size)
+        deleted = await self._deleted_to(st, pid)
+        walk = HighestWalk(max(hint, deleted), self.settings.partition_size)
         probe: int | None = walk.first()
         while probe is not None:
             rows = await self._session.execute(st.largest, (pid, probe))
             probe = walk.advance(probe, int(rows[0][0]) if rows else None)
+        if walk.highest == hint > deleted and not await self._stored(st, pid, hint):
+            # Covered by the caller's snapshot, but not in the journal: see Journal.
+            await self._session.execute(st.set_deleted_to, (hint, pid))
         return walk.highest
+
+    async def _stored(self, st: _Statements, pid: str, sequence_nr: int) -> bool:
+        """Whether event ``sequence_nr`` is stored, knowing none after it is."""
+        nominal = partition_nr(sequence_nr, self.settings.partition_size)
+        for partition in (nominal, nominal + 1):  # where a write may have put it
+            rows = await self._session.execute(st.largest, (pid, partition))
+            if rows and int(rows[0][0]) >= sequence_nr:
+                return True
+        return False
 
     async def highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int = 0) -> int:
         check_persistence_id(persistence_id)

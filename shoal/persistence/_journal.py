@@ -219,8 +219,13 @@ class Journal(abc.ABC):
         every write acknowledged before the call; a write still in flight
         may or may not be counted (it is not acknowledged yet), so the answer
         is only stable when the id has no writer, as during recovery.
-        ``from_sequence_nr`` is a lower bound the caller already knows
-        (e.g. its snapshot's); plugins may use it to start their search.
+
+        ``from_sequence_nr`` is a number the caller knows to be covered (its
+        snapshot's): the answer is at least it, and plugins may start their
+        search there. If the journal holds less (a snapshot over an empty or
+        lost journal), it records the events up to ``from_sequence_nr`` as
+        deleted (any stored ones are deleted), so the next write continues
+        from it and a replay does not report them missing.
         """
 
     @abc.abstractmethod

@@ -87,7 +87,14 @@ class MemoryJournal(Journal):
         check_persistence_id(persistence_id)
         self._check_open()
         stream = self._streams.get(persistence_id)
-        return stream.highest if stream is not None else 0
+        highest = stream.highest if stream is not None else 0
+        if from_sequence_nr > highest:  # covered by the caller's snapshot: see Journal
+            if stream is None:
+                stream = self._streams[persistence_id] = _Stream()
+            stream.deleted_to = from_sequence_nr
+            stream.events = []
+            return from_sequence_nr
+        return highest
 
     async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
         check_persistence_id(persistence_id)

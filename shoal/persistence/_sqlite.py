@@ -301,14 +301,25 @@ class SqliteJournal(Journal):
 
     async def highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int = 0) -> int:
         check_persistence_id(persistence_id)
-        return await self._read(lambda c: highest(c, persistence_id), "highest sequence number")
+        found = await self._read(lambda c: highest(c, persistence_id), "highest sequence number")
+        if from_sequence_nr > found:  # covered by the caller's snapshot: see Journal
+            await self._delete_to(persistence_id, from_sequence_nr, beyond_highest=True)
+            return from_sequence_nr
+        return found
 
     async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
         check_persistence_id(persistence_id)
+        await self._delete_to(persistence_id, to_sequence_nr, beyond_highest=False)
+
+    async def _delete_to(
+        self, persistence_id: str, to_sequence_nr: int, *, beyond_highest: bool
+    ) -> None:
         self._check_open()
 
         def job(conn: sqlite3.Connection) -> None:
-            delete_to(conn, persistence_id, to_sequence_nr)
+            # On the writer thread: the fencing cache learns the new highest.
+            self._committer.forget(persistence_id)
+            delete_to(conn, persistence_id, to_sequence_nr, beyond_highest=beyond_highest)
 
         try:
             await self._writer.submit(job)

@@ -321,11 +321,23 @@ def read_first_chunk(
         conn.execute("COMMIT")
 
 
-def delete_to(conn: sqlite3.Connection, persistence_id: str, to_sequence_nr: int) -> None:
-    """Delete events ``<= min(to_sequence_nr, highest)`` and raise the ``deleted_to`` marker."""
+def delete_to(
+    conn: sqlite3.Connection,
+    persistence_id: str,
+    to_sequence_nr: int,
+    *,
+    beyond_highest: bool = False,
+) -> None:
+    """Delete events ``<= min(to_sequence_nr, highest)`` and raise the ``deleted_to`` marker.
+
+    With ``beyond_highest``, up to ``to_sequence_nr`` even past the highest
+    stored: the numbers up to it count as used (a snapshot covers them).
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         to = min(to_sequence_nr, highest(conn, persistence_id))
+        if beyond_highest:
+            to = to_sequence_nr
         conn.execute(
             """INSERT INTO journal_meta VALUES (?1, ?2) ON CONFLICT (persistence_id)
             DO UPDATE SET deleted_to = max(deleted_to, ?2)""",
@@ -394,9 +406,12 @@ class GroupCommitter:
                 break
         return outcomes
 
-    def forget(self) -> None:
-        """Drop the cache (after a failure of unknown extent)."""
-        self._highest.clear()
+    def forget(self, persistence_id: str | None = None) -> None:
+        """Drop the cache (after a failure of unknown extent), or one id's entry."""
+        if persistence_id is None:
+            self._highest.clear()
+        else:
+            self._highest.pop(persistence_id, None)
 
     def _look_up(self, conn: sqlite3.Connection, pids: list[str]) -> None:
         for start in range(0, len(pids), _LOOKUP_CHUNK):

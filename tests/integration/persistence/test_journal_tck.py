@@ -320,3 +320,24 @@ async def test_an_invalid_persistence_id_fails_only_its_own_calls(
         await journal.delete_to(bad, 1)
     assert await seqs(journal, f"{pid}-a") == [1]
     assert await seqs(journal, f"{pid}-b") == [1, 2]
+
+
+async def test_a_known_number_past_the_stored_ones_continues_from_it(
+    journal_kit: JournalKit, pid: str
+) -> None:
+    """A snapshot at 5 over an empty (or lost) journal: the journal continues from 5."""
+    journal = journal_kit.open()
+    assert await journal.highest_sequence_nr(pid, 5) == 5
+    with pytest.raises(SequenceConflictError):
+        await journal.write([ev(pid, 1)])
+    await journal.write([ev(pid, 6)])
+    assert await seqs(journal, pid) == [6]  # 1..5 count as deleted, not missing
+    await journal.write(evs(f"{pid}-b", 1, 2))  # events the snapshot covers are deleted
+    assert await journal.highest_sequence_nr(f"{pid}-b", 4) == 4
+    await journal.write([ev(f"{pid}-b", 5)])
+    assert await seqs(journal, f"{pid}-b") == [5]
+    if journal_kit.durable:
+        again = journal_kit.open()
+        assert await again.highest_sequence_nr(pid) == 6
+        assert await seqs(again, pid) == [6]
+        assert await again.highest_sequence_nr(f"{pid}-b") == 5

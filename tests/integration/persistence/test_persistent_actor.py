@@ -24,6 +24,8 @@ from shoal.persistence import (
     PersistentActor,
     RecoveryError,
     SequenceConflictError,
+    SnapshotMetadata,
+    SnapshotRecord,
     SnapshotSelectionCriteria,
     SqliteSettings,
 )
@@ -393,3 +395,24 @@ async def test_an_invalid_persistence_id_fails_recovery_of_that_actor_only(
         await bad.ask(Deposit(1))
     assert isinstance(failed.value.__cause__, ValueError)
     assert await good.ask(Deposit(2)) == 2
+
+
+async def test_a_snapshot_over_an_empty_journal_recovers_and_continues(
+    system: ActorSystem, pid: str
+) -> None:
+    """The journal lost its events (or never had them); the snapshot at 5 remains."""
+    account = f"account|{pid}"
+    s = system.serialization.serialize(AccountState(15, [1, 2, 3, 4, 5]))
+    store = system.extension(Persistence).snapshot_store
+    await store.save(
+        SnapshotRecord(SnapshotMetadata(account, 5, 0), s.serializer_id, s.manifest, s.payload)
+    )
+    log: list[str] = []
+    ref = spawn(system, pid, log=log)
+    assert await ref.ask(Balance()) == (15, 5)
+    assert await ref.ask(Deposit(6)) == 21
+    assert await ref.ask(Balance()) == (21, 6)
+    await stop(ref)
+    assert await spawn(system, pid).ask(Balance()) == (21, 6)
+    journal = system.extension(Persistence).journal
+    assert [e.sequence_nr for e in await journal.events(account)] == [6]
