@@ -53,6 +53,12 @@ class CassandraSettings:
     refuses; raise them together with those server settings. 1 turns
     grouping off.
 
+    ``settle_timeout_s``: how long the journal keeps sending again a write
+    whose outcome is unknown (a timeout, a lost connection) so its outcome
+    becomes known, while its sequence numbers stay claimed and that
+    persistence id's new writes wait; past it the claim is dropped with a
+    warning (see ``CassandraJournal``).
+
     ``max_in_flight`` requests (per session) are out at once; more wait, in
     order, for earlier ones to complete: backpressure instead of failures
     when the driver's socket buffers fill.
@@ -74,6 +80,7 @@ class CassandraSettings:
     group_max_partitions: int = MAX_GROUP_PARTITIONS
     group_max_bytes: int = MAX_GROUP_BYTES
     max_in_flight: int = 512
+    settle_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
         if not _IDENT.fullmatch(self.keyspace):
@@ -91,6 +98,8 @@ class CassandraSettings:
             raise ValueError("group_max_partitions and group_max_bytes must be positive")
         if self.max_in_flight < 1:
             raise ValueError("max_in_flight must be positive")
+        if not 0 <= self.settle_timeout_s < float("inf"):
+            raise ValueError("settle_timeout_s must be >= 0 and finite")
 
     def replication_cql(self) -> str:
         """The replication map as a CQL literal."""
