@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -18,11 +19,15 @@ from shoal.persistence import (
     CassandraSnapshotStore,
     EventRejectedError,
     JournalWriteError,
+    Persistence,
+    PersistenceSettings,
+    PersistentActor,
     PersistentRepr,
     SequenceConflictError,
     SnapshotMetadata,
     SnapshotRecord,
 )
+from shoal.runtime import ActorSystem, Settings, message
 from shoal.runtime.testing import quiesce
 
 
@@ -238,3 +243,48 @@ async def test_a_batch_the_server_refuses_fails_only_the_offending_write(
         assert await journal.highest_sequence_nr(pid) == 0
     finally:
         await journal.close()
+
+
+@message(manifest="tck.Blob")
+@dataclass(frozen=True, slots=True)
+class Blob:
+    data: bytes
+
+
+class Blobs(PersistentActor):
+    def __init__(self, pid: str) -> None:
+        self.pid = pid
+        self.sizes: list[int] = []
+
+    @property
+    def persistence_id(self) -> str:
+        return self.pid
+
+    async def on_command(self, size: int) -> list[int]:
+        await self.persist(Blob(bytes(size)))
+        return self.sizes
+
+    def on_event(self, event: Blob) -> None:
+        self.sizes.append(len(event.data))
+
+
+@pytest.mark.cassandra
+async def test_an_event_over_the_server_limit_fails_only_that_persist(
+    cassandra_settings: CassandraSettings, pid: str
+) -> None:
+    async with ActorSystem("refusals", Settings.testing()) as system:
+        system.serialization.register(Blob)
+        Persistence.configure(
+            system,
+            PersistenceSettings(
+                journal=lambda: CassandraJournal(cassandra_settings),
+                snapshot_store=lambda: CassandraSnapshotStore(cassandra_settings),
+            ),
+        )
+        ref = system.spawn(lambda: Blobs(pid))
+        assert await ref.ask(10) == [10]
+        with pytest.raises(EventRejectedError, match="nothing stored"):
+            await ref.ask(20 * 1024 * 1024)
+        assert await ref.ask(20) == [10, 20]  # the actor went on, numbering unchanged
+        journal = system.extension(Persistence).journal
+        assert [e.sequence_nr for e in await journal.events(pid)] == [1, 2]
