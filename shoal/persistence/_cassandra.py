@@ -48,7 +48,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Final
 
-from cassandra import ConsistencyLevel
+from cassandra import ConsistencyLevel, InvalidRequest
 
 from shoal.runtime import Clock, LoopClock
 
@@ -150,14 +150,22 @@ class _Statements:
         self.delete_range = prepare(
             f"DELETE FROM {ks}.messages WHERE {where} AND sequence_nr <= ?", write_cl
         )
+        # The repairs table is optional (a schema created by hand before it
+        # existed): without it, repairs are only logged and counted.
         repair_cols = "persistence_id, sequence_nr, dropped_writer, kept_writer, detected_at"
-        self.record_repair = prepare(
-            f"INSERT INTO {ks}.repairs ({repair_cols}) VALUES (?, ?, ?, ?, ?)", write_cl
-        )
-        self.all_repairs = prepare(f"SELECT {repair_cols} FROM {ks}.repairs", read_cl)
-        self.repairs_of = prepare(
-            f"SELECT {repair_cols} FROM {ks}.repairs WHERE persistence_id = ?", read_cl
-        )
+        self.record_repair: Any = None
+        self.all_repairs: Any = None
+        self.repairs_of: Any = None
+        try:
+            self.record_repair = prepare(
+                f"INSERT INTO {ks}.repairs ({repair_cols}) VALUES (?, ?, ?, ?, ?)", write_cl
+            )
+            self.all_repairs = prepare(f"SELECT {repair_cols} FROM {ks}.repairs", read_cl)
+            self.repairs_of = prepare(
+                f"SELECT {repair_cols} FROM {ks}.repairs WHERE persistence_id = ?", read_cl
+            )
+        except InvalidRequest:  # unconfigured table
+            _log.warning("cassandra journal: no table %s.repairs; repairs are only logged", ks)
 
 
 class CassandraJournal(Journal):
@@ -165,7 +173,14 @@ class CassandraJournal(Journal):
 
     Pass ``session`` to share one driver session with a
     :class:`CassandraSnapshotStore`; the journal then leaves closing it to
-    the caller.
+    the caller. ``clock`` times the re-sending of writes whose outcome is
+    unknown (default: the event loop's).
+
+    Refusals: a write whose persistence id or writer id is over Cassandra's
+    key size limit, whose request the server refuses (e.g. over its message
+    size limit) or whose row the driver cannot bind fails with
+    :class:`EventRejectedError`: nothing of it is stored, its numbers are
+    free, and writes grouped with it are unaffected.
     """
 
     def __init__(
@@ -414,7 +429,7 @@ class CassandraJournal(Journal):
             first.sequence_nr,
         )
         st = self._statements
-        if st is None:
+        if st is None or st.record_repair is None:
             return
         stamp = int(time.time() * 1000)
         for r in new:
@@ -430,15 +445,19 @@ class CassandraJournal(Journal):
         skip them (see ``_replay_filter`` for the rule).
         """
         self._check_open()
+        if persistence_id is not None:
+            check_persistence_id(persistence_id)
         try:
             st = await self._ready()
+        except Exception as exc:
+            raise JournalReadError(f"cassandra: listing repairs failed: {exc}") from exc
+        if st.all_repairs is None:
+            raise JournalReadError(f"cassandra: no table {self.settings.keyspace}.repairs")
+        try:
             if persistence_id is None:
                 rows = await self._session.execute(st.all_repairs)
             else:
-                check_persistence_id(persistence_id)
                 rows = await self._session.execute(st.repairs_of, (persistence_id,))
-        except (ValueError, PluginClosedError):
-            raise
         except Exception as exc:
             raise JournalReadError(f"cassandra: listing repairs failed: {exc}") from exc
         return sorted(Repair(*row) for row in rows) if rows else []
