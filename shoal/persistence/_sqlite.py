@@ -317,8 +317,10 @@ class SqliteJournal(Journal):
         self._check_open()
 
         def job(conn: sqlite3.Connection) -> None:
-            # On the writer thread: the fencing cache learns the new highest.
+            # On the writer thread: the fencing cache learns the new highest, and
+            # the lock wait is a whole busy timeout again (a flush may have cut it).
             self._committer.forget(persistence_id)
+            self._wait_for_lock_until(conn, time.monotonic() + self.settings.busy_timeout_s)
             delete_to(conn, persistence_id, to_sequence_nr, beyond_highest=beyond_highest)
 
         try:
