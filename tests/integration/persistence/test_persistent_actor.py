@@ -137,7 +137,9 @@ def persistence_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Pers
 
 @pytest.fixture
 async def system(persistence_settings: PersistenceSettings) -> AsyncIterator[ActorSystem]:
-    async with ActorSystem("test", Settings.testing()) as sys:
+    # A real Cassandra on a busy 2-core machine can take seconds to answer the
+    # first queries of 50 recovering actors; the tests assert outcomes, not speed.
+    async with ActorSystem("test", Settings.testing(ask_timeout=15.0)) as sys:
         Persistence.configure(sys, persistence_settings)
         yield sys
 
