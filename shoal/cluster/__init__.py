@@ -9,14 +9,20 @@ phi-accrual failure detector's arithmetic, the heartbeat ring and the
 split-brain resolver's decisions. It follows Akka's membership model
 (design §4); where it departs from Akka, the docstring of the rule says so.
 
-The gossip service that carries this state between nodes (over gRPC, or an
-in-memory network with virtual time), the ``Cluster`` handle of a node
-(``join``, ``leave``, ``down``, ``wait_up``, event subscriptions) and the
-runnable node come next, built on these names.
+:class:`Cluster` is a node's handle on it (``Cluster.start(system)`` after
+remoting): joining through seed nodes, push-pull gossip and heartbeats on
+remoting's control lane (``proto/cluster.proto``), the phi-accrual failure
+detector, the split-brain resolver (on by default), ``leave``, ``down``,
+``wait_up`` and event subscriptions. The same code runs over gRPC and over
+:class:`shoal.remote.testing.MemoryNetwork` on a manual clock;
+:mod:`shoal.cluster.testing` forms clusters there. ``python -m shoal.cluster``
+runs one node as a process (a JSON line when Up; SIGTERM leaves).
 """
 
+from ._cluster import Cluster as Cluster
 from ._errors import ClusterError as ClusterError
 from ._errors import InvalidTransitionError as InvalidTransitionError
+from ._errors import ProtocolError as ProtocolError
 from ._events import ClusterEvent as ClusterEvent
 from ._events import CurrentClusterState as CurrentClusterState
 from ._events import LeaderChanged as LeaderChanged
@@ -38,8 +44,16 @@ from ._sbr import KeepOldest as KeepOldest
 from ._sbr import StaticQuorum as StaticQuorum
 from ._sbr import Strategy as Strategy
 from ._settings import ClusterSettings as ClusterSettings
+from ._subscription import ClusterNotice as ClusterNotice
+from ._subscription import Subscriber as Subscriber
+from ._subscription import Subscription as Subscription
 
 __all__ = [
+    # the node's handle
+    "Cluster",
+    "Subscriber",
+    "Subscription",
+    "ClusterNotice",
     # members
     "Member",
     "MemberStatus",
@@ -67,4 +81,5 @@ __all__ = [
     # errors
     "ClusterError",
     "InvalidTransitionError",
+    "ProtocolError",
 ]

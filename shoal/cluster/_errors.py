@@ -28,3 +28,14 @@ class InvalidTransitionError(ClusterError):
         super().__init__(f"member {member} cannot go from {current} to {requested}")
         self.current = current
         self.requested = requested
+
+
+class ProtocolError(ClusterError):
+    """A cluster protocol frame that cannot be decoded into a valid message.
+
+    Raised by the cluster's codec when a peer sends bytes that are not a
+    ``ClusterEnvelope``, or one that refers to nodes it does not list,
+    names an unknown status, or is otherwise inconsistent. The cluster
+    refuses such a frame, counts it (``shoal_cluster_bad_input``), logs it
+    at a rate limit and keeps its state; it never reaches user code.
+    """

@@ -18,6 +18,8 @@ environment variables, then flags (flags win) over the ``production`` or
 ``docs/configuration.md`` lists every setting; :func:`reference` is its source.
 """
 
+from shoal.management import ManagementSettings as ManagementSettings
+
 from ._errors import ConfigError as ConfigError
 from ._load import load_config as load_config
 from ._logging import configure_logging as configure_logging
@@ -25,7 +27,6 @@ from ._reference import Reference as Reference
 from ._reference import Setting as Setting
 from ._reference import reference as reference
 from ._sections import LogSettings as LogSettings
-from ._sections import ManagementSettings as ManagementSettings
 from ._sections import NodeConfig as NodeConfig
 from ._sections import NodeSettings as NodeSettings
 from ._sections import PersistenceConfig as PersistenceConfig

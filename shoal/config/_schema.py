@@ -22,10 +22,11 @@ from dataclasses import dataclass, fields, is_dataclass
 from typing import Union, get_args, get_origin
 
 from shoal.cluster import ClusterSettings
+from shoal.management import ManagementSettings
 from shoal.remote import RemoteSettings
 from shoal.runtime import Settings
 
-from ._sections import ManagementSettings, NodeConfig, NodeSettings
+from ._sections import NodeConfig, NodeSettings
 from ._values import Kind, kind_of
 
 ENV_PREFIX = "SHOAL_"

@@ -7,13 +7,13 @@ server, its logging, which journal plugin) is defined here.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from shoal import persistence
 from shoal.cluster import ClusterSettings
+from shoal.management import DiscoverySettings, ManagementSettings
 from shoal.persistence import (
     CassandraSettings,
     PersistenceSettings,
@@ -56,49 +56,6 @@ class NodeSettings:
             raise ValueError(f"system: invalid actor system name {self.system!r}") from None
         if self.app is not None and not _APP.fullmatch(self.app):
             raise ValueError(f"app must be 'module:function', got {self.app!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class ManagementSettings:
-    """The node's management HTTP server (members, leave, down, health, metrics)."""
-
-    host: str = "127.0.0.1"
-    """Interface the management server listens on. Requests that change the
-    cluster (leave, down) are refused unless this is a loopback address or
-    ``token`` is set."""
-
-    port: int = 8558
-    """Port of the management server (``node.http_port``); ``0`` picks a free one."""
-
-    token: str | None = field(default=None, repr=False)
-    """Bearer token that requests changing the cluster must carry
-    (``Authorization: Bearer <token>``). Taken from the
-    ``SHOAL_MANAGEMENT_TOKEN`` environment variable or ``token_file`` only."""
-
-    token_file: str | None = None
-    """File holding ``token``, read when the configuration is loaded; one
-    trailing newline is ignored."""
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"invalid port {self.port}")
-        if self.token is not None and not self.token.strip():
-            raise ValueError("token must not be empty")
-
-    @property
-    def loopback(self) -> bool:
-        """Whether ``host`` is a loopback address (only this machine can connect)."""
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
-        except ValueError:
-            return False
-
-    @classmethod
-    def testing(cls, **overrides: Any) -> ManagementSettings:
-        """A free port, so many test nodes share a machine."""
-        return replace(cls(port=0), **overrides)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +143,9 @@ class NodeConfig:
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
     """Membership, failure detection, split-brain resolution."""
 
+    discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
+    """How the node finds its cluster: seed nodes, or DNS."""
+
     persistence: PersistenceConfig = field(default_factory=PersistenceConfig)
     """Journal and snapshot store."""
 
@@ -197,5 +157,6 @@ class NodeConfig:
             runtime=Settings.testing(),
             remote=RemoteSettings.testing(),
             cluster=ClusterSettings.testing(),
+            discovery=DiscoverySettings.testing(),
             persistence=PersistenceConfig.testing(),
         )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from shoal.cluster import ClusterSettings
 from shoal.config import NodeConfig, load_config
 from shoal.runtime import MailboxOverflow
 
@@ -148,7 +149,7 @@ def test_the_testing_preset_is_fast_and_in_memory(tmp_path: Path) -> None:
     file.write_text("[cluster]\ngossip_interval = 0.3\n")
     config = load_config(file, env={}, preset="testing")
     assert config.cluster.gossip_interval == 0.3
-    assert config.cluster.heartbeat_interval == 0.1
+    assert config.cluster.heartbeat_interval == ClusterSettings.testing().heartbeat_interval
 
 
 def test_sections_nest_in_toml(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from shoal.config import (
     PersistenceConfig,
     reference,
 )
+from shoal.management import DiscoverySettings
 from shoal.persistence import (
     CassandraSettings,
     MemoryJournal,
@@ -59,6 +60,7 @@ def test_every_field_is_a_setting_or_excluded() -> None:
         RemoteSettings,
         TlsSettings,
         ClusterSettings,
+        DiscoverySettings,
         PersistenceConfig,
         SqliteSettings,
         CassandraSettings,
