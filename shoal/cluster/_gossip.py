@@ -201,6 +201,19 @@ def merge(a: Gossip, b: Gossip) -> Gossip:
     """
     if a is b:
         return a
+    if a.members == b.members and a.tombstones == b.tombstones:
+        # The common case once a change has spread: the same members (usually
+        # the very same records, so the comparison is by identity) and only
+        # the clock, seen set or reachability differ. The general path below
+        # would rebuild the same members.
+        version = a.version.merge(b.version)
+        return Gossip(
+            a.members,
+            version,
+            _merged_seen(a, b, version),
+            a.reachability.merge(b.reachability, a.tombstones.keys()),
+            a.tombstones,
+        )
     tombstones = dict(a.tombstones)
     for node, at in b.tombstones.items():
         if at > tombstones.get(node, at - 1):
@@ -216,17 +229,27 @@ def merge(a: Gossip, b: Gossip) -> Gossip:
         mine = by_node.get(node)
         by_node[node] = m if mine is None else highest_priority(mine, m)
     version = a.version.merge(b.version)
+    members = tuple(sorted(by_node.values(), key=by_address))
+    return Gossip(
+        members,
+        version,
+        _merged_seen(a, b, version, by_node),
+        a.reachability.merge(b.reachability, tombstones.keys()),
+        tombstones,
+    )
+
+
+def _merged_seen(
+    a: Gossip, b: Gossip, version: VectorClock, members: Collection[UniqueAddress] | None = None
+) -> frozenset[UniqueAddress]:
+    """The seen sets of the sides whose version is ``version``, members only."""
     seen: frozenset[UniqueAddress] = frozenset()
     for side in (a, b):
         if side.version.compare(version) is Ordering.SAME:
             seen |= side.seen
-    return Gossip(
-        tuple(sorted(by_node.values(), key=by_address)),
-        version,
-        frozenset(n for n in seen if n in by_node),
-        a.reachability.merge(b.reachability, tombstones.keys()),
-        tombstones,
-    )
+    if members is None:
+        return frozenset(n for n in seen if a.has_member(n))
+    return frozenset(n for n in seen if n in members)
 
 
 def forbidden_claims(local: Gossip, remote: Gossip) -> list[tuple[Member, Member]]:
