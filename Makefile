@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SOURCES := shoal tests benchmarks scripts $(wildcard examples)
 
-.PHONY: test lint typecheck pytest proto proto-check bench clean
+.PHONY: test lint typecheck pytest proto proto-check config-docs config-check bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 ## test: lint, type-check, check generated code and run the whole pytest suite
-test: $(VENV)/.installed lint typecheck proto-check pytest
+test: $(VENV)/.installed lint typecheck proto-check config-check pytest
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check $(SOURCES)
@@ -32,6 +32,14 @@ proto: $(VENV)/.installed
 ## proto-check: fail if the committed generated code is stale
 proto-check: $(VENV)/.installed
 	$(PY) scripts/gen_proto.py --check
+
+## config-docs: regenerate docs/configuration.md from the settings objects
+config-docs: $(VENV)/.installed
+	$(PY) scripts/gen_config_docs.py
+
+## config-check: fail if docs/configuration.md is stale
+config-check: $(VENV)/.installed
+	$(PY) scripts/gen_config_docs.py --check
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/local.py

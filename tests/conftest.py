@@ -17,7 +17,7 @@ try:
 except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
     uvloop = None
 
-pytest_plugins = ["tests.cassandra_support"]
+pytest_plugins = ["tests.cassandra_support", "tests.netns"]
 
 
 def pytest_asyncio_loop_factories(

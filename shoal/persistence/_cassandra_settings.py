@@ -30,21 +30,6 @@ def _default_replication() -> dict[str, str | int]:
 class CassandraSettings:
     """Settings of the Cassandra journal and snapshot store.
 
-    ``contact_points`` are ``"host:port"`` (or ``"host"`` for port 9042).
-    ``replication`` is the keyspace's replication map, used only when
-    ``keyspace_autocreate`` creates it; production clusters want e.g.
-    ``{"class": "NetworkTopologyStrategy", "dc1": 3}``.
-
-    ``partition_size``: events per Cassandra partition,
-    ``partition_nr = (sequence_nr - 1) // partition_size``; one write may
-    hold at most this many events. Never change it for a keyspace that
-    already holds events: rows would be looked up in the wrong partitions.
-
-    Consistency levels name ``cassandra.ConsistencyLevel`` members; the
-    default ``LOCAL_QUORUM`` for both reads and writes means a read sees
-    every acknowledged write. ``request_timeout_s`` bounds each request on
-    the client side.
-
     Group commit (see ``_cassandra_grouping``): writes queued in one loop
     turn share UNLOGGED batches of at most ``group_max_partitions`` writes
     and ``group_max_bytes``. The defaults stay under Cassandra's default
@@ -52,28 +37,66 @@ class CassandraSettings:
     ``batch_size_warn_threshold`` (5 KiB), so the server neither warns nor
     refuses; raise them together with those server settings. 1 turns
     grouping off.
-
-    ``max_in_flight`` requests (per session) are out at once; more wait, in
-    order, for earlier ones to complete: backpressure instead of failures
-    when the driver's socket buffers fill.
     """
 
     contact_points: tuple[str, ...] = ("127.0.0.1:9042",)
+    """Cassandra nodes to connect to first, as ``"host:port"`` (or ``"host"``
+    for port 9042); the driver discovers the others."""
+
     keyspace: str = "shoal"
+    """The keyspace of the journal and snapshot tables."""
+
     replication: Mapping[str, str | int] = field(default_factory=_default_replication)
+    """The keyspace's replication map, used only when ``keyspace_autocreate``
+    creates it; production clusters want e.g.
+    ``{"class": "NetworkTopologyStrategy", "dc1": 3}``."""
+
     keyspace_autocreate: bool = True
+    """Create the keyspace if it does not exist."""
+
     tables_autocreate: bool = True
+    """Create the tables if they do not exist."""
+
     partition_size: int = 500_000
+    """Events per Cassandra partition,
+    ``partition_nr = (sequence_nr - 1) // partition_size``; one write may
+    hold at most this many events. Never change it for a keyspace that
+    already holds events: rows would be looked up in the wrong partitions."""
+
     write_consistency: str = "LOCAL_QUORUM"
+    """Consistency level of writes, a ``cassandra.ConsistencyLevel`` name.
+    ``LOCAL_QUORUM`` for both reads and writes means a read sees every
+    acknowledged write."""
+
     read_consistency: str = "LOCAL_QUORUM"
+    """Consistency level of reads (see ``write_consistency``)."""
+
     local_datacenter: str | None = None
+    """The datacenter the driver prefers; ``None`` lets the driver pick the
+    one of the first contact point."""
+
     protocol_version: int = 5
+    """The native protocol version the driver speaks."""
+
     request_timeout_s: float = 10.0
+    """Seconds each request may take, on the client side."""
+
     replay_chunk_size: int = 5000
+    """Rows fetched per page during replay (1..50000)."""
+
     connect_timeout_s: float = 10.0
+    """Seconds connecting to a Cassandra node may take."""
+
     group_max_partitions: int = MAX_GROUP_PARTITIONS
+    """Writes (persistence ids) per group-commit batch; 1 turns grouping off."""
+
     group_max_bytes: int = MAX_GROUP_BYTES
+    """Payload bytes per group-commit batch."""
+
     max_in_flight: int = 512
+    """Requests (per session) out at once; more wait, in order, for earlier
+    ones to complete: backpressure instead of failures when the driver's
+    socket buffers fill."""
 
     def __post_init__(self) -> None:
         if not _IDENT.fullmatch(self.keyspace):

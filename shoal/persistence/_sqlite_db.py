@@ -120,15 +120,6 @@ _READ: Final = """SELECT sequence_nr, serializer_id, manifest, payload, writer_u
 class SqliteSettings:
     """Settings of the SQLite journal and snapshot store.
 
-    ``synchronous``: ``"NORMAL"`` (the default) makes every acknowledged write
-    survive a crash of the process (including SIGKILL); in WAL mode the
-    last transactions may be lost on power failure or an OS crash.
-    ``"FULL"`` also survives those, at one fsync per group commit.
-    ``replay_chunk_size`` rows are fetched per round trip to the reader
-    thread during replay; one chunk is fetched ahead of the consumer.
-    ``busy_timeout_s`` is how long a connection waits for another
-    connection's (or process's) write lock before failing.
-
     The write-ahead log (``<path>-wal``) is kept bounded by three means:
 
     * ``checkpoint_bytes``: after about this many bytes of events the journal
@@ -154,12 +145,34 @@ class SqliteSettings:
     """
 
     path: str | os.PathLike[str] = "shoal.db"
+    """The database file (journal and snapshots); while it is open SQLite
+    keeps ``<path>-wal`` and ``<path>-shm`` beside it."""
+
     synchronous: Literal["NORMAL", "FULL", "EXTRA"] = "NORMAL"
+    """``"NORMAL"`` makes every acknowledged write survive a crash of the
+    process (including SIGKILL); in WAL mode the last transactions may be
+    lost on power failure or an OS crash. ``"FULL"`` also survives those,
+    at one fsync per group commit; ``"EXTRA"`` adds a sync of the directory."""
+
     replay_chunk_size: int = 4096
+    """Rows fetched per round trip to the reader thread during replay; one
+    chunk is fetched ahead of the consumer."""
+
     busy_timeout_s: float = 5.0
+    """Seconds a connection waits for another connection's (or process's)
+    write lock before failing."""
+
     mmap_size: int = field(default=256 * 1024 * 1024)
+    """Bytes of the database file read through memory mapping (SQLite's
+    ``mmap_size``); ``0`` reads with system calls only."""
+
     checkpoint_bytes: int = 16 * 1024 * 1024
+    """Bytes of events after which the reader thread runs a passive WAL
+    checkpoint (at least 4096); also bounds the WAL file (see above)."""
+
     checkpoint_interval_s: float = 1.0
+    """Seconds (journal clock) after a write by which the WAL is copied into
+    the database and its file truncated (see above)."""
 
     def __post_init__(self) -> None:
         if self.replay_chunk_size < 1:

@@ -74,6 +74,7 @@ _log: Final = logging.getLogger("shoal.remote")
 
 # Headroom for the string and route tables around a single large payload.
 _FRAME_OVERHEAD: Final = 64 * 1024
+_SWEEP_MIN: Final = 1024  # pending asks before the first sweep of ended ones
 
 # What the control lane keeps when the peer stays unreachable: death-watch
 # bookkeeping is still owed to it, while a stop or a heartbeat is stale by then.
@@ -96,7 +97,10 @@ class Association:
         ``None`` while it is reachable or still being retried."""
         self._blocked = False  # closed or gave up: refuse user envelopes at once
         self.pending: dict[int, asyncio.Future[Any]] = {}
-        """Asks (and remote stops) sent to this peer, by correlation id."""
+        """Asks (and remote stops) sent to this peer, by correlation id. An answer
+        removes its entry; entries of asks that ended otherwise (timed out,
+        cancelled) are swept in bulk by ``expect_answer`` and ``is_idle``."""
+        self._sweep_at = _SWEEP_MIN
         self.watches = RemoteWatches(self._send_watch, remoting.path_of, self._quarantined)
         self._remoting = remoting
         self._system = remoting.system
@@ -149,6 +153,8 @@ class Association:
 
     def is_idle(self) -> bool:
         """Nothing going on with the peer: no stream, nothing queued, no asks, no watches."""
+        if self.pending:
+            self._sweep_pending()
         return (
             self.link.is_idle()
             and not self.queued
@@ -338,7 +344,14 @@ class Association:
         if len(batch.routes) >= self._max_envelopes or batch.nbytes >= self._max_bytes:
             self._sealed.append(batch)
             self._batch = OutBatch()
-        self._wake()
+        # _wake, inlined: this runs once per envelope.
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
+        elif self.link.state is State.IDLE:
+            self.link.start()
 
     def _wake(self) -> None:
         wakeup = self._wakeup
@@ -463,6 +476,25 @@ class Association:
         """A stream to the peer is established: accept user envelopes again."""
         self.gave_up = None
         self._blocked = self.closed
+
+    def expect_answer(self, correlation: int, future: asyncio.Future[Any]) -> None:
+        """Complete ``future`` with the peer's answer to ``correlation``.
+
+        No callback per ask: the entries of asks that end without an answer are
+        swept once the table has doubled since the last sweep (amortised O(1)),
+        which keeps an ask to one garbage-collected object, its future.
+        """
+        pending = self.pending
+        if len(pending) >= self._sweep_at:
+            self._sweep_pending()
+        pending[correlation] = future
+
+    def _sweep_pending(self) -> None:
+        """Forget the asks that ended without an answer (in place: readers hold the dict)."""
+        pending = self.pending
+        for correlation in [c for c, future in pending.items() if future.done()]:
+            del pending[correlation]
+        self._sweep_at = max(_SWEEP_MIN, 2 * len(pending))
 
     def _fail_pending(self, error: Exception) -> None:
         pending, self.pending = self.pending, {}

@@ -6,7 +6,8 @@ transport contract (:mod:`._transport`): the node that opened it holds a
 :class:`GrpcServerCall`. Frames travel as raw bytes (no serializer on either
 side) so remoting controls parsing, size checks and copies itself;
 :mod:`._wire` does the encoding. Flow control is HTTP/2's; a silent peer is
-noticed by keepalive pings (``keepalive_time_ms`` + ``keepalive_timeout_ms``).
+noticed by keepalive pings within ``RemoteSettings.keepalive_interval +
+keepalive_timeout``.
 """
 
 from __future__ import annotations
@@ -68,12 +69,15 @@ def _start_server(
             ("grpc.max_receive_message_length", settings.max_frame_bytes * 2),
             # The server side of a peer's call carries this node's traffic too.
             ("grpc.max_send_message_length", settings.max_frame_bytes),
-            ("grpc.keepalive_permit_without_calls", 1),
-            ("grpc.http2.min_recv_ping_interval_without_data_ms", 5_000),
             # Peers' calls carry this node's traffic too: notice a peer that
             # went silent as soon as on a call of this node's own.
-            ("grpc.keepalive_time_ms", 10_000),
-            ("grpc.keepalive_timeout_ms", 5_000),
+            *_keepalive_options(settings),
+            # Accept the peers' pings (same settings) with a margin for timer
+            # jitter; gRPC answers pings more frequent than this with GOAWAY.
+            (
+                "grpc.http2.min_ping_interval_without_data_ms",
+                max(1, int(settings.keepalive_interval * 500)),
+            ),
             ("grpc.so_reuseport", 0),
         ]
     )
@@ -95,6 +99,18 @@ def _start_server(
     return server, port
 
 
+def _keepalive_options(settings: RemoteSettings) -> list[tuple[str, int]]:
+    """Keepalive pings on both ends of a connection (``RemoteSettings.keepalive_*``)."""
+    return [
+        ("grpc.keepalive_time_ms", int(settings.keepalive_interval * 1000)),
+        ("grpc.keepalive_timeout_ms", int(settings.keepalive_timeout * 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        # By default gRPC stops pinging after two pings without data: a
+        # partition of an idle stream would then go unnoticed.
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+
+
 def _channel(target: str, settings: RemoteSettings, credentials: Credentials) -> grpc.aio.Channel:
     options: list[tuple[str, Any]] = [
         ("grpc.max_send_message_length", settings.max_frame_bytes),
@@ -103,9 +119,7 @@ def _channel(target: str, settings: RemoteSettings, credentials: Credentials) ->
         # outlive a reconnect and tie its backoff to gRPC's instead of ours.
         ("grpc.use_local_subchannel_pool", 1),
         ("grpc.enable_retries", 0),
-        ("grpc.keepalive_time_ms", 10_000),
-        ("grpc.keepalive_timeout_ms", 5_000),
-        ("grpc.keepalive_permit_without_calls", 1),
+        *_keepalive_options(settings),
         ("grpc.initial_reconnect_backoff_ms", 100),
         ("grpc.min_reconnect_backoff_ms", 100),
     ]
@@ -127,7 +141,8 @@ class GrpcTransport:
     Stateless: one instance may serve any number of nodes. The contract is
     in :mod:`shoal.remote._transport`; gRPC specifics: flow control is
     HTTP/2's window, a peer that stops answering is detected by keepalive
-    pings after ~15 s, and connecting is lazy (an unreachable address shows
+    pings (``RemoteSettings.keepalive_interval + keepalive_timeout``, 15 s
+    by default), and connecting is lazy (an unreachable address shows
     as the first read failing with ``UNAVAILABLE``).
     """
 

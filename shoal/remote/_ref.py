@@ -70,7 +70,12 @@ class RemoteActorRef(ActorRef):
         remoting = self._remoting
         future: asyncio.Future[Any] = remoting.loop.create_future()
         remoting.system.track_ask(future, timeout, self, message)  # validates: nothing sent yet
-        self.bound().tell(self.path_str, message, None, self._await_answer(future))
+        assoc = self._bound
+        if assoc is None or assoc.retired:
+            assoc = self.bound()
+        correlation = remoting.next_id()
+        assoc.expect_answer(correlation, future)
+        assoc.tell(self.path_str, message, None, correlation)
         return future
 
     async def send(self, message: object, sender: ActorRef | None = None) -> None:
@@ -107,10 +112,7 @@ class RemoteActorRef(ActorRef):
     def _await_answer(self, future: asyncio.Future[Any]) -> int:
         """A correlation id whose answer completes ``future``; forgotten once it is done."""
         correlation = self._remoting.next_id()
-        pending = self.bound().pending
-        pending[correlation] = future
-        # The answer pops the entry itself; this covers a timeout or a cancellation.
-        future.add_done_callback(lambda _: pending.pop(correlation, None))
+        self.bound().expect_answer(correlation, future)
         return correlation
 
     def add_watcher(self, watcher: ActorRef) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from ._transport import Transport
 
 _WILDCARDS = frozenset({"0.0.0.0", "::", ""})
+_MAX_KEEPALIVE = (2**31 - 1) / 1000  # seconds: gRPC's millisecond options are 32-bit ints
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,9 +26,16 @@ class TlsSettings:
     """
 
     cert_file: str | Path
+    """This node's certificate (PEM), presented to every peer."""
+
     key_file: str | Path
+    """The private key of ``cert_file`` (PEM)."""
+
     ca_file: str | Path
+    """The certificate authority (PEM) that must have signed every peer's certificate."""
+
     server_name: str | None = None
+    """Name checked against peers' certificates instead of their host."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,12 +58,13 @@ class RemoteSettings:
     cluster_name: str = "shoal"
     """Peers with another cluster name are refused at the handshake."""
 
-    cluster_secret: bytes | None = None
+    cluster_secret: bytes | None = field(default=None, repr=False)
     """Shared secret every peer must present in its handshake (compared in
     constant time). It travels in the handshake: configure ``tls`` too on an
     untrusted network. It admits a node to the cluster but does not bind it to
     the address it claims: whoever holds it (or a valid certificate) can speak
-    as, and be written to as, any member. Give it to cluster nodes only."""
+    as, and be written to as, any member. Give it to cluster nodes only. It
+    is left out of the settings' ``repr``."""
 
     tls: TlsSettings | None = None
     """Mutual TLS for every stream; ``None`` means plaintext."""
@@ -141,8 +150,24 @@ class RemoteSettings:
     goes to dead letters and every ask waiting for the peer fails with
     :class:`UnreachableError` (naming the last connect error) instead of its own
     timeout. From then until a stream is established again, a ``tell`` goes to
-    dead letters and an ``ask`` fails at once. Counter:
-    ``shoal_remote_unreachable_give_ups``."""
+    dead letters and an ``ask`` fails at once. A peer that goes silent without
+    closing the connection (a partition) counts from when keepalive notices it
+    (``keepalive_interval``). Counter: ``shoal_remote_unreachable_give_ups``."""
+
+    keepalive_interval: float = 10.0
+    """Seconds between HTTP/2 keepalive pings on every connection, sent by both
+    ends (gRPC transport). A peer that went silent without closing the
+    connection (a network partition, its host gone) is noticed within
+    ``keepalive_interval + keepalive_timeout``; its stream is then lost, and
+    what waits for the peer fails ``unreachable_drop_after`` later at most. So
+    an ask to a partitioned peer fails with :class:`UnreachableError` within
+    ``keepalive_interval + keepalive_timeout + unreachable_drop_after``. A node
+    refuses pings arriving more often than every ``keepalive_interval / 2``
+    (gRPC's ping-abuse rule): give every node of a cluster the same value."""
+
+    keepalive_timeout: float = 5.0
+    """Seconds a keepalive ping may go unanswered before the connection is
+    considered dead (see ``keepalive_interval``)."""
 
     shutdown_flush_timeout: float = 2.0
     """Seconds ``aclose()`` waits for queued envelopes to be written."""
@@ -189,6 +214,13 @@ class RemoteSettings:
             raise ValueError("max_frame_bytes must exceed batch_max_bytes by at least 64 KiB")
         if self.handshake_timeout <= 0 or self.shutdown_flush_timeout <= 0:
             raise ValueError("timeouts must be positive")
+        # gRPC takes whole milliseconds in a 32-bit int; 0 would turn its pings off.
+        for name in ("keepalive_interval", "keepalive_timeout"):
+            value = getattr(self, name)
+            if not 0.001 <= value <= _MAX_KEEPALIVE:
+                raise ValueError(
+                    f"{name} must be within 0.001..{_MAX_KEEPALIVE:g} s, not {value!r}"
+                )
         if not 0 < self.backoff_min <= self.backoff_max or self.backoff_multiplier < 1:
             raise ValueError("need 0 < backoff_min <= backoff_max and backoff_multiplier >= 1")
         if not 0 <= self.backoff_jitter <= 1:
@@ -222,6 +254,10 @@ class RemoteSettings:
             backoff_max=0.2,
             handshake_timeout=2.0,
             unreachable_drop_after=2.0,
+            # A partitioned stream is noticed within 2 s; a ping answered late on
+            # a loaded machine must not cost a test its stream, hence not less.
+            keepalive_interval=1.0,
+            keepalive_timeout=1.0,
             shutdown_flush_timeout=1.0,
             bad_input_log_interval=1.0,
         )

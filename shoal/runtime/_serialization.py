@@ -67,6 +67,12 @@ class Serialized(NamedTuple):
     payload: bytes
 
 
+_new_tuple: Final = tuple.__new__
+"""``_new_tuple(Serialized, (id, manifest, payload))`` builds what ``Serialized(...)``
+does without its generated Python ``__new__``: a C call instead of a Python
+frame, on the path of every message sent or persisted."""
+
+
 @overload
 def message(cls: _T, /) -> _T: ...
 @overload
@@ -180,23 +186,23 @@ class Serialization:
         """Encode ``value``; raises :class:`SerializationError` if its type is not allowed."""
         cls = type(value)
         name = self._by_class.get(cls)
+        new = _new_tuple
         try:
             if name is not None:
-                return Serialized(SERIALIZER_MESSAGE, name, self._encoder.encode(value))
+                return new(Serialized, (SERIALIZER_MESSAGE, name, self._encoder.encode(value)))
             if cls is bytes:
-                return Serialized(SERIALIZER_BYTES, "", value)  # type: ignore[arg-type]
+                return new(Serialized, (SERIALIZER_BYTES, "", value))
             if cls in _PRIMITIVES:
                 if cls not in _LEAVES:  # a leaf needs no walk (the check would pass at once)
                     self._check_primitive(value)
-                return Serialized(SERIALIZER_PRIMITIVE, "", self._encoder.encode(value))
+                return new(Serialized, (SERIALIZER_PRIMITIVE, "", self._encoder.encode(value)))
             if isinstance(value, ProtobufMessage):
-                return Serialized(
-                    SERIALIZER_PROTOBUF, value.DESCRIPTOR.full_name, value.SerializeToString()
-                )
+                full_name = value.DESCRIPTOR.full_name
+                return new(Serialized, (SERIALIZER_PROTOBUF, full_name, value.SerializeToString()))
             name = manifest_of(cls)
             if name is not None:
                 self.register(cls)
-                return Serialized(SERIALIZER_MESSAGE, name, self._encoder.encode(value))
+                return new(Serialized, (SERIALIZER_MESSAGE, name, self._encoder.encode(value)))
         except (TypeError, ValueError, OverflowError) as exc:
             raise SerializationError(f"cannot encode {cls.__qualname__}: {exc}") from exc
         raise SerializationError(

@@ -4,7 +4,9 @@ Started as ``python -m tests.integration.remote._node [options]`` from the
 repository root. It prints ``{"event": "ready", "address", "uid", "port"}``
 once listening, then answers each request line ``{"id", "cmd", ...}`` with
 ``{"id", "ok": value}`` or ``{"id", "error": type, "message"}``; watchers
-print ``{"event": "terminated", ...}`` lines as they happen.
+print ``{"event": "terminated", ...}`` lines as they happen, and the node
+prints ``{"event": "peer", "kind", "address"}`` for each peer event
+(``PeerConnected``, ``PeerDisconnected``, ``PeerQuarantined``).
 
 Messages in requests are JSON, with ``{"$ref": path}`` for an actor ref,
 ``{"$replyto": [path, text]}`` for ``ReplyTo`` and ``{"$forward": [path,
@@ -22,8 +24,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from shoal import ActorRef, ActorSystem, Settings, Terminated
-from shoal.remote import RemoteSettings, Remoting, TlsSettings
+from shoal import Actor, ActorRef, ActorSystem, Settings, Terminated
+from shoal.remote import PeerEvent, RemoteSettings, Remoting, TlsSettings
 
 from . import _actors
 from ._messages import ALL, Forward, ReplyTo
@@ -32,6 +34,14 @@ from ._messages import ALL, Forward, ReplyTo
 def emit(obj: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(obj) + "\n")
     sys.stdout.flush()
+
+
+class PeerReporter(Actor):
+    """Prints every peer event this node's remoting publishes."""
+
+    def receive(self, msg: object) -> None:
+        if isinstance(msg, PeerEvent):
+            emit({"event": "peer", "kind": type(msg).__name__, "address": str(msg.address.address)})
 
 
 class Node:
@@ -139,6 +149,7 @@ async def main(args: argparse.Namespace) -> None:
         certs = Path(args.tls_dir)
         tls = TlsSettings(certs / "node.pem", certs / "node.key", certs / "ca.pem")
     remote = RemoteSettings.testing(
+        host=args.host,
         port=args.port,
         cluster_name=args.cluster,
         cluster_secret=args.secret.encode() if args.secret else None,
@@ -147,6 +158,7 @@ async def main(args: argparse.Namespace) -> None:
     async with ActorSystem(args.system, Settings.testing(messages=ALL)) as system:
         remoting = await Remoting.start(system, remote)
         node = Node(system, remoting)
+        system.event_stream.subscribe(system.spawn(PeerReporter, name="peer-reporter"), PeerEvent)
         emit({"event": "ready", "address": remoting.address, "uid": remoting.uid})
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
@@ -165,6 +177,7 @@ async def main(args: argparse.Namespace) -> None:
 def cli() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--system", default="node")
+    parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--cluster", default="shoal")
     parser.add_argument("--secret", default="")

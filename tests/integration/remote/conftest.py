@@ -14,7 +14,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -56,10 +56,14 @@ class NodeProcess:
         self._reader: asyncio.Task[None] | None = None
 
     @classmethod
-    async def start(cls, log_dir: Path, name: str, *options: str) -> NodeProcess:
+    async def start(
+        cls, log_dir: Path, name: str, *options: str, prefix: Sequence[str] = ()
+    ) -> NodeProcess:
+        """Start a node; ``prefix`` wraps its command (``NetnsLab.exec_argv``, say)."""
         log = log_dir / f"{name}.log"
         with log.open("ab") as stderr:
             proc = await asyncio.create_subprocess_exec(
+                *prefix,
                 sys.executable,
                 "-m",
                 "tests.integration.remote._node",
@@ -179,8 +183,8 @@ async def start_node(tmp_path: Path) -> AsyncIterator[StartNode]:
     """Start node processes; every one still running is killed at teardown."""
     nodes: list[NodeProcess] = []
 
-    async def start(name: str = "n", *options: str) -> NodeProcess:
-        node = await NodeProcess.start(tmp_path, name, *options)
+    async def start(name: str = "n", *options: str, prefix: Sequence[str] = ()) -> NodeProcess:
+        node = await NodeProcess.start(tmp_path, name, *options, prefix=prefix)
         nodes.append(node)
         return node
 

@@ -13,7 +13,7 @@ from shoal import ActorSystem, Settings
 from shoal.remote import OutboxFullError, RemoteSettings, Remoting, UnreachableError
 from shoal.remote._wire import K_MESSAGE, OutBatch
 from shoal.runtime import DeadLetter
-from shoal.runtime.testing import ManualClock, Probe
+from shoal.runtime.testing import ManualClock, Probe, quiesce
 
 from ._actors import Recorder, Replier
 from ._messages import ALL, ReplyTo
@@ -47,7 +47,7 @@ async def test_asks_fail_with_unreachable_once_reconnecting_failed_for_the_set_t
     await eventually(lambda: address in remoting.peers)
     await eventually(lambda: remoting.peers[address].state == "backoff")
     clock.advance(9.9)
-    await asyncio.sleep(0)
+    await quiesce()
     assert not ask.done()
     clock.advance(0.1)
     with pytest.raises(UnreachableError, match=f"{address} unreachable for 10 s") as info:

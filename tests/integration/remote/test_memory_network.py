@@ -372,3 +372,33 @@ async def test_two_hundred_nodes_in_a_ring(net: MemoryNetwork, clock: ManualCloc
     )
     assert answers == list(range(200))
     assert sum(node.metrics.connects for node in nodes) == 200
+
+
+async def test_asks_that_end_without_an_answer_do_not_pile_up(
+    net: MemoryNetwork, clock: ManualClock
+) -> None:
+    a = await start(net, clock)
+    b = await start(net, clock)
+    await connected(a, b)
+    echo = a.system.resolve(path(b, "echo"))
+    assoc = a.association(b.address)
+    net.partition({a}, {b})
+
+    # Cancelled by their askers: the table is swept as it grows, never past its floor.
+    largest = 0
+    for i in range(5000):
+        echo.ask(i, timeout=1.0).cancel()
+        largest = max(largest, len(assoc.pending))
+    assert 0 < largest <= 1024
+
+    # Timed out: swept when the association is checked for idleness.
+    timed_out = [echo.ask(i, timeout=1.0) for i in range(100)]
+    clock.advance(1.0)
+    await settle()
+    assert all(isinstance(f.exception(), AskTimeout) for f in timed_out)
+    assoc.is_idle()
+    assert len(assoc.pending) == 0
+
+    # An answer that arrives still completes its ask.
+    net.heal()
+    assert await echo.ask("after") == "after"

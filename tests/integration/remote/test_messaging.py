@@ -17,7 +17,7 @@ from shoal.remote import (
     RemotingStartError,
 )
 from shoal.runtime import ActorStoppedError, DeadLetter
-from shoal.runtime.testing import ManualClock, Probe
+from shoal.runtime.testing import ManualClock, Probe, quiesce
 
 from ._actors import Boom, Echo, Forwarder, Recorder, Relay, Replier, Sequencer
 from ._messages import ALL, Forward, ReplyTo, Seq
@@ -140,7 +140,7 @@ async def test_ask_timeouts_run_on_the_system_clock(nodes: Nodes) -> None:
     ask = asyncio.ensure_future(a.resolve(path(remote_b, "silent")).ask("q", timeout=3.0))
     assert await probe.receive() == "q"  # delivered: only the answer is missing
     clock.advance(2.9)
-    await asyncio.sleep(0)
+    await quiesce()
     assert not ask.done()
     clock.advance(0.1)
     with pytest.raises(AskTimeout):
@@ -218,7 +218,7 @@ async def test_send_waits_for_room_and_an_ask_to_a_full_outbox_fails_fast(nodes:
     with pytest.raises(OutboxFullError):
         await ref.ask("q")
     send = asyncio.ensure_future(ref.send("waits"))
-    await asyncio.sleep(0)
+    await quiesce()
     assert not send.done()
     send.cancel()
 

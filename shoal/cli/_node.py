@@ -1,0 +1,188 @@
+"""``shoal node``: one cluster node in this process, until it leaves or is downed."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+import inspect
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any, Final
+
+from shoal.cluster import Cluster, ClusterError
+from shoal.config import ConfigError, NodeConfig, configure_logging, load_config
+from shoal.management import Management, ManagementError
+from shoal.persistence import Persistence
+from shoal.remote import Remoting, RemotingStartError
+from shoal.runtime import ActorSystem, ShutdownPhase
+
+from ._exit import EXIT_DOWNED, EXIT_OK, EXIT_START_FAILED
+
+_log: Final = logging.getLogger("shoal.node")
+
+_REMOVED_REASONS: Final = frozenset({"cluster-downed", "cluster-removed"})
+
+App = Callable[[ActorSystem], Any]
+
+
+def _flags(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "node.system": args.system,
+        "node.host": args.host,
+        "node.port": args.port,
+        "node.http_port": args.http_port,
+        "management.host": args.http_host,
+        "node.seeds": list(args.seed) if args.seed else None,
+        "node.roles": list(args.role) if args.role else None,
+        "node.secret_file": args.secret_file,
+        "log.level": args.log_level,
+        "log.format": args.log_format,
+        "node.app": args.app,
+    }
+
+
+def _load_app(spec: str) -> App:
+    module_name, _, function_name = spec.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"node.app: cannot import {module_name!r}: {exc}", []) from exc
+    for part in function_name.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise ConfigError(f"node.app: {module_name!r} has no {function_name!r}", [])
+    if not callable(target):
+        raise ConfigError(f"node.app: {spec} is not callable", [])
+    app: App = target
+    return app
+
+
+async def _discover(management: Management, config: NodeConfig) -> None:
+    decision = await management.discover(config.discovery)
+    _emit("discovered", decision=decision)
+
+
+def _emit(event: str, **fields: object) -> None:
+    """One JSON line on stdout per milestone, for scripts and tests to wait on."""
+    try:
+        print(json.dumps({"event": event, **fields}), flush=True)
+    except (BrokenPipeError, ValueError):  # nobody listens any more
+        pass
+
+
+def run_node(args: argparse.Namespace) -> int:
+    """Run the node ``args`` describe; returns the process exit status."""
+    try:
+        config = load_config(args.config, os.environ, _flags(args), args.preset)
+        app = _load_app(config.node.app) if config.node.app else None
+        if config.discovery.method == "dns" and config.cluster.seed_nodes:
+            raise ConfigError(  # noqa: TRY301 - reported like every configuration error
+                "discovery.method dns and node.seeds (cluster.seed_nodes) exclude each other", []
+            )
+    except ConfigError as exc:
+        print(f"shoal node: {exc}", file=sys.stderr)
+        return EXIT_START_FAILED
+    try:
+        import uvloop  # noqa: PLC0415 - optional speed-up
+
+        return uvloop.run(_serve(config, app))
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        return asyncio.run(_serve(config, app))
+
+
+async def _serve(config: NodeConfig, app: App | None) -> int:
+    remote = config.remote
+    configure_logging(config, f"{config.node.system}@{remote.host}:{remote.port}")
+    system = ActorSystem(config.node.system, config.runtime)
+    terminated = asyncio.Event()
+
+    async def mark_terminated() -> None:
+        terminated.set()
+
+    system.coordinated_shutdown.add_task(
+        ShutdownPhase.ACTOR_SYSTEM_TERMINATE, "shoal node: exit", mark_terminated
+    )
+    try:
+        remoting = await Remoting.start(system, remote)
+        configure_logging(config, remoting.unique_address)
+        Persistence.configure(system, config.persistence.settings())
+        cluster_settings = config.cluster
+        if config.discovery.method != "dns" and not cluster_settings.seed_nodes:
+            # No seeds: this node is its own (only) seed and forms a cluster at once.
+            cluster_settings = replace(cluster_settings, seed_nodes=(remoting.address,))
+        cluster = await Cluster.start(system, cluster_settings)
+        management = await Management.start(system, config.management)
+        if app is not None:
+            started = app(system)
+            if inspect.isawaitable(started):
+                await started
+    except (RemotingStartError, ClusterError, ManagementError, OSError, ValueError) as exc:
+        _log.error("the node could not start: %s", exc)
+        await system.shutdown("start-failed")
+        return EXIT_START_FAILED
+    except Exception:
+        _log.exception("the node's application failed to start")
+        await system.shutdown("start-failed")
+        return EXIT_START_FAILED
+
+    _emit(
+        "started",
+        node=f"shoal://{remoting.address}",
+        uid=str(remoting.unique_address.uid),
+        http=management.url,
+    )
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def announce_up() -> None:
+        try:
+            await cluster.wait_up()
+        except ClusterError:
+            return
+        _emit("up", node=f"shoal://{remoting.address}")
+
+    def spawn(coro: Any) -> None:
+        task = loop.create_task(coro)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def leave() -> None:
+        timeout = system.coordinated_shutdown.timeout(
+            ShutdownPhase.CLUSTER_LEAVE
+        ) + system.coordinated_shutdown.timeout(ShutdownPhase.CLUSTER_EXITING)
+        try:
+            await asyncio.wait_for(cluster.leave(), timeout)
+        except TimeoutError:
+            _log.warning("leaving took longer than %.1f s; shutting down without it", timeout)
+            await system.shutdown("leave-timeout")
+
+    signals = {"count": 0}
+
+    def on_signal(signum: int) -> None:
+        signals["count"] += 1
+        if signals["count"] == 1:
+            _log.info("%s: leaving the cluster", signal.Signals(signum).name)
+            spawn(leave())
+        elif signum == signal.SIGINT:
+            _log.warning("second SIGINT: stopping now")
+            spawn(system.shutdown("signal"))
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    spawn(announce_up())
+    if config.discovery.method == "dns":
+        spawn(_discover(management, config))
+    await terminated.wait()
+    await system.shutdown()
+    for task in list(tasks):
+        task.cancel()
+    reason = system.coordinated_shutdown.reason or "system-shutdown"
+    code = EXIT_DOWNED if reason in _REMOVED_REASONS else EXIT_OK
+    _emit("stopped", node=f"shoal://{remoting.address}", reason=reason, exit=code)
+    return code
