@@ -54,12 +54,15 @@ class Gossip:
         reachability: Reachability | None = None,
         tombstones: Mapping[UniqueAddress, float] | None = None,
     ) -> Gossip:
-        """A state with ``members`` in any order (sorted here, tombstoned ones left out)."""
+        """A state with ``members`` in any order (sorted here, tombstoned ones left out);
+        ``seen`` is limited to the members (only a member can have seen a state)."""
         tombs = dict(tombstones or {})
+        kept = tuple(sorted((m for m in members if m.unique_address not in tombs), key=by_address))
+        nodes = {m.unique_address for m in kept}
         return cls(
-            tuple(sorted((m for m in members if m.unique_address not in tombs), key=by_address)),
+            kept,
             version or VectorClock(),
-            frozenset(seen),
+            frozenset(n for n in seen if n in nodes),
             reachability or Reachability(),
             tombs,
         )
@@ -248,7 +251,9 @@ def _merged_seen(
         if side.version.compare(version) is Ordering.SAME:
             seen |= side.seen
     if members is None:
-        return frozenset(n for n in seen if a.has_member(n))
+        # Both sides hold the same members, and a state's seen set only ever
+        # holds its members (with_seen, merge and the codec keep it so).
+        return seen
     return frozenset(n for n in seen if n in members)
 
 
