@@ -73,7 +73,6 @@ class Cluster:
         self._up: asyncio.Future[None] = system.loop.create_future()
         self._gone: asyncio.Future[str] = system.loop.create_future()
         self._leaving = False
-        self._last_status: MemberStatus | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -254,19 +253,18 @@ class Cluster:
         node.apply(down(node.membership, target), push=True)
 
     def leave_member(self, address: Address | str) -> None:
-        """Start the graceful leave of the member at ``address`` (an operator's request).
+        """Start the graceful leave of the member at ``address``; returns at once.
 
-        The member goes Leaving -> Exiting -> Removed and its node shuts
-        down (exit reason ``cluster-leave``), as if it had called
-        :meth:`leave`. ``ValueError`` for an address that does not parse;
-        nothing happens for a member already leaving, or not a member.
+        Any member, this node included (an operator's request, e.g. from the
+        management API): it walks Leaving -> Exiting -> Removed, and the node
+        shuts down once it sees itself removed. Idempotent; not a member: no-op.
         """
         target = Address.parse(address) if isinstance(address, str) else address
         node = self._running
         if target == node.self_node.address:
             self._start_leave()
-            return
-        node.apply(leave(node.membership, target), push=True)
+        else:
+            node.apply(leave(node.membership, target), push=True)
 
     async def leave(self) -> None:
         """Leave gracefully: Leaving -> Exiting -> Removed, then shut the system down.
@@ -302,7 +300,6 @@ class Cluster:
     def _on_self(self, state: MembershipState) -> None:
         me = state.self_member
         if me is not None:
-            self._last_status = me.status
             if me.status is MemberStatus.UP and not self._up.done():
                 self._up.set_result(None)
             if me.status in (MemberStatus.LEAVING, MemberStatus.EXITING):
@@ -325,8 +322,7 @@ class Cluster:
             reason = "cluster-downed"
         else:
             _log.info("[%s] this node was removed from the cluster", node.self_node)
-            left = self._leaving or self._last_status is MemberStatus.EXITING
-            reason = "cluster-leave" if left else "cluster-removed"
+            reason = "cluster-leave" if self._leaving else "cluster-removed"
         self._shutdown_task = self.system.loop.create_task(self.system.shutdown(reason))
 
     def __repr__(self) -> str:

@@ -242,7 +242,9 @@ def decode_gossip(cluster: str, g: pb.Gossip, cache: NodeCache | None = None) ->
     counters: dict[UniqueAddress, int] = {}
     for i, count in zip(g.version_nodes, g.version_counters, strict=True):
         counters[_pick(table, i, "version")] = count
-    seen = frozenset(_pick(table, i, "seen") for i in g.seen)
+    # Only members can have seen a state (a peer's other entries are dropped).
+    picked = [_pick(table, i, "seen") for i in g.seen]  # range-checked
+    seen = frozenset(node for i, node in zip(g.seen, picked, strict=True) if i < n_members)
     versions: dict[UniqueAddress, int] = {}
     records: list[Record] = []
     for rows in g.reachability:

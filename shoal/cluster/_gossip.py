@@ -54,12 +54,15 @@ class Gossip:
         reachability: Reachability | None = None,
         tombstones: Mapping[UniqueAddress, float] | None = None,
     ) -> Gossip:
-        """A state with ``members`` in any order (sorted here, tombstoned ones left out)."""
+        """A state with ``members`` in any order (sorted here, tombstoned ones left out);
+        ``seen`` is limited to the members (only a member can have seen a state)."""
         tombs = dict(tombstones or {})
+        kept = tuple(sorted((m for m in members if m.unique_address not in tombs), key=by_address))
+        nodes = {m.unique_address for m in kept}
         return cls(
-            tuple(sorted((m for m in members if m.unique_address not in tombs), key=by_address)),
+            kept,
             version or VectorClock(),
-            frozenset(seen),
+            frozenset(n for n in seen if n in nodes),
             reachability or Reachability(),
             tombs,
         )
@@ -201,6 +204,19 @@ def merge(a: Gossip, b: Gossip) -> Gossip:
     """
     if a is b:
         return a
+    if a.members == b.members and a.tombstones == b.tombstones:
+        # The common case once a change has spread: the same members (usually
+        # the very same records, so the comparison is by identity) and only
+        # the clock, seen set or reachability differ. The general path below
+        # would rebuild the same members.
+        version = a.version.merge(b.version)
+        return Gossip(
+            a.members,
+            version,
+            _merged_seen(a, b, version),
+            a.reachability.merge(b.reachability, a.tombstones.keys()),
+            a.tombstones,
+        )
     tombstones = dict(a.tombstones)
     for node, at in b.tombstones.items():
         if at > tombstones.get(node, at - 1):
@@ -216,17 +232,29 @@ def merge(a: Gossip, b: Gossip) -> Gossip:
         mine = by_node.get(node)
         by_node[node] = m if mine is None else highest_priority(mine, m)
     version = a.version.merge(b.version)
+    members = tuple(sorted(by_node.values(), key=by_address))
+    return Gossip(
+        members,
+        version,
+        _merged_seen(a, b, version, by_node),
+        a.reachability.merge(b.reachability, tombstones.keys()),
+        tombstones,
+    )
+
+
+def _merged_seen(
+    a: Gossip, b: Gossip, version: VectorClock, members: Collection[UniqueAddress] | None = None
+) -> frozenset[UniqueAddress]:
+    """The seen sets of the sides whose version is ``version``, members only."""
     seen: frozenset[UniqueAddress] = frozenset()
     for side in (a, b):
         if side.version.compare(version) is Ordering.SAME:
             seen |= side.seen
-    return Gossip(
-        tuple(sorted(by_node.values(), key=by_address)),
-        version,
-        frozenset(n for n in seen if n in by_node),
-        a.reachability.merge(b.reachability, tombstones.keys()),
-        tombstones,
-    )
+    if members is None:
+        # Both sides hold the same members, and a state's seen set only ever
+        # holds its members (with_seen, merge and the codec keep it so).
+        return seen
+    return frozenset(n for n in seen if n in members)
 
 
 def forbidden_claims(local: Gossip, remote: Gossip) -> list[tuple[Member, Member]]:

@@ -195,7 +195,7 @@ class Node:
         if self.membership.self_member is None:
             return
         self._hb_seq += 1
-        for node in self.heartbeat.receivers:
+        for node in sorted(self.heartbeat.receivers):  # sorted: simulations replay alike
             self.send(node, Heartbeat(self._hb_seq))
         self.reap()
 
@@ -213,12 +213,12 @@ class Node:
         available, unavailable = self.heartbeat.check(now)
         mine = self_unreachable(self.membership.gossip, self.self_node)
         state = self.membership
-        for node in unavailable - mine:
+        for node in sorted(unavailable - mine):
             state = observe_unreachable(state, node)
         # A node this node no longer monitors (the ring moved) is no longer
         # its to judge: withdraw the observation, as Akka's reaper does; its
         # new monitors decide.
-        for node in (available | (mine - self.heartbeat.receivers)) & mine:
+        for node in sorted((available | (mine - self.heartbeat.receivers)) & mine):
             state = observe_reachable(state, node)
         self.apply(state, push=True)
         self.check_downing(now)
