@@ -3,6 +3,7 @@
 Local subscribe/unsubscribe/register calls arrive as the private commands
 below (an ask: the caller's ``await`` returns once the registry has the
 change); ``Terminated`` of a watched subscriber removes its subscriptions;
+``DeadLetter`` events (it subscribes to them) count subscribers' overflow;
 ``bytes`` are frames from peers' mediators (registry traffic on the control
 lane, deliveries on the user lane), handed to the owner's ``on_frame``.
 The commands are not message types (no manifest): no peer can send them.
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from shoal.runtime import Actor, ActorRef, Terminated
+from shoal.runtime import Actor, ActorRef, DeadLetter, Terminated
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +57,8 @@ class Owner(Protocol):
 
     def on_frame(self, data: bytes, sender: ActorRef | None) -> None: ...
 
+    def on_dead_letter(self, letter: DeadLetter) -> None: ...
+
     def on_other(self, message: object, sender: ActorRef | None) -> None: ...
 
 
@@ -77,5 +80,7 @@ class Mediator(Actor):
                 self.ctx.unwatch(unwatch)
         elif isinstance(message, Terminated):
             owner.on_terminated(message.ref)
+        elif isinstance(message, DeadLetter):
+            owner.on_dead_letter(message)
         else:
             owner.on_other(message, self.ctx.sender)

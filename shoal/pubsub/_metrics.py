@@ -19,12 +19,15 @@ class PubSubMetrics:
     ``published`` counts calls of publish/send/send_to_all made on this node,
     ``delivered`` the messages this node's mediator handed to local actors,
     ``dropped`` delivery frames that found no local subscriber (it unsubscribed
-    meanwhile), ``bad_input`` refused frames by kind.
+    meanwhile), ``overflow`` messages to a subscriber of this node that went to
+    dead letters because its mailbox was full (a slow subscriber; any sender's
+    message to it counts), ``bad_input`` refused frames by kind.
     """
 
     published: int = 0
     delivered: int = 0
     dropped: int = 0
+    overflow: int = 0
     deltas_sent: int = 0
     deltas_received: int = 0
     statuses_sent: int = 0
@@ -51,6 +54,11 @@ class PubSubCollector:
             ("shoal_pubsub_published", "Publish, send and send_to_all calls.", m.published),
             ("shoal_pubsub_delivered", "Messages handed to local subscribers.", m.delivered),
             ("shoal_pubsub_dropped", "Delivery frames without a local subscriber.", m.dropped),
+            (
+                "shoal_pubsub_overflow",
+                "Messages to local subscribers lost to a full mailbox (dead letters).",
+                m.overflow,
+            ),
             ("shoal_pubsub_deltas_sent", "Registry deltas sent to peers.", m.deltas_sent),
             ("shoal_pubsub_deltas_received", "Registry deltas read.", m.deltas_received),
             ("shoal_pubsub_statuses_sent", "Registry status messages sent.", m.statuses_sent),

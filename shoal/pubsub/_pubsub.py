@@ -27,6 +27,7 @@ from shoal.runtime import (
     ActorRef,
     Address,
     Cancellable,
+    DeadLetter,
     LocalActorRef,
     RateLimitedLog,
     SerializationError,
@@ -123,6 +124,7 @@ class DistributedPubSub:
         self._tick: Cancellable | None = None
         self._actor = system.spawn_system_actor(lambda: Mediator(lambda: self), name=MEDIATOR_NAME)
         self._remoting.accept_control(self._actor)
+        system.event_stream.subscribe(self._actor, DeadLetter)
         self._collector = PubSubCollector(str(self._address), self.metrics, self._gauges)
         system.metrics.register(self._collector)
         self._started = True
@@ -135,6 +137,7 @@ class DistributedPubSub:
             return
         self._closed = True
         self._subscription.cancel()
+        self.system.event_stream.unsubscribe(self._actor)
         if self._tick is not None:
             self._tick.cancel()
         self.system.metrics.unregister(self._collector)
@@ -472,6 +475,10 @@ class DistributedPubSub:
             elif self._local.paths.get(item) == ref:
                 self._local.remove_path(item)
                 self._put((KeyKind.PATH, item), {})
+
+    def on_dead_letter(self, letter: DeadLetter) -> None:
+        if letter.reason == "mailbox-full" and letter.recipient in self._local.by_ref:
+            self.metrics.overflow += 1
 
     def on_other(self, message: object, sender: ActorRef | None) -> None:
         self._refuse("unexpected", f"a {type(message).__name__} from {sender}")
