@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar, Final
 
@@ -37,10 +36,11 @@ from shoal.runtime import (
 
 from ._codec import Deliver, FrameError, Status, decode, encode, valid_name
 from ._errors import InvalidTopicError, PubSubError, RegistryFullError
+from ._gossip import RegistryGossip
 from ._local import UNGROUPED, LocalSubscribers
 from ._mediator import Command, Mediator, Register, Subscribe, Unregister, Unsubscribe
 from ._metrics import PubSubCollector, PubSubMetrics
-from ._registry import Delta, Groups, KeyKind, Merge, Registry
+from ._registry import Delta, Groups, KeyKind, Registry
 from ._settings import PubSubSettings
 
 if TYPE_CHECKING:
@@ -117,8 +117,16 @@ class DistributedPubSub:
         self._local = LocalSubscribers()
         self._bad_log = RateLimitedLog(_log, system.clock, 5, 10.0)
         self._peers: dict[Address, ActorRef] = {}
-        self._sent: dict[UniqueAddress, int] = {}
-        self._removals: deque[tuple[float, int]] = deque()
+        self._gossip = RegistryGossip(
+            self._registry,
+            settings,
+            self.metrics,
+            system.clock,
+            system.random,
+            self._control,
+            self._wake_waiters,
+            self._refuse,
+        )
         self._waiters: list[tuple[str, int, asyncio.Future[int]]] = []
         self._flush_due = False
         self._tick: Cancellable | None = None
@@ -487,9 +495,7 @@ class DistributedPubSub:
         self._put((KeyKind.TOPIC, topic), self._local.counts(topic))
 
     def _put(self, key: tuple[KeyKind, str], groups: dict[str, int]) -> None:
-        entry = self._registry.put_local(key, groups)
-        if entry.removed:
-            self._removals.append((self.system.clock.now(), entry.version))
+        self._gossip.changed(self._registry.put_local(key, groups))
         self._wake_waiters()
         if not self._flush_due:
             self._flush_due = True
@@ -498,29 +504,9 @@ class DistributedPubSub:
     # -- registry gossip -----------------------------------------------------------------
 
     def _flush(self) -> None:
-        """Push this turn's changes to every member (eagerly, besides the status rounds)."""
         self._flush_due = False
-        if self._closed:
-            return
-        for peer in list(self._sent):
-            self._send_deltas(peer, self._sent[peer])
-
-    def _send_deltas(self, peer: UniqueAddress, since: int) -> None:
-        own = self._registry.own
-        limit = self.settings.max_delta_entries
-        delta = own.delta_since(since, limit)
-        while delta is not None:
-            self._control(peer, delta)
-            self.metrics.deltas_sent += 1
-            self._sent[peer] = delta.to_version
-            if delta.to_version >= own.version:
-                break
-            delta = own.delta_since(delta.to_version, limit)
-
-    def _send_status(self, peer: UniqueAddress) -> None:
-        status = Status(self._registry.own.version, self._registry.known_version(peer))
-        self._control(peer, status)
-        self.metrics.statuses_sent += 1
+        if not self._closed:
+            self._gossip.flush()
 
     def _control(self, peer: UniqueAddress, body: Status | Delta) -> None:
         data = encode(self.system.name, self._self, body)
@@ -530,34 +516,14 @@ class DistributedPubSub:
         if self._closed:
             return
         self._schedule_tick()
-        self._prune_tombstones()
-        peers = list(self._sent)
-        if peers:
-            self._send_status(self.system.random.choice(peers))
-
-    def _prune_tombstones(self) -> None:
-        oldest = self.system.clock.now() - self.settings.tombstone_ttl
-        through = 0
-        while self._removals and self._removals[0][0] <= oldest:
-            through = self._removals.popleft()[1]
-        if through:
-            self._registry.own.prune_tombstones(through)
+        self._gossip.tick()
 
     def _on_cluster(self, notice: ClusterNotice) -> None:
         if self._closed:
             return
         members = {m.unique_address for m in self._cluster.gossip.members}
         members.discard(self._self)
-        for gone in [p for p in self._sent if p not in members]:
-            del self._sent[gone]
-        if self._registry.prune(members):
-            self._wake_waiters()
-        for peer in sorted(members - self._sent.keys()):
-            # A new member: what it lacks of this bucket, and a status so that
-            # it sends what this node lacks of its own.
-            self._sent[peer] = 0
-            self._send_deltas(peer, 0)
-            self._send_status(peer)
+        self._gossip.members(members)
 
     def on_frame(self, data: bytes, sender: ActorRef | None) -> None:
         if self._closed:
@@ -579,35 +545,13 @@ class DistributedPubSub:
             self._on_deliver(body, sender)
         elif sender is None or sender.path.node != frm.address or frm == self._self:
             self._refuse("spoofed-sender", f"{frm}'s bucket sent by {sender}")
-        elif frm not in self._sent:
+        elif not self._gossip.is_member(frm):
             self._refuse("unknown-sender", f"{frm} is not a member")
         elif type(body) is Status:
-            self._on_status(frm, body)
+            self._gossip.on_status(frm, body)
         else:
             assert isinstance(body, Delta)
-            self._on_delta(frm, body)
-
-    def _on_status(self, frm: UniqueAddress, status: Status) -> None:
-        own = self._registry.own
-        if status.your_version != own.version:
-            self._send_deltas(frm, status.your_version)
-        if status.own_version != self._registry.known_version(frm):
-            self._send_status(frm)
-
-    def _on_delta(self, frm: UniqueAddress, delta: Delta) -> None:
-        self.metrics.deltas_received += 1
-        known = self._registry.peers.get(frm.address)
-        entries = len(known.entries) if known is not None and known.owner == frm else 0
-        if entries + len(delta.entries) > self.settings.max_keys and not delta.full:
-            self._refuse("too-many-keys", f"{frm}'s bucket would exceed max_keys")
-            return
-        result = self._registry.merge(delta)
-        if result is Merge.GAP:
-            self._send_status(frm)
-        elif result is not Merge.STALE:
-            if result is Merge.NEW_INCARNATION:
-                _log.info("[%s] pub/sub: %s is a new incarnation", self._address, frm)
-            self._wake_waiters()
+            self._gossip.on_delta(frm, body)
 
     def _on_deliver(self, deliver: Deliver, sender: ActorRef | None) -> None:
         try:

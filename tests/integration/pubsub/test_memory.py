@@ -242,3 +242,24 @@ async def test_bad_input_is_refused() -> None:
         assert a.metrics.bad_input["undecodable"] == 1
         assert a.metrics.bad_input["unexpected"] == 1
         assert a.topics() == set()
+
+
+async def test_metrics_are_exposed() -> None:
+    from prometheus_client import generate_latest  # noqa: PLC0415
+
+    async with cluster(2) as env:
+        a, b = env.pubsubs
+        seen: list[tuple[str, int]] = []
+        await b.subscribe("t", env.inbox(1, seen, "x"))
+        await b.subscribe("u", env.inbox(1, seen, "y"))
+        await env.until(lambda: len(a.topics()) == 2)
+        a.publish("t", Note(1))
+        await env.until(lambda: len(seen) == 1)
+        text_a = generate_latest(env.nodes[0].system.metrics).decode()
+        text_b = generate_latest(env.nodes[1].system.metrics).decode()
+        assert 'shoal_pubsub_topics{node="shoal@127.0.0.1:2552"} 2.0' in text_a
+        assert 'shoal_pubsub_published_total{node="shoal@127.0.0.1:2552"} 1.0' in text_a
+        assert 'shoal_pubsub_subscribers{node="shoal@127.0.0.1:2553"} 2.0' in text_b
+        assert 'shoal_pubsub_local_topics{node="shoal@127.0.0.1:2553"} 2.0' in text_b
+        assert 'shoal_pubsub_delivered_total{node="shoal@127.0.0.1:2553"} 1.0' in text_b
+        assert "shoal_pubsub_deltas_sent_total" in text_b
