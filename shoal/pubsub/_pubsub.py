@@ -78,6 +78,7 @@ class DistributedPubSub:
         self.system = system
         self.settings = PubSubSettings()
         self.metrics = PubSubMetrics()
+        self._bad_log = RateLimitedLog(_log, system.clock, 5, 10.0)
         self._started = False
         self._closed = False
 
@@ -115,7 +116,6 @@ class DistributedPubSub:
         self._address: Address = self._self.address
         self._registry = Registry(self._self)
         self._local = LocalSubscribers()
-        self._bad_log = RateLimitedLog(_log, system.clock, 5, 10.0)
         self._peers: dict[Address, ActorRef] = {}
         self._gossip = RegistryGossip(
             self._registry,
@@ -175,6 +175,7 @@ class DistributedPubSub:
         topic or group, :class:`PubSubError` for a ref of another node,
         :class:`RegistryFullError` beyond ``max_keys`` topics.
         """
+        self._running()
         self._check(topic, "topic")
         if group is not None:
             self._check(group, "group")
@@ -183,6 +184,7 @@ class DistributedPubSub:
 
     async def unsubscribe(self, topic: str, ref: ActorRef, group: str | None = None) -> None:
         """Undo :meth:`subscribe`; returns once this node's registry has it. Idempotent."""
+        self._running()
         self._check(topic, "topic")
         if group is not None:
             self._check(group, "group")
@@ -195,11 +197,13 @@ class DistributedPubSub:
         at the same path on several nodes share it. A stopped actor is
         unregistered. :class:`PubSubError` for a ref of another node.
         """
+        self._running()
         self._check_ref(ref)
         await self._ask(Register(_path_key(ref), ref))
 
     async def unregister(self, path: str) -> None:
         """Undo :meth:`register` for ``path`` (``/user/service``). Idempotent."""
+        self._running()
         self._check(path, "path")
         await self._ask(Unregister(path))
 
@@ -207,23 +211,29 @@ class DistributedPubSub:
         self._running()
         await self._actor.ask(command)
 
-    def _running(self) -> None:
+    def _require_started(self) -> None:
         if not self._started:
             raise PubSubError(f"pub/sub is not started on {self.system.name}")
+
+    def _running(self) -> None:
+        self._require_started()
         if self._closed:
             raise PubSubError(f"pub/sub of {self._address} shut down")
 
     def _check(self, name: str, what: str) -> None:
         if not isinstance(name, str) or not valid_name(name, self.settings.max_name_length):
-            raise InvalidTopicError(
+            error = (
                 f"a {what} is a printable string of 1 to {self.settings.max_name_length} "
                 f"characters, not {str(name)[:80]!r}"
             )
+            self._refuse("invalid-name", error)
+            raise InvalidTopicError(error)
 
     def _check_ref(self, ref: ActorRef) -> None:
         if type(ref) is not LocalActorRef or ref.path.node != self._address:
-            self.metrics.count_bad("foreign-ref")
-            raise PubSubError(f"only actors of this node ({self._address}) subscribe here: {ref}")
+            error = f"only actors of this node ({self._address}) subscribe here, not {ref}"
+            self._refuse("foreign-ref", error)
+            raise PubSubError(error)
 
     # -- publishing ---------------------------------------------------------------------
 
@@ -246,8 +256,8 @@ class DistributedPubSub:
         this node and is not serializable raises ``SerializationError``
         before anything is sent.
         """
-        self._check(topic, "topic")
         self._running()
+        self._check(topic, "topic")
         self.metrics.published += 1
         nodes = self._registry.nodes((KeyKind.TOPIC, topic))
         if not nodes:
@@ -287,8 +297,8 @@ class DistributedPubSub:
         With ``local_affinity`` this node's own actor is preferred; otherwise
         (or when it has none) a random node with one is chosen.
         """
-        self._check(path, "path")
         self._running()
+        self._check(path, "path")
         self.metrics.published += 1
         nodes = self._registry.nodes((KeyKind.PATH, path))
         if not nodes:
@@ -310,8 +320,8 @@ class DistributedPubSub:
     ) -> int:
         """Send ``message`` to the actor registered at ``path`` on every node that has one
         (but this one, with ``all_but_self``); returns the number of nodes."""
-        self._check(path, "path")
         self._running()
+        self._check(path, "path")
         self.metrics.published += 1
         nodes = self._registry.nodes((KeyKind.PATH, path))
         targets = {a: () for a in nodes if not (all_but_self and a == self._address)}
@@ -388,15 +398,18 @@ class DistributedPubSub:
 
     def topics(self) -> set[str]:
         """Every topic with subscribers on some node, as this node knows it."""
+        self._require_started()
         return set(self._registry.keys(KeyKind.TOPIC))
 
     def subscriber_count(self, topic: str) -> int:
         """Subscribers of ``topic`` on every node, as this node knows it."""
+        self._require_started()
         nodes = self._registry.nodes((KeyKind.TOPIC, topic))
         return sum(n for groups in nodes.values() for _, n in groups)
 
     def registered(self, path: str) -> int:
         """Nodes with an actor registered at ``path``, as this node knows it."""
+        self._require_started()
         return len(self._registry.nodes((KeyKind.PATH, path)))
 
     async def wait_for_subscribers(self, topic: str, n: int = 1, timeout: float = 5.0) -> int:
@@ -407,8 +420,8 @@ class DistributedPubSub:
         them (closing the race between a subscribe on one node and a publish
         on another).
         """
-        self._check(topic, "topic")
         self._running()
+        self._check(topic, "topic")
         count = self.subscriber_count(topic)
         if count >= n:
             return count
@@ -566,7 +579,7 @@ class DistributedPubSub:
     def _refuse(self, kind: str, detail: str) -> None:
         self.metrics.count_bad(kind)
         self._bad_log.report(
-            f"pubsub-{kind}", "[%s] refused a pub/sub frame (%s): %s", self._address, kind, detail
+            f"pubsub-{kind}", "[%s] pub/sub refused (%s): %s", self._address, kind, detail
         )
 
     def _gauges(self) -> tuple[int, int, int]:

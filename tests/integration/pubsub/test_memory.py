@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pytest
 
 from shoal import Actor, ActorRef, message
-from shoal.cluster import Cluster, ClusterSettings
+from shoal.cluster import Cluster, ClusterError, ClusterSettings
 from shoal.cluster.testing import advance_until, form_cluster, run_for
 from shoal.pubsub import DistributedPubSub, InvalidTopicError, PubSubError, PubSubSettings
 from shoal.remote.testing import MemoryNetwork
@@ -234,7 +234,7 @@ async def test_bad_input_is_refused() -> None:
                 a.publish(bad, Note(1))
         with pytest.raises(PubSubError, match="only actors of this node"):
             await a.subscribe("t", env.inbox(1, seen, "y"))
-        assert a.metrics.bad_input == {"foreign-ref": 1}
+        assert a.metrics.bad_input == {"invalid-name": 6, "foreign-ref": 1}
         mediator = a._actor
         mediator.tell(b"\xff\x00garbage")
         mediator.tell("not bytes")
@@ -263,3 +263,28 @@ async def test_metrics_are_exposed() -> None:
         assert 'shoal_pubsub_local_topics{node="shoal@127.0.0.1:2553"} 2.0' in text_b
         assert 'shoal_pubsub_delivered_total{node="shoal@127.0.0.1:2553"} 1.0' in text_b
         assert "shoal_pubsub_deltas_sent_total" in text_b
+
+
+async def test_used_before_start_or_after_shutdown() -> None:
+    clock = ManualClock()
+    async with MemoryNetwork(clock=clock) as net:
+        remoting = await net.start_node()
+        system = remoting.system
+        with pytest.raises(ClusterError):
+            DistributedPubSub.get(system)  # the cluster first
+        pubsub = system.extension(DistributedPubSub)
+        with pytest.raises(PubSubError, match="not started"):
+            pubsub.publish("t", Note(1))
+        with pytest.raises(PubSubError, match="not started"):
+            pubsub.topics()
+        cluster = await Cluster.start(system, ClusterSettings.testing())
+        cluster.join_seed_nodes([remoting.address])
+        await advance_until(clock, lambda: cluster.is_up)
+        pubsub = DistributedPubSub.get(system)
+        assert DistributedPubSub.get(system) is pubsub
+        with pytest.raises(PubSubError, match="already runs"):
+            DistributedPubSub.start(system)
+        await pubsub.aclose()
+        with pytest.raises(PubSubError, match="shut down"):
+            pubsub.publish("t", Note(1))
+        assert pubsub.topics() == set()
