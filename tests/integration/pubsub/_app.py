@@ -101,6 +101,15 @@ class Topics:
     pass
 
 
+@message
+@dataclass(frozen=True, slots=True)
+class Count:
+    """Subscribers of a topic, or nodes with an actor registered at a path, as known."""
+
+    key: str
+    path: bool = False
+
+
 class Inbox(Actor):
     def __init__(self, log: list[tuple[str, int]], times: list[float]) -> None:
         self.log = log
@@ -129,7 +138,7 @@ class Probe(Actor):
 
     async def receive(
         self,
-        msg: Sub | SubMany | Register | StopInbox | Pub | Send | Wait | Seen | Topics,
+        msg: Sub | SubMany | Register | StopInbox | Pub | Send | Wait | Seen | Topics | Count,
     ) -> object:
         ps = self.pubsub
         match msg:
@@ -167,6 +176,8 @@ class Probe(Actor):
                 return Received(list(self.logs.get(inbox, [])), self.times.get(inbox, [0.0])[0])
             case Topics():
                 return len(ps.topics())
+            case Count(key, path):
+                return ps.registered(key) if path else ps.subscriber_count(key)
         return None
 
 
