@@ -67,6 +67,8 @@ class DistributedPubSub:
     registrations as versioned deltas (see :mod:`._registry`): at once when
     they change, and in a status round every gossip interval.
 
+    Start it on every node of the cluster: a node without a mediator refuses
+    (and counts as ``forbidden_target``) the registry frames the others send.
     Everything is called on the system's event loop; nothing blocks.
     """
 
@@ -336,6 +338,8 @@ class DistributedPubSub:
         targets: Mapping[Address, tuple[str, ...]],
     ) -> int:
         me = self._address
+        if not targets:
+            return 0
         if len(targets) > 1 or me not in targets:
             serialized = self.system.serialization.serialize(message)
             frames: dict[tuple[str, ...], bytes] = {}

@@ -14,6 +14,7 @@ from shoal.cluster import Cluster, ClusterError, ClusterSettings
 from shoal.cluster.testing import advance_until, form_cluster, run_for
 from shoal.pubsub import DistributedPubSub, InvalidTopicError, PubSubError, PubSubSettings
 from shoal.remote.testing import MemoryNetwork
+from shoal.runtime import SerializationError
 from shoal.runtime.testing import ManualClock
 
 
@@ -28,8 +29,8 @@ class Inbox(Actor):
         self.seen = seen
         self.name = name
 
-    def receive(self, msg: Note) -> None:
-        self.seen.append((self.name, msg.n))
+    def receive(self, msg: object) -> None:
+        self.seen.append((self.name, msg.n if isinstance(msg, Note) else -1))
 
 
 @dataclass
@@ -288,3 +289,21 @@ async def test_used_before_start_or_after_shutdown() -> None:
         with pytest.raises(PubSubError, match="shut down"):
             pubsub.publish("t", Note(1))
         assert pubsub.topics() == set()
+
+
+class Unregistered:
+    """Not a message type: it cannot leave its node."""
+
+
+async def test_a_message_that_cannot_leave_the_node_is_refused_before_anything_is_sent() -> None:
+    async with cluster(2) as env:
+        a, b = env.pubsubs
+        seen: list[tuple[str, int]] = []
+        await a.subscribe("t", env.inbox(0, seen, "x"))
+        assert a.publish("t", Unregistered()) == 1  # local only: no serialization
+        await b.subscribe("t", env.inbox(1, seen, "y"))
+        await env.until(lambda: a.subscriber_count("t") == 2)
+        with pytest.raises(SerializationError):
+            a.publish("t", Unregistered())
+        # groups: only ungrouped subscribers, so nobody gets a one-per-group publish
+        assert a.publish("t", Unregistered(), one_per_group=True) == 0
