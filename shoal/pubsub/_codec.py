@@ -9,6 +9,7 @@ duplicate group count, versions out of order, or more entries than allowed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Union
 
@@ -21,6 +22,8 @@ from ._registry import Delta, Entry, Key, KeyKind
 
 _KIND_TO_PB: Final = {KeyKind.TOPIC: pb.TOPIC, KeyKind.PATH: pb.PATH}
 _KIND_FROM_PB: Final = {v: k for k, v in _KIND_TO_PB.items()}
+_CACHE_LIMIT: Final = 4_096
+"""Parsed senders and encoded headers kept (a miss costs a parse; the cache is then cleared)."""
 
 
 class FrameError(Exception):
@@ -58,12 +61,61 @@ def _host_port(address: Address) -> str:
     return str(address).partition("@")[2]
 
 
+class Codec:
+    """Encodes and decodes one node's frames, keeping what repeats (one per mediator).
+
+    The envelope's cluster and sender are encoded once per sender (protobuf
+    reads two concatenated encodings of a message as one message with the
+    fields of both), and a peer's address is parsed once, not per frame.
+    """
+
+    __slots__ = ("_headers", "_senders", "max_entries", "max_name_length")
+
+    def __init__(self, *, max_entries: int, max_name_length: int) -> None:
+        self.max_entries = max_entries
+        self.max_name_length = max_name_length
+        self._headers: dict[tuple[str, UniqueAddress], bytes] = {}
+        self._senders: dict[tuple[str, str, int], UniqueAddress] = {}
+
+    def encode(self, cluster: str, sender: UniqueAddress, body: Body) -> bytes:
+        """The wire form of one frame from ``sender``."""
+        key = (cluster, sender)
+        header = self._headers.get(key)
+        if header is None:
+            if len(self._headers) >= _CACHE_LIMIT:
+                self._headers.clear()
+            header = self._headers[key] = _header(cluster, sender)
+        return header + _body(body).SerializeToString()
+
+    def decode(self, data: bytes) -> Frame:
+        """The frame ``data`` holds; :class:`FrameError` for anything else."""
+        return _decode(data, self.max_entries, self.max_name_length, self._sender)
+
+    def _sender(self, cluster: str, host_port: str, uid: int) -> UniqueAddress:
+        key = (cluster, host_port, uid)
+        sender = self._senders.get(key)
+        if sender is None:
+            if len(self._senders) >= _CACHE_LIMIT:
+                self._senders.clear()
+            sender = self._senders[key] = _parse_sender(cluster, host_port, uid)
+        return sender
+
+
 def encode(cluster: str, sender: UniqueAddress, body: Body) -> bytes:
-    """The wire form of one frame from ``sender``."""
+    """The wire form of one frame from ``sender`` (no cache)."""
+    return _header(cluster, sender) + _body(body).SerializeToString()
+
+
+def _header(cluster: str, sender: UniqueAddress) -> bytes:
     msg = pb.PubSubEnvelope(cluster=cluster)
     node = getattr(msg, "from")
     node.host_port = _host_port(sender.address)
     node.uid = sender.uid
+    return msg.SerializeToString()
+
+
+def _body(body: Body) -> pb.PubSubEnvelope:
+    msg = pb.PubSubEnvelope()
     match body:
         case Status():
             msg.status.own_version = body.own_version
@@ -85,7 +137,7 @@ def encode(cluster: str, sender: UniqueAddress, body: Body) -> bytes:
             msg.deliver.serializer_id = body.serializer_id
             msg.deliver.manifest = body.manifest
             msg.deliver.payload = body.payload
-    return msg.SerializeToString()
+    return msg
 
 
 def valid_name(name: str, max_length: int) -> bool:
@@ -94,20 +146,23 @@ def valid_name(name: str, max_length: int) -> bool:
 
 
 def decode(data: bytes, *, max_entries: int, max_name_length: int) -> Frame:
-    """The frame ``data`` holds; :class:`FrameError` for anything else."""
+    """The frame ``data`` holds; :class:`FrameError` for anything else (no cache)."""
+    return _decode(data, max_entries, max_name_length, _parse_sender)
+
+
+def _decode(
+    data: bytes,
+    max_entries: int,
+    max_name_length: int,
+    parse_sender: Callable[[str, str, int], UniqueAddress],
+) -> Frame:
     msg = pb.PubSubEnvelope()
     try:
         msg.ParseFromString(data)
     except (DecodeError, ValueError, RuntimeError) as error:
         raise FrameError(f"undecodable: {error}") from None
     node = getattr(msg, "from")
-    try:
-        address = Address.parse(f"{msg.cluster}@{node.host_port}")
-    except ValueError as error:
-        raise FrameError(f"bad sender address {node.host_port!r}: {error}") from None
-    if not address.has_host or node.uid == 0:
-        raise FrameError(f"bad sender {node.host_port!r} uid {node.uid}")
-    sender = UniqueAddress(address, node.uid)
+    sender = parse_sender(msg.cluster, node.host_port, node.uid)
     which = msg.WhichOneof("body")
     body: Body
     if which == "status":
@@ -128,6 +183,16 @@ def decode(data: bytes, *, max_entries: int, max_name_length: int) -> Frame:
     else:
         raise FrameError("no body")
     return Frame(msg.cluster, sender, body)
+
+
+def _parse_sender(cluster: str, host_port: str, uid: int) -> UniqueAddress:
+    try:
+        address = Address.parse(f"{cluster}@{host_port}")
+    except ValueError as error:
+        raise FrameError(f"bad sender address {host_port!r}: {error}") from None
+    if not address.has_host or uid == 0:
+        raise FrameError(f"bad sender {host_port!r} uid {uid}")
+    return UniqueAddress(address, uid)
 
 
 def _delta(owner: UniqueAddress, d: pb.Delta, max_entries: int, max_name_length: int) -> Delta:

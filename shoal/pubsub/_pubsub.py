@@ -34,7 +34,7 @@ from shoal.runtime import (
     UniqueAddress,
 )
 
-from ._codec import Deliver, FrameError, Status, decode, encode, valid_name
+from ._codec import Codec, Deliver, FrameError, Status, valid_name
 from ._errors import InvalidTopicError, PubSubError, RegistryFullError
 from ._gossip import RegistryGossip
 from ._local import UNGROUPED, LocalSubscribers
@@ -118,6 +118,10 @@ class DistributedPubSub:
         self._address: Address = self._self.address
         self._registry = Registry(self._self)
         self._local = LocalSubscribers()
+        self._codec = Codec(
+            max_entries=max(settings.max_keys, settings.max_delta_entries),
+            max_name_length=settings.max_name_length,
+        )
         self._peers: dict[Address, ActorRef] = {}
         self._gossip = RegistryGossip(
             self._registry,
@@ -349,7 +353,7 @@ class DistributedPubSub:
                 data = frames.get(groups)
                 if data is None:
                     body = Deliver(mode, key, groups, *serialized)
-                    data = frames[groups] = encode(self.system.name, self._self, body)
+                    data = frames[groups] = self._codec.encode(self.system.name, self._self, body)
                 self._peer(address).tell(data, sender)
         local = targets.get(me)
         if local is not None:
@@ -526,7 +530,7 @@ class DistributedPubSub:
             self._gossip.flush()
 
     def _control(self, peer: UniqueAddress, body: Status | Delta) -> None:
-        data = encode(self.system.name, self._self, body)
+        data = self._codec.encode(self.system.name, self._self, body)
         self._remoting.send_control(self._peer(peer.address), data, self._actor)
 
     def _on_tick(self) -> None:
@@ -545,13 +549,8 @@ class DistributedPubSub:
     def on_frame(self, data: bytes, sender: ActorRef | None) -> None:
         if self._closed:
             return
-        settings = self.settings
         try:
-            frame = decode(
-                data,
-                max_entries=max(settings.max_keys, settings.max_delta_entries),
-                max_name_length=settings.max_name_length,
-            )
+            frame = self._codec.decode(data)
         except FrameError as error:
             self._refuse("undecodable", str(error))
             return

@@ -123,3 +123,17 @@ def _set_from(host_port: str, uid: int) -> Callable[[pb.PubSubEnvelope], None]:
 def test_bad_frames_are_refused(data: bytes, why: str) -> None:
     with pytest.raises(FrameError, match=why):
         _decode(data)
+
+
+def test_the_caching_codec_reads_and_writes_the_same_frames() -> None:
+    from shoal.pubsub._codec import Codec  # noqa: PLC0415
+
+    codec = Codec(max_entries=10, max_name_length=20)
+    body = Deliver(pb.PUBLISH, "t", (), 4, "m:N", b"x")
+    for _ in range(2):  # the second time from its caches
+        data = codec.encode("s", B, body)
+        assert data == encode("s", B, body)
+        frame = codec.decode(data)
+        assert (frame.sender, frame.body) == (B, body)
+    with pytest.raises(FrameError, match="bad sender"):
+        codec.decode(_envelope(_set_from("10.0.0.2:2552", 0)))
