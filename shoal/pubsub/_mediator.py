@@ -49,8 +49,11 @@ Command = Subscribe | Unsubscribe | Register | Unregister
 class Owner(Protocol):
     """What the mediator actor calls; every call is synchronous and must not block."""
 
-    def on_command(self, command: Command) -> tuple[ActorRef | None, ActorRef | None]:
-        """Apply ``command``; returns the ref to watch and the ref to stop watching."""
+    def on_command(
+        self, command: Command
+    ) -> tuple[ActorRef | None, ActorRef | None, Exception | None]:
+        """Apply ``command``; returns the ref to watch, the ref to stop watching, and the
+        error that refused it (the answer to the caller's ask, raised on its side)."""
         ...
 
     def on_terminated(self, ref: ActorRef) -> None: ...
@@ -68,19 +71,21 @@ class Mediator(Actor):
     def __init__(self, owner: Callable[[], Owner]) -> None:
         self._owner = owner
 
-    def receive(self, message: object) -> None:
+    def receive(self, message: object) -> Exception | None:
         owner = self._owner()
         if type(message) is bytes:
             owner.on_frame(message, self.ctx.sender)
         elif isinstance(message, Subscribe | Unsubscribe | Register | Unregister):
-            watch, unwatch = owner.on_command(message)
+            watch, unwatch, error = owner.on_command(message)
             if watch is not None:
                 self.ctx.watch(watch)
             if unwatch is not None:
                 self.ctx.unwatch(unwatch)
+            return error
         elif isinstance(message, Terminated):
             owner.on_terminated(message.ref)
         elif isinstance(message, DeadLetter):
             owner.on_dead_letter(message)
         else:
             owner.on_other(message, self.ctx.sender)
+        return None

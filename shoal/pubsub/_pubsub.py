@@ -215,7 +215,9 @@ class DistributedPubSub:
 
     async def _ask(self, command: Command) -> None:
         self._running()
-        await self._actor.ask(command)
+        error = await self._actor.ask(command)
+        if isinstance(error, PubSubError):
+            raise error
 
     def _require_started(self) -> None:
         if not self._started:
@@ -463,34 +465,41 @@ class DistributedPubSub:
 
     # -- the mediator actor's callbacks --------------------------------------------------
 
-    def on_command(self, command: Command) -> tuple[ActorRef | None, ActorRef | None]:
+    def on_command(
+        self, command: Command
+    ) -> tuple[ActorRef | None, ActorRef | None, Exception | None]:
         local = self._local
         match command:
             case Subscribe(topic=topic, group=group, ref=ref):
                 watched = ref in local.by_ref
                 if topic not in local.topics and self._full():
-                    raise RegistryFullError(f"{self._address} registers {self.settings.max_keys}")
+                    return None, None, self._registry_full(topic)
                 if local.add(topic, group, ref):
                     self._changed_topic(topic)
-                return (None if watched else ref), None
+                return (None if watched else ref), None, None
             case Unsubscribe(topic=topic, group=group, ref=ref):
                 if local.remove(topic, group, ref):
                     self._changed_topic(topic)
-                return None, (None if ref in local.by_ref else ref)
+                return None, (None if ref in local.by_ref else ref), None
             case Register(path=path, ref=ref):
                 watched = ref in local.by_ref
                 if path not in local.paths and self._full():
-                    raise RegistryFullError(f"{self._address} registers {self.settings.max_keys}")
+                    return None, None, self._registry_full(path)
                 old = local.put_path(path, ref)
                 self._put((KeyKind.PATH, path), {UNGROUPED: 1})
                 unwatch = old if old is not None and old not in local.by_ref else None
-                return (None if watched else ref), unwatch
+                return (None if watched else ref), unwatch, None
             case Unregister(path=path):
                 old = local.remove_path(path)
                 if old is None:
-                    return None, None
+                    return None, None, None
                 self._put((KeyKind.PATH, path), {})
-                return None, (None if old in local.by_ref else old)
+                return None, (None if old in local.by_ref else old), None
+
+    def _registry_full(self, key: str) -> RegistryFullError:
+        error = f"{self._address} already registers max_keys={self.settings.max_keys}: {key!r}"
+        self._refuse("registry-full", error)
+        return RegistryFullError(error)
 
     def _full(self) -> bool:
         return len(self._local.topics) + len(self._local.paths) >= self.settings.max_keys

@@ -12,7 +12,13 @@ import pytest
 from shoal import Actor, ActorRef, message
 from shoal.cluster import Cluster, ClusterError, ClusterSettings
 from shoal.cluster.testing import advance_until, form_cluster, run_for
-from shoal.pubsub import DistributedPubSub, InvalidTopicError, PubSubError, PubSubSettings
+from shoal.pubsub import (
+    DistributedPubSub,
+    InvalidTopicError,
+    PubSubError,
+    PubSubSettings,
+    RegistryFullError,
+)
 from shoal.remote.testing import MemoryNetwork
 from shoal.runtime import SerializationError
 from shoal.runtime.testing import ManualClock
@@ -307,3 +313,22 @@ async def test_a_message_that_cannot_leave_the_node_is_refused_before_anything_i
             a.publish("t", Unregistered())
         # groups: only ungrouped subscribers, so nobody gets a one-per-group publish
         assert a.publish("t", Unregistered(), one_per_group=True) == 0
+
+
+async def test_a_full_registry_refuses_new_topics_and_goes_on() -> None:
+    clock = ManualClock()
+    async with MemoryNetwork(clock=clock) as net:
+        nodes = await form_cluster(net, clock, 1, ClusterSettings.testing())
+        pubsub = DistributedPubSub.start(nodes[0].system, PubSubSettings(max_keys=2))
+        seen: list[tuple[str, int]] = []
+        ref = nodes[0].system.spawn(lambda: Inbox(seen, "x"))
+        await pubsub.subscribe("a", ref)
+        await pubsub.subscribe("b", ref)
+        with pytest.raises(RegistryFullError):
+            await pubsub.subscribe("c", ref)
+        await pubsub.subscribe("a", ref, group="g")  # a known topic still takes subscribers
+        await pubsub.unsubscribe("b", ref)
+        await pubsub.subscribe("c", ref)
+        assert pubsub.topics() == {"a", "c"}
+        assert pubsub.subscriber_count("a") == 2
+        assert pubsub.metrics.bad_input == {"registry-full": 1}
