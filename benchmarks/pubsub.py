@@ -368,7 +368,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--samples", type=int, default=200)
-    parser.add_argument("--messages", type=int, default=2_000)
+    parser.add_argument("--messages", type=int, default=10_000)
     args = parser.parse_args()
     runs: list[dict[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
