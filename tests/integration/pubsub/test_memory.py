@@ -332,3 +332,28 @@ async def test_a_full_registry_refuses_new_topics_and_goes_on() -> None:
         assert pubsub.topics() == {"a", "c"}
         assert pubsub.subscriber_count("a") == 2
         assert pubsub.metrics.bad_input == {"registry-full": 1}
+
+
+async def test_eight_nodes_converge_and_prune_two_killed_ones() -> None:
+    async with cluster(8) as env:
+        seen: list[tuple[str, int]] = []
+        for i, ps in enumerate(env.pubsubs):
+            await ps.subscribe("all", env.inbox(i, seen, f"s{i}"))
+            await ps.subscribe(f"only-{i}", env.inbox(i, seen, f"o{i}"))
+        took = await env.until(
+            lambda: all(
+                len(ps.topics()) == 9 and ps.subscriber_count("all") == 8 for ps in env.pubsubs
+            )
+        )
+        assert took <= env.nodes[0].settings.gossip_interval
+        assert env.pubsubs[5].publish("all", Note(1)) == 8
+        await env.until(lambda: len(seen) == 8)
+        for victim in env.nodes[6:]:
+            env.net.kill(victim.system)
+        survivors = env.pubsubs[:6]
+        await env.until(
+            lambda: all(ps.subscriber_count("all") == 6 for ps in survivors), max_time=30
+        )
+        for ps in survivors:
+            assert ps.topics() == {"all", *(f"only-{i}" for i in range(6))}
+        assert survivors[0].publish("all", Note(2)) == 6
