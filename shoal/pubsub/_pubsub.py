@@ -426,12 +426,15 @@ class DistributedPubSub:
         """Wait until this node knows at least ``n`` subscribers of ``topic`` cluster-wide.
 
         Returns their number; ``TimeoutError`` after ``timeout`` seconds of the
-        system's clock. After it returns, a :meth:`publish` on this node reaches
-        them (closing the race between a subscribe on one node and a publish
-        on another).
+        system's clock (``ValueError`` for one that is not positive and finite);
+        :class:`PubSubError` if the node shuts down meanwhile. After it
+        returns, a :meth:`publish` on this node reaches them (closing the race
+        between a subscribe on one node and a publish on another).
         """
         self._running()
         self._check(topic, "topic")
+        if not 0 < timeout < float("inf"):
+            raise ValueError(f"timeout must be positive and finite, not {timeout!r}")
         count = self.subscriber_count(topic)
         if count >= n:
             return count

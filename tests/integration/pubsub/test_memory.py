@@ -105,6 +105,9 @@ async def test_publish_returns_zero_until_a_subscriber_is_known() -> None:
         assert took == 0.5
         with pytest.raises(TimeoutError, match="1 of 2 subscribers"):
             waiting.result()
+        with pytest.raises(ValueError, match="positive and finite"):
+            await a.wait_for_subscribers("t", 1, timeout=0)
+        assert await a.wait_for_subscribers("t", 0, timeout=1.0) == 1  # already there
 
 
 async def test_one_per_group() -> None:
