@@ -309,6 +309,8 @@ def sweep_stale() -> list[str]:
 
     Only names of the lab's shape are considered, and only those whose pid
     no longer runs: labs of live runs (another test session) are left alone.
+    Runs are assumed to share one pid namespace (as on the project's machines
+    and CI); a run in another pid namespace could have its lab taken for stale.
     """
     removed = []
     namespaces, links = lab_objects()

@@ -27,7 +27,8 @@ from ._events import ClusterEvent, CurrentClusterState, snapshot
 from ._gossip import Gossip
 from ._inbound import Daemon, on_frame
 from ._join import SeedJoin
-from ._member import Member, MemberStatus
+from ._leader import leader
+from ._member import Member, MemberStatus, oldest
 from ._membership import MembershipState, down, leave
 from ._messages import Join
 from ._metrics import ClusterCollector, ClusterMetrics
@@ -72,6 +73,7 @@ class Cluster:
         self._up: asyncio.Future[None] = system.loop.create_future()
         self._gone: asyncio.Future[str] = system.loop.create_future()
         self._leaving = False
+        self._last_status: MemberStatus | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -100,6 +102,7 @@ class Cluster:
         if self._node is not None:
             raise ClusterError(f"the cluster already runs on {self.system.address}")
         remoting = Remoting.get(self.system)
+        _check_seeds(self.system.name, settings)
         self.settings = settings
         node = Node(self.system, remoting, settings, self.metrics, self._on_events, self._on_self)
         node.daemon = self.system.spawn_system_actor(
@@ -164,6 +167,36 @@ class Cluster:
         node = self._running
         return snapshot(node.membership.gossip, node.self_node)
 
+    def oldest(self, role: str | None = None) -> Member | None:
+        """The oldest Up or Leaving member (with ``role``), as this node sees it.
+
+        The singleton's home (design §4); ``None`` when there is none.
+        """
+        return oldest(
+            m
+            for m in self._running.membership.gossip.members
+            if m.status in (MemberStatus.UP, MemberStatus.LEAVING) and m.has_role(role)
+        )
+
+    def role_leader(self, role: str | None = None) -> UniqueAddress | None:
+        """The leader among the members with ``role`` (the leader when ``role`` is None)."""
+        node = self._running
+        gossip = node.membership.gossip
+        if role is None:
+            return leader(gossip, node.self_node)
+        with_role = Gossip.of(
+            (m for m in gossip.members if m.has_role(role)), reachability=gossip.reachability
+        )
+        return leader(with_role, node.self_node)
+
+    def unreachable_observers(self) -> dict[UniqueAddress, frozenset[UniqueAddress]]:
+        """Each member observed unreachable, with the members observing it so."""
+        reachability = self._running.membership.gossip.effective_reachability()
+        return {
+            subject: reachability.observers_of(subject)
+            for subject in sorted(reachability.all_unreachable())
+        }
+
     @property
     def is_up(self) -> bool:
         """Whether this node has been Up (``wait_up`` returns at once)."""
@@ -199,6 +232,7 @@ class Cluster:
         settings = self.settings
         if seed_nodes is not None:
             settings = replace(settings, seed_nodes=tuple(seed_nodes))
+            _check_seeds(self.system.name, settings)
         node.seed_join = SeedJoin(
             node.self_node.address,
             settings,
@@ -220,18 +254,19 @@ class Cluster:
         node.apply(down(node.membership, target), push=True)
 
     def leave_member(self, address: Address | str) -> None:
-        """Start the graceful leave of the member at ``address``; returns at once.
+        """Start the graceful leave of the member at ``address`` (an operator's request).
 
-        Any member, this node included (an operator's request, e.g. from the
-        management API): it walks Leaving -> Exiting -> Removed, and the node
-        shuts down once it sees itself removed. Idempotent; not a member: no-op.
+        The member goes Leaving -> Exiting -> Removed and its node shuts
+        down (exit reason ``cluster-leave``), as if it had called
+        :meth:`leave`. ``ValueError`` for an address that does not parse;
+        nothing happens for a member already leaving, or not a member.
         """
         target = Address.parse(address) if isinstance(address, str) else address
         node = self._running
         if target == node.self_node.address:
             self._start_leave()
-        else:
-            node.apply(leave(node.membership, target), push=True)
+            return
+        node.apply(leave(node.membership, target), push=True)
 
     async def leave(self) -> None:
         """Leave gracefully: Leaving -> Exiting -> Removed, then shut the system down.
@@ -267,6 +302,7 @@ class Cluster:
     def _on_self(self, state: MembershipState) -> None:
         me = state.self_member
         if me is not None:
+            self._last_status = me.status
             if me.status is MemberStatus.UP and not self._up.done():
                 self._up.set_result(None)
             if me.status in (MemberStatus.LEAVING, MemberStatus.EXITING):
@@ -289,7 +325,8 @@ class Cluster:
             reason = "cluster-downed"
         else:
             _log.info("[%s] this node was removed from the cluster", node.self_node)
-            reason = "cluster-leave" if self._leaving else "cluster-removed"
+            left = self._leaving or self._last_status is MemberStatus.EXITING
+            reason = "cluster-leave" if left else "cluster-removed"
         self._shutdown_task = self.system.loop.create_task(self.system.shutdown(reason))
 
     def __repr__(self) -> str:
@@ -297,3 +334,11 @@ class Cluster:
         if node is None:
             return f"<Cluster {self.system.name} (not started)>"
         return f"<Cluster {node.self_node} members={len(node.membership.gossip.members)}>"
+
+
+def _check_seeds(system: str, settings: ClusterSettings) -> None:
+    for seed in settings.seed_addresses:
+        if seed.system != system:
+            raise ValueError(
+                f"seed_nodes: {seed} is not a node of this cluster (actor system {system!r})"
+            )

@@ -57,6 +57,7 @@ _REACH_TO_PB: Final = {
 _REACH_FROM_PB: Final = {v: k for k, v in _REACH_TO_PB.items()}
 _MAX_ROLES: Final = 64
 _MAX_ROLE_LENGTH: Final = 256
+_CACHE_LIMIT: Final = 100_000
 
 
 def host_port(address: Address) -> str:
@@ -77,10 +78,8 @@ def parse_host_port(cluster: str, text: str) -> Address:
 
 def seen_digest(seen: Iterable[UniqueAddress]) -> int:
     """A stable 64-bit hash of a seen set (the same in every process)."""
-    h = hashlib.blake2b(digest_size=8)
-    for node in sorted(seen):
-        h.update(f"{node};".encode())
-    return int.from_bytes(h.digest(), "big")
+    text = ";".join(sorted(str(node) for node in seen))  # strings sort in C
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big")
 
 
 # -- encoding ------------------------------------------------------------------------------
@@ -171,20 +170,45 @@ def _pick(table: Sequence[UniqueAddress], i: int, what: str) -> UniqueAddress:
     return table[i]
 
 
-def decode_gossip(cluster: str, g: pb.Gossip) -> Gossip:
+class NodeCache:
+    """Incarnations already parsed, by ``(host_port, uid)``; one per node, bounded.
+
+    Every gossip state lists every member again; parsing each address
+    anew would dominate decoding. Cleared when full (misses only cost a parse).
+    """
+
+    __slots__ = ("_cluster", "_nodes")
+
+    def __init__(self, cluster: str) -> None:
+        self._cluster = cluster
+        self._nodes: dict[tuple[str, int], UniqueAddress] = {}
+
+    @property
+    def cluster(self) -> str:
+        """The cluster (system) name the cached addresses belong to."""
+        return self._cluster
+
+    def get(self, host_port: str, uid: int) -> UniqueAddress:
+        """The incarnation ``uid`` at ``host_port``; :class:`ProtocolError` if invalid."""
+        key = (host_port, uid)
+        node = self._nodes.get(key)
+        if node is None:
+            if uid == 0:
+                raise ProtocolError(f"node {host_port} has uid 0")
+            if len(self._nodes) >= _CACHE_LIMIT:
+                self._nodes.clear()
+            node = self._nodes[key] = UniqueAddress(parse_host_port(self._cluster, host_port), uid)
+        return node
+
+
+def decode_gossip(cluster: str, g: pb.Gossip, cache: NodeCache | None = None) -> Gossip:
     """The state ``g`` describes; :class:`ProtocolError` when it is inconsistent."""
     if len(g.host_ports) != len(g.uids):
         raise ProtocolError("node table: as many uids as addresses are needed")
-    parsed: dict[str, Address] = {}
-    table: list[UniqueAddress] = []
-    for hp, uid in zip(g.host_ports, g.uids, strict=True):
-        address = parsed.get(hp)
-        if address is None:
-            address = parsed[hp] = parse_host_port(cluster, hp)
-        if uid == 0:
-            raise ProtocolError(f"node {hp} has uid 0")
-        table.append(UniqueAddress(address, uid))
-    if len(set(table)) != len(table):
+    nodes = cache if cache is not None and cache.cluster == cluster else NodeCache(cluster)
+    table = [nodes.get(hp, uid) for hp, uid in zip(g.host_ports, g.uids, strict=True)]
+    # Compared as (host_port, uid): strings hash once, addresses on every call.
+    if len(set(zip(g.host_ports, g.uids, strict=True))) != len(table):
         raise ProtocolError("node table lists a node twice")
     n_members = len(g.members)
     n_tombs = len(g.tombstone_times)
@@ -195,15 +219,15 @@ def decode_gossip(cluster: str, g: pb.Gossip) -> Gossip:
     ):
         raise ProtocolError("bad role names")
     members: list[Member] = []
-    addresses: set[Address] = set()
+    addresses: set[str] = set()
     for i, m in enumerate(g.members):
         status = _STATUS_FROM_PB.get(m.status)
         if status is None:
             raise ProtocolError(f"unknown member status {m.status}")
-        node = table[i]
-        if node.address in addresses:
+        node, where = table[i], g.host_ports[i]
+        if where in addresses:
             raise ProtocolError(f"two members at {node.address}")
-        addresses.add(node.address)
+        addresses.add(where)
         roles = frozenset(g.roles[r] for r in m.roles if 0 <= r < len(g.roles))
         if len(roles) != len(m.roles):
             raise ProtocolError("a member names an unknown role")
@@ -241,8 +265,12 @@ def decode_gossip(cluster: str, g: pb.Gossip) -> Gossip:
     )
 
 
-def decode(data: bytes) -> Envelope:
-    """The envelope ``data`` holds; :class:`ProtocolError` for anything else."""
+def decode(data: bytes, cache: NodeCache | None = None) -> Envelope:
+    """The envelope ``data`` holds; :class:`ProtocolError` for anything else.
+
+    ``cache`` (of the receiving node) saves parsing the addresses of a
+    state's members again; it is used only for its own cluster name.
+    """
     msg = pb.ClusterEnvelope()
     try:
         msg.ParseFromString(data)
@@ -267,7 +295,7 @@ def decode(data: bytes) -> Envelope:
                 raise ProtocolError("bad role names in a join")
             body = Join(roles)
         case "welcome":
-            body = Welcome(decode_gossip(cluster, msg.welcome.gossip))
+            body = Welcome(decode_gossip(cluster, msg.welcome.gossip, cache))
         case "status":
             status = msg.status
             if len(status.nodes) != len(status.counters):
@@ -277,7 +305,7 @@ def decode(data: bytes) -> Envelope:
             )
             body = GossipStatus(version, status.seen_digest)
         case "state":
-            body = GossipState(decode_gossip(cluster, msg.state.gossip))
+            body = GossipState(decode_gossip(cluster, msg.state.gossip, cache))
         case "heartbeat":
             body = Heartbeat(msg.heartbeat.sequence)
         case "heartbeat_reply":

@@ -27,12 +27,13 @@ class HeartbeatState:
     Not thread-safe; owned by the cluster of one node.
     """
 
-    __slots__ = ("_detectors", "_ring", "_self", "_settings")
+    __slots__ = ("_detectors", "_key", "_ring", "_self", "_settings")
 
     def __init__(self, self_node: UniqueAddress, settings: ClusterSettings) -> None:
         self._self = self_node
         self._settings = settings
         self._ring = HeartbeatRing.of((), settings.monitored_neighbours)
+        self._key: tuple[frozenset[UniqueAddress], frozenset[UniqueAddress]] | None = None
         self._detectors: dict[UniqueAddress, PhiAccrualFailureDetector] = {}
 
     @property
@@ -44,9 +45,11 @@ class HeartbeatState:
         self, nodes: Iterable[UniqueAddress], unreachable: Collection[UniqueAddress], now: float
     ) -> None:
         """Recompute the receivers over the ring of ``nodes`` (with this node)."""
-        ring = HeartbeatRing.of(
-            [*nodes, self._self], self._settings.monitored_neighbours, unreachable
-        )
+        key = (frozenset(nodes), frozenset(unreachable))
+        if key == self._key:
+            return
+        self._key = key
+        ring = HeartbeatRing.of([*key[0], self._self], self._settings.monitored_neighbours, key[1])
         if ring == self._ring:
             return
         self._ring = ring
@@ -70,6 +73,15 @@ class HeartbeatState:
         """The suspicion level of ``node`` (0 for a node that is not a receiver)."""
         detector = self._detectors.get(node)
         return 0.0 if detector is None else detector.phi(now)
+
+    def next_suspicion(self, now: float) -> float | None:
+        """The earliest time after ``now`` a receiver still available becomes suspected."""
+        times = [
+            at
+            for detector in self._detectors.values()
+            if (at := detector.suspected_at()) is not None and at > now
+        ]
+        return min(times, default=None)
 
     def check(self, now: float) -> tuple[frozenset[UniqueAddress], frozenset[UniqueAddress]]:
         """``(available, unavailable)`` receivers at ``now``."""

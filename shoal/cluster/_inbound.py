@@ -56,10 +56,15 @@ class Daemon(Actor):
         self._on_frame(message, self.ctx.sender)
 
 
-def refuse(node: Node, kind: str, detail: str) -> None:
-    """Count and log (rate-limited) a refused frame of ``kind``."""
+def refuse(node: Node, kind: str, detail: str, *, expected: bool = False) -> None:
+    """Count and log (rate-limited) a refused frame of ``kind``.
+
+    ``expected`` refusals (the last frames of a member just removed) are
+    logged at INFO rather than WARNING.
+    """
     node.metrics.count_bad(kind)
-    node.bad_log.report(
+    log = node.info_log if expected else node.bad_log
+    log.report(
         f"cluster-{kind}", "[%s] refused a cluster frame (%s): %s", node.self_node, kind, detail
     )
 
@@ -74,7 +79,7 @@ def on_frame(node: Node, data: object, sender: ActorRef | None) -> None:
     node.metrics.messages_received += 1
     node.metrics.bytes_received += len(data)
     try:
-        envelope = decode(data)
+        envelope = decode(data, node.node_cache)
     except ProtocolError as error:
         refuse(node, "undecodable", str(error))
         return
@@ -87,10 +92,10 @@ def on_frame(node: Node, data: object, sender: ActorRef | None) -> None:
         refuse(node, "wrong-incarnation", f"{frm} sent {type(envelope.body).__name__} to uid 0")
     elif sender is not None and sender.path.node != frm.address:
         refuse(node, "spoofed-sender", f"{frm} sent through {sender.path.node}")
-    elif node.membership.gossip.is_tombstoned(frm) or node.remoting.is_quarantined(
-        str(frm.address), frm.uid
-    ):
-        refuse(node, "quarantined", f"from removed incarnation {frm}")
+    elif node.membership.gossip.is_tombstoned(frm):
+        refuse(node, "quarantined", f"from removed incarnation {frm}", expected=True)
+    elif node.remoting.is_quarantined(str(frm.address), frm.uid):
+        refuse(node, "quarantined", f"from quarantined incarnation {frm}")
     else:
         _dispatch(node, frm, envelope.body)
 
@@ -98,7 +103,8 @@ def on_frame(node: Node, data: object, sender: ActorRef | None) -> None:
 def _dispatch(node: Node, frm: UniqueAddress, body: Body) -> None:
     match body:
         case Heartbeat(sequence=seq):
-            node.send(frm, HeartbeatReply(seq))
+            if node.membership.self_member is not None or not node.was_member:
+                node.send(frm, HeartbeatReply(seq))  # a removed node stays silent
         case HeartbeatReply():
             node.heartbeat.reply(frm, node.system.clock.now())
         case GossipStatus():
@@ -167,7 +173,10 @@ def _on_join(node: Node, frm: UniqueAddress, roles: frozenset[str]) -> None:
     if me is None or me.status not in _ADMITTING or frm.address == node.self_node.address:
         return  # not in a cluster yet: the joiner asks the other seeds
     state, decision = join(node.membership, frm, roles)
-    node.apply(state, push=True)
+    # Not pushed to other peers: the welcome and the joiner's answer carry
+    # it, gossip spreads it; pushing every admission of a mass join would
+    # multiply full states (200 joiners: 40% fewer bytes without).
+    node.apply(state, push=False)
     match decision:
         case Admitted() | AlreadyMember():
             node.send(frm, Welcome(node.membership.gossip))

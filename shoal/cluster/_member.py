@@ -140,9 +140,15 @@ class Member:
         return f"Member({self.unique_address}, {self.status}{roles})"
 
 
-def by_address(member: Member) -> UniqueAddress:
-    """Sort key: unique address order, the order of leader election."""
-    return member.unique_address
+def by_address(member: Member) -> tuple[str, str, int, int]:
+    """Sort key: unique address order, the order of leader election.
+
+    The same order as comparing ``UniqueAddress`` values (system, host,
+    port, uid), as a plain tuple: sorting 1,000 members compares in C.
+    """
+    node = member.unique_address
+    address = node.address
+    return (address.system, address.host or "", address.port or 0, node.uid)
 
 
 def by_age(member: Member) -> tuple[int, Address]:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final
 
 from shoal.runtime import ActorRef, Address, Cancellable, RateLimitedLog, UniqueAddress
 
-from ._codec import encode, seen_digest
+from ._codec import NodeCache, encode, seen_digest
 from ._downing import Downing
 from ._events import ClusterEvent, LeaderChanged, MemberDowned, MemberRemoved, diff
 from ._gossip import Gossip
@@ -77,6 +77,8 @@ class Node:
         self.heartbeat = HeartbeatState(self.self_node, settings)
         self.downing = Downing(settings)
         self.bad_log = RateLimitedLog(_log, system.clock, 5, 10.0)
+        self.info_log = RateLimitedLog(_log, system.clock, 5, 10.0, level=logging.INFO)
+        self.node_cache = NodeCache(system.name)
         self.daemon: ActorRef | None = None
         self.seed_join: SeedJoin | None = None
         self.closed = False
@@ -88,6 +90,8 @@ class Node:
         self._hb_seq = 0
         self._decision_due: float | None = None
         self._decision_timer: Cancellable | None = None
+        self._reap_at: float | None = None
+        self._reap_timer: Cancellable | None = None
         self._digest: tuple[Gossip | None, int] = (None, 0)
 
     # -- timers -------------------------------------------------------------------------
@@ -114,8 +118,9 @@ class Node:
         self.closed = True
         for timer in self._timers:
             timer.cancel()
-        if self._decision_timer is not None:
-            self._decision_timer.cancel()
+        for pending in (self._decision_timer, self._reap_timer):
+            if pending is not None:
+                pending.cancel()
         if self.seed_join is not None:
             self.seed_join.stop()
 
@@ -186,22 +191,48 @@ class Node:
         self.apply(state, push=True)
 
     def heartbeat_tick(self) -> None:
-        """Probe the ring neighbours; record who crossed the phi threshold, either way."""
+        """Probe the ring neighbours, then :meth:`reap`."""
         if self.membership.self_member is None:
             return
-        now = self.system.clock.now()
         self._hb_seq += 1
         for node in self.heartbeat.receivers:
             self.send(node, Heartbeat(self._hb_seq))
+        self.reap()
+
+    def reap(self) -> None:
+        """Record who crossed the phi threshold, either way; run the resolver.
+
+        Runs on every heartbeat tick, and also exactly when the next
+        receiver would cross the threshold (a reply meanwhile only makes
+        that check find everyone available): detection does not wait for a
+        tick, which the removal bound has no room for.
+        """
+        if self.membership.self_member is None or self.closed:
+            return
+        now = self.system.clock.now()
         available, unavailable = self.heartbeat.check(now)
         mine = self_unreachable(self.membership.gossip, self.self_node)
         state = self.membership
         for node in unavailable - mine:
             state = observe_unreachable(state, node)
-        for node in available & mine:
+        # A node this node no longer monitors (the ring moved) is no longer
+        # its to judge: withdraw the observation, as Akka's reaper does; its
+        # new monitors decide.
+        for node in (available | (mine - self.heartbeat.receivers)) & mine:
             state = observe_reachable(state, node)
         self.apply(state, push=True)
         self.check_downing(now)
+        at = self.heartbeat.next_suspicion(now)
+        if at is not None and at != self._reap_at:
+            if self._reap_timer is not None:
+                self._reap_timer.cancel()
+            self._reap_at = at
+            # A microsecond later: at the crossing itself phi may round just below.
+            self._reap_timer = self.system.clock.call_later(at - now + 1e-6, self._reap_tick)
+
+    def _reap_tick(self) -> None:
+        self._reap_timer = self._reap_at = None
+        self.reap()
 
     def check_downing(self, now: float) -> None:
         """Feed the resolver this node's view; apply its decision when one is due."""
@@ -217,9 +248,8 @@ class Node:
                 self._decision_timer = self.system.clock.call_later(due - now, self._decision_tick)
             return
         self.metrics.count_decision(decision.strategy, decision.kind.name.lower())
-        _log.warning("[%s] %s", self.self_node, decision.describe())
-        if decision.downs_self:
-            _log.warning("[%s] this node is on the losing side and stops", self.self_node)
+        losing = "; this node is on the losing side and stops" if decision.downs_self else ""
+        _log.warning("[%s] %s%s", self.self_node, decision.describe(), losing)
         state = self.membership
         for node in sorted(decision.to_down):
             state = down(state, node)
@@ -254,7 +284,9 @@ class Node:
             self._hook(event)
         self._on_events(events)
         gossip = new.gossip
-        ring = [m.unique_address for m in gossip.members if m.status is not MemberStatus.DOWN]
+        # Down members stay on the ring: one that stops before it has seen the
+        # state the leader removes it in must still be found unreachable.
+        ring = [m.unique_address for m in gossip.members]
         unreachable = gossip.effective_reachability().all_unreachable()
         self.heartbeat.update(ring, unreachable, self.system.clock.now())
         if new.self_member is not None:
@@ -291,7 +323,7 @@ class Node:
                     )
                 else:
                     remoting.quarantine(address, uid)
-                    self._refs.pop(m.address, None)
+                self._refs.pop(m.address, None)
             case _:
                 pass
 

@@ -30,6 +30,25 @@ def phi(time_diff: float, mean: float, std_deviation: float) -> float:
     return math.log1p(math.exp(z)) / _LN10
 
 
+def suspicion_y(threshold: float) -> float:
+    """The ``y`` (standard deviations past the mean) at which :func:`phi` reaches ``threshold``.
+
+    Inverts ``phi = log10(1 + exp(z))``: ``z = ln(10**threshold - 1)``, then
+    solves ``y * (1.5976 + 0.070566 * y**2) = z`` (increasing in ``y``) by
+    Newton's method. For threshold 8, ``y ~= 5.226``.
+    """
+    # Past 15, 10**threshold - 1 == 10**threshold in floating point.
+    z = threshold * _LN10 if threshold > 15 else math.log(10.0**threshold - 1.0)
+    y = z / 1.5976 if z > 0 else 0.0
+    for _ in range(50):
+        f = y * (1.5976 + 0.070566 * y * y) - z
+        step = f / (1.5976 + 3 * 0.070566 * y * y)
+        y -= step
+        if abs(step) < 1e-12:
+            break
+    return y
+
+
 class HeartbeatHistory:
     """The last ``max_sample_size`` heartbeat intervals, with their running mean and variance."""
 
@@ -87,6 +106,7 @@ class PhiAccrualFailureDetector:
         "_first_estimate",
         "_history",
         "_last",
+        "_y",
         "acceptable_heartbeat_pause",
         "max_sample_size",
         "min_std_deviation",
@@ -115,6 +135,7 @@ class PhiAccrualFailureDetector:
         self._first_estimate = first_heartbeat_estimate
         self._history = HeartbeatHistory(max_sample_size)
         self._last: float | None = None
+        self._y = suspicion_y(threshold)
 
     @classmethod
     def from_settings(cls, settings: ClusterSettings) -> PhiAccrualFailureDetector:
@@ -163,3 +184,18 @@ class PhiAccrualFailureDetector:
     def is_available(self, now: float) -> bool:
         """Whether ``phi(now)`` is below the threshold."""
         return self.phi(now) < self.threshold
+
+    def suspected_at(self) -> float | None:
+        """When ``phi`` reaches the threshold if no heartbeat arrives before; ``None`` before
+        the first heartbeat.
+
+        ``last + mean + acceptable_heartbeat_pause + y * max(stddev, min_std_deviation)``
+        with ``y = suspicion_y(threshold)``: checking then, rather than on the
+        next tick, detects a crash without a tick's delay.
+        """
+        last = self._last
+        if last is None:
+            return None
+        history = self._history
+        std = max(history.std_deviation, self.min_std_deviation)
+        return last + history.mean + self.acceptable_heartbeat_pause + self._y * std

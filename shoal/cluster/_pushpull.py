@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Iterable
 
 from shoal.runtime import UniqueAddress
 
@@ -98,8 +97,3 @@ def answer_state(received: Gossip, merged: Gossip) -> Answer:
     if received.version.compare(merged.version) is not Ordering.SAME:
         return Answer.STATE
     return Answer.NOTHING if received.seen >= merged.seen else Answer.STATE
-
-
-def live_nodes(gossip: Gossip) -> Iterable[UniqueAddress]:
-    """Members that take part in gossip (every member but the Down ones)."""
-    return (m.unique_address for m in gossip.members if m.status is not MemberStatus.DOWN)

@@ -173,11 +173,12 @@ class ClusterSettings:
 
         Gossip every 0.1 s, heartbeats every 0.05 s, a 0.5 s acceptable
         pause, decisions after 1 s of stability: ``removal_bound`` is
-        1.7 s. A crashed node is found unreachable ``0.05 + 0.5 + 5.2 *
-        0.01 ~= 0.60`` s after its last heartbeat reply (phi 8 is about 5.2
-        standard deviations past the mean), at most one heartbeat tick
-        later (0.65 s), so the resolver downs it 1.65 s after the crash and
-        the leader removes it within the round trips that follow.
+        1.7 s. A crashed node is found unreachable ``0.05 + 0.5 + 5.226 *
+        0.01 ~= 0.602`` s after its last heartbeat reply (phi 8 is 5.226
+        standard deviations past the mean; the node checks at that moment,
+        not on its next tick), so the resolver downs it at most 1.602 s
+        after the crash and the leader removes it within the round trips
+        that follow, 0.1 s inside the bound.
         """
         base = cls(
             gossip_interval=0.1,

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Union
 
 from shoal.runtime import ActorRef
 
 from ._events import ClusterEvent, CurrentClusterState
 
-ClusterNotice = Union[CurrentClusterState, ClusterEvent]  # noqa: UP007 - a runtime alias
+ClusterNotice = CurrentClusterState | ClusterEvent
 """What a subscriber receives: one :class:`CurrentClusterState`, then events."""
 
 Subscriber = ActorRef | Callable[[ClusterNotice], object]

@@ -38,6 +38,7 @@ from ._journal import Journal as Journal
 from ._journal import PersistentRepr as PersistentRepr
 from ._memory import MemoryJournal as MemoryJournal
 from ._memory import MemorySnapshotStore as MemorySnapshotStore
+from ._replay_filter import Repair as Repair
 from ._snapshot import SnapshotMetadata as SnapshotMetadata
 from ._snapshot import SnapshotRecord as SnapshotRecord
 from ._snapshot import SnapshotSelectionCriteria as SnapshotSelectionCriteria
@@ -76,6 +77,7 @@ __all__ = [
     "CassandraSession",
     "CassandraSettings",
     "CassandraSnapshotStore",
+    "Repair",
     # errors
     "PersistenceError",
     "PluginClosedError",

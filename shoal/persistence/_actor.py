@@ -32,7 +32,7 @@ from ._errors import (
     RecoveryError,
 )
 from ._extension import Persistence
-from ._journal import Journal, PersistentRepr
+from ._journal import Journal, PersistentRepr, check_persistence_id
 from ._snapshot import (
     LATEST,
     SnapshotMetadata,
@@ -164,7 +164,7 @@ class PersistentActor(Actor):
         self._pers_writer = uuid.uuid4().hex
         try:
             ext = self.persistence
-            self._pers_pid = self.persistence_id
+            self._pers_pid = check_persistence_id(self.persistence_id)
             self._pers_journal = ext.journal
             self._pers_serialize = self.ctx.system.serialization.serialize
             self._pers_wall_clock = ext.settings.wall_clock
@@ -256,8 +256,9 @@ class PersistentActor(Actor):
                     raise EventDecodeError(
                         pid, stored.sequence_nr, stored.serializer_id, stored.manifest, str(exc)
                     ) from exc
+                # on_event sees the event's own number, as it does live
+                self._pers_seq = stored.sequence_nr
                 on_event(event)
-            self._pers_seq = chunk[-1].sequence_nr
         # Events between the last replayed and the highest were deleted: skip their numbers.
         self._pers_seq = max(self._pers_seq, highest)
 
@@ -274,11 +275,12 @@ class PersistentActor(Actor):
         """Write ``events`` atomically, then apply each with :meth:`on_event`.
 
         Returns once they are written and applied. Raises
-        :class:`EventRejectedError` if one cannot be serialized (nothing is
-        written; the actor carries on). Any journal failure (including a
-        fencing refusal) is logged with the persistence id, stops the actor
-        and is raised; no event of the write is applied. Call it from this
-        actor's own handler, one persist at a time.
+        :class:`EventRejectedError` if one cannot be serialized or the journal
+        refuses to store it (nothing is written; the actor carries on). Any
+        journal failure (including a fencing refusal) is logged with the
+        persistence id, stops the actor and is raised; no event of the write
+        is applied. Call it from this actor's own handler, one persist at a
+        time.
         """
         if not events:
             return

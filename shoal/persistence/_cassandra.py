@@ -16,18 +16,24 @@ turn share requests (UNLOGGED batches of a few partitions each, see
 
 ``writer_uuid`` is part of the row key so that two writers storing the same
 sequence number (see *Fencing*) never overwrite each other's acknowledged
-event: both rows stay, and replay reports the duplicate
-(:class:`JournalCorruptionError`) instead of silently losing one.
+event: both rows stay, and replay repairs the duplicate deterministically
+(:mod:`._replay_filter`: the newer writer's events are kept, the older
+writer's dropped with a warning, counted in :attr:`CassandraJournal.repaired_events`
+and recorded in the ``repairs`` table, which :meth:`CassandraJournal.repairs` lists).
 
 Fencing without a lightweight transaction on the write path (a Paxos round
 per append would cost four round trips): each journal instance remembers the
 highest sequence number of every persistence id it has written or read the
 highest of (recovery does), and refuses a write that does not continue it.
-This is exact for every writer using the same journal instance: one node's
-stale incarnation of an entity is refused. Across nodes it is only as good as
+A write keeps its claim until its outcome is known, even if its caller was
+cancelled; a write whose outcome is unknown is sent again until it is (see
+:mod:`._cassandra_writes`), and meanwhile new writes and recoveries of that id
+wait. This is exact for every writer using the same journal instance: one
+node's stale incarnation of an entity is refused, and a late write can never
+take a number a newer incarnation wrote. Across nodes it is only as good as
 the single-writer guarantee above it (cluster sharding runs one incarnation
 per entity; a node that lost its shards is downed): a second node's writer
-recovering meanwhile is detected on the next replay, not prevented.
+is not prevented, and replay repairs what it stored twice.
 
 Deletes raise a ``deleted_to`` marker first, then drop the rows with range
 tombstones; the marker keeps the highest sequence number when every event is
@@ -37,23 +43,48 @@ gone.
 from __future__ import annotations
 
 import asyncio
-import functools
+import logging
+import time
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
-from cassandra import ConsistencyLevel
-from cassandra.query import BatchStatement, BatchType
+from cassandra import ConsistencyLevel, InvalidRequest
 
-from ._cassandra_grouping import ROW_OVERHEAD, group_writes
+from shoal.runtime import Clock, LoopClock
+
+from ._cassandra_grouping import ROW_OVERHEAD
 from ._cassandra_replay import ChunkQuery, HighestWalk, ReplayWalk
 from ._cassandra_session import CassandraSession, CassandraSettings, Once
-from ._errors import JournalError, JournalReadError, JournalWriteError, PluginClosedError
-from ._journal import MAX_SEQUENCE_NR, Journal, PersistentRepr, check_write, fence
+from ._cassandra_writes import PendingWrite, Row, WritePath, check_key_sizes
+from ._errors import (
+    EventRejectedError,
+    JournalError,
+    JournalReadError,
+    JournalWriteError,
+    PluginClosedError,
+)
+from ._journal import (
+    MAX_SEQUENCE_NR,
+    Journal,
+    PersistentRepr,
+    check_persistence_id,
+    check_write,
+    fence,
+    validate_chunk,
+)
 from ._partitions import partition_nr, write_partition
+from ._replay_filter import Repair, ReplayFilter
 
 __all__ = ["CassandraJournal"]
 
-_FENCE_CACHE_LIMIT: Final = 100_000  # ids; past it the cache restarts (a miss costs one read)
+_log = logging.getLogger("shoal.persistence")
+
+
+def _log_record_failure(sent: asyncio.Future[list[Any]]) -> None:
+    if not sent.cancelled() and sent.exception() is not None:
+        _log.warning("cassandra journal: recording a replay repair failed: %s", sent.exception())
+
+
 _DELETE_CONCURRENCY: Final = 32  # range deletes in flight at once
 
 
@@ -66,6 +97,10 @@ def _tables(ks: str) -> tuple[str, ...]:
             WITH CLUSTERING ORDER BY (sequence_nr ASC, writer_uuid ASC)""",
         f"""CREATE TABLE IF NOT EXISTS {ks}.metadata (
             persistence_id text PRIMARY KEY, deleted_to bigint)""",
+        f"""CREATE TABLE IF NOT EXISTS {ks}.repairs (
+            persistence_id text, sequence_nr bigint, dropped_writer text, kept_writer text,
+            detected_at bigint,
+            PRIMARY KEY ((persistence_id), sequence_nr, dropped_writer))""",
     )
 
 
@@ -115,26 +150,22 @@ class _Statements:
         self.delete_range = prepare(
             f"DELETE FROM {ks}.messages WHERE {where} AND sequence_nr <= ?", write_cl
         )
-
-
-class _Queued(NamedTuple):
-    rows: list[tuple[str, int, int, str, int, int, str, bytes]]
-    size: int
-    fut: asyncio.Future[None]
-
-
-def _settle_group(writes: list[_Queued], sent: asyncio.Future[list[Any]]) -> None:
-    """Acknowledge (or fail) every write of one request."""
-    exc = None if sent.cancelled() else sent.exception()
-    for write in writes:
-        if write.fut.done():
-            continue
-        if sent.cancelled():
-            write.fut.cancel()
-        elif exc is not None:
-            write.fut.set_exception(exc)
-        else:
-            write.fut.set_result(None)
+        # The repairs table is optional (a schema created by hand before it
+        # existed): without it, repairs are only logged and counted.
+        repair_cols = "persistence_id, sequence_nr, dropped_writer, kept_writer, detected_at"
+        self.record_repair: Any = None
+        self.all_repairs: Any = None
+        self.repairs_of: Any = None
+        try:
+            self.record_repair = prepare(
+                f"INSERT INTO {ks}.repairs ({repair_cols}) VALUES (?, ?, ?, ?, ?)", write_cl
+            )
+            self.all_repairs = prepare(f"SELECT {repair_cols} FROM {ks}.repairs", read_cl)
+            self.repairs_of = prepare(
+                f"SELECT {repair_cols} FROM {ks}.repairs WHERE persistence_id = ?", read_cl
+            )
+        except InvalidRequest:  # unconfigured table
+            _log.warning("cassandra journal: no table %s.repairs; repairs are only logged", ks)
 
 
 class CassandraJournal(Journal):
@@ -142,22 +173,39 @@ class CassandraJournal(Journal):
 
     Pass ``session`` to share one driver session with a
     :class:`CassandraSnapshotStore`; the journal then leaves closing it to
-    the caller.
+    the caller. ``clock`` times the re-sending of writes whose outcome is
+    unknown (default: the event loop's).
+
+    Refusals: a write whose persistence id or writer id is over Cassandra's
+    key size limit, whose request the server refuses (e.g. over its message
+    size limit) or whose row the driver cannot bind fails with
+    :class:`EventRejectedError`: nothing of it is stored, its numbers are
+    free, and writes grouped with it are unaffected.
     """
 
     def __init__(
-        self, settings: CassandraSettings, *, session: CassandraSession | None = None
+        self,
+        settings: CassandraSettings,
+        *,
+        session: CassandraSession | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self._owns_session = session is None
         self._session = session if session is not None else CassandraSession(settings)
         self._statements: _Statements | None = None
         self._setup: Once[_Statements] = Once()
-        self._highest: dict[str, int] = {}  # the fence: see the module docstring
-        self._queued: list[_Queued] = []  # writes waiting for the end of this loop turn
-        self._writes = 0  # write() calls under way; close() waits for them
-        self._idle: asyncio.Event | None = None
+        self._clock = clock
+        self._writes = WritePath(settings, self._session.execute, self._get_clock)
+        self._repairs_seen: set[tuple[str, int, str]] = set()
+        self.repaired_events = 0
+        """Events replays of this instance dropped (each counted once): see :meth:`repairs`."""
         self._closed = False
+
+    def _get_clock(self) -> Clock:
+        if self._clock is None:
+            self._clock = LoopClock(asyncio.get_running_loop())
+        return self._clock
 
     def _check_open(self) -> None:
         if self._closed:
@@ -197,84 +245,57 @@ class CassandraJournal(Journal):
     async def write(self, events: Sequence[PersistentRepr]) -> None:
         pid = check_write(events)
         self._check_open()
-        self._writes += 1
+        check_key_sizes(pid, events)
         first, last = events[0].sequence_nr, events[-1].sequence_nr
-        claimed = False
+        path = self._writes
+        path.enter()
+        pending: PendingWrite | None = None
         try:
             partition = write_partition(first, last, self.settings.partition_size)
+            if path.unsettled and pid in path.unsettled:
+                await path.settled(pid)  # an earlier write's outcome decides the fence
             st = self._statements
-            known = self._highest.get(pid)
+            known = path.highest.get(pid)
             if st is None or known is None:
                 st, known = await self._before_first_write(pid, first)
             fence(pid, known, first)
-            if len(self._highest) >= _FENCE_CACHE_LIMIT:
-                self._highest.clear()
-            self._highest[pid] = last  # claimed now, so a concurrent stale write is refused
-            claimed = True
-            rows = []
+            path.claim(pid, last)  # claimed now, so a concurrent stale write is refused
+            rows: list[Row] = []
             size = 0
             for e in events:
                 rows.append((pid, partition, e.sequence_nr, e.writer_uuid, e.timestamp,
                              e.serializer_id, e.manifest, e.payload))  # fmt: skip
                 size += len(pid) + len(e.manifest) + len(e.payload) + len(e.writer_uuid)
-            loop = asyncio.get_running_loop()
-            fut: asyncio.Future[None] = loop.create_future()
-            self._queued.append(_Queued(rows, size + ROW_OVERHEAD * len(rows), fut))
-            if len(self._queued) == 1:
-                loop.call_soon(self._flush, st)
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            pending = PendingWrite(pid, first, last, rows, size + ROW_OVERHEAD * len(rows), fut)
+            path.enqueue(st, pending)
             await fut
-        except BaseException as exc:
-            if claimed and self._highest.get(pid) == last:
-                del self._highest[pid]  # the outcome is unknown: re-read before the next write
-            if isinstance(exc, Exception) and not isinstance(
-                exc, (JournalError, PluginClosedError, ValueError)
-            ):
-                raise JournalWriteError(
-                    f"cassandra write of {pid!r} sequence numbers {first}..{last} failed "
-                    f"(it may or may not be stored): {exc}"
-                ) from exc
+        except asyncio.CancelledError:
+            if pending is not None:
+                path.orphan(pending)  # its outcome, not this cancellation, decides the claim
             raise
+        except Exception as exc:
+            if isinstance(exc, (JournalError, PluginClosedError, EventRejectedError, ValueError)):
+                raise
+            raise JournalWriteError(
+                f"cassandra write of {pid!r} sequence numbers {first}..{last} failed "
+                f"(nothing stored): {exc}"
+            ) from exc
         finally:
-            self._writes -= 1
-            if self._writes == 0 and self._idle is not None:
-                self._idle.set()
+            if pending is None:
+                path.leave()  # nothing was queued: nothing to settle
 
     async def _before_first_write(self, pid: str, first: int) -> tuple[_Statements, int]:
         """Set up if needed, and read ``pid``'s highest sequence number if not known yet."""
         try:
             st = await self._ready()
-            known = self._highest.get(pid)
+            known = self._writes.highest.get(pid)
             if known is None:
                 found = await self._read_highest(st, pid, 0)
-                known = self._highest.setdefault(pid, found)  # a concurrent writer may have won
+                known = self._writes.highest.setdefault(pid, found)  # a concurrent writer won?
         except Exception as exc:
             raise JournalWriteError(f"cassandra write of {pid!r} at {first} failed: {exc}") from exc
         return st, known
-
-    def _flush(self, st: _Statements) -> None:
-        """Send every write queued during the last loop turn, grouped (``_cassandra_grouping``)."""
-        queued, self._queued = self._queued, []
-        settings = self.settings
-        sizes = [q.size for q in queued]
-        for group in group_writes(sizes, settings.group_max_partitions, settings.group_max_bytes):
-            writes = [queued[i] for i in group]
-            if len(writes) == 1 and len(writes[0].rows) == 1:
-                statement = st.insert.bind(writes[0].rows[0])
-            else:
-                statement = BatchStatement(
-                    batch_type=BatchType.UNLOGGED, consistency_level=st.write_cl
-                )
-                for write in writes:
-                    for row in write.rows:
-                        statement.add(st.insert, row)
-            try:
-                sent = self._session.execute(statement)
-            except Exception as exc:  # the driver refused to send it (e.g. shut down)
-                for write in writes:
-                    if not write.fut.done():
-                        write.fut.set_exception(exc)
-                continue
-            sent.add_done_callback(functools.partial(_settle_group, writes))
 
     # -- reading ----------------------------------------------------------------------
 
@@ -283,15 +304,31 @@ class CassandraJournal(Journal):
         return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
     async def _read_highest(self, st: _Statements, pid: str, hint: int) -> int:
-        walk = HighestWalk(max(hint, await self._deleted_to(st, pid)), self.settings.partition_size)
+        deleted = await self._deleted_to(st, pid)
+        walk = HighestWalk(max(hint, deleted), self.settings.partition_size)
         probe: int | None = walk.first()
         while probe is not None:
             rows = await self._session.execute(st.largest, (pid, probe))
             probe = walk.advance(probe, int(rows[0][0]) if rows else None)
+        if walk.highest == hint > deleted and not await self._stored(st, pid, hint):
+            # Covered by the caller's snapshot, but not in the journal: see Journal.
+            await self._session.execute(st.set_deleted_to, (hint, pid))
         return walk.highest
 
+    async def _stored(self, st: _Statements, pid: str, sequence_nr: int) -> bool:
+        """Whether event ``sequence_nr`` is stored, knowing none after it is."""
+        nominal = partition_nr(sequence_nr, self.settings.partition_size)
+        for partition in (nominal, nominal + 1):  # where a write may have put it
+            rows = await self._session.execute(st.largest, (pid, partition))
+            if rows and int(rows[0][0]) >= sequence_nr:
+                return True
+        return False
+
     async def highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int = 0) -> int:
+        check_persistence_id(persistence_id)
         self._check_open()
+        if self._writes.unsettled and persistence_id in self._writes.unsettled:
+            await self._writes.settled(persistence_id)  # a write's outcome is still unknown
         try:
             st = await self._ready()
             found = await self._read_highest(st, persistence_id, from_sequence_nr)
@@ -301,8 +338,7 @@ class CassandraJournal(Journal):
             raise JournalReadError(
                 f"cassandra: highest sequence number of {persistence_id!r} failed: {exc}"
             ) from exc
-        if found > self._highest.get(persistence_id, -1):  # keep a claim of a write in flight
-            self._highest[persistence_id] = found
+        self._writes.learn(persistence_id, found)
         return found
 
     def _fetch(self, st: _Statements, pid: str, q: ChunkQuery) -> asyncio.Future[list[Any]]:
@@ -322,9 +358,11 @@ class CassandraJournal(Journal):
         to_sequence_nr: int = MAX_SEQUENCE_NR,
         max_count: int = MAX_SEQUENCE_NR,
     ) -> AsyncIterator[Sequence[PersistentRepr]]:
+        check_persistence_id(persistence_id)
         pid = persistence_id
         self._check_open()
         ahead: asyncio.Future[list[Any]] | None = None
+        repair = ReplayFilter(pid)
         try:
             st = await self._ready()
             start = max(from_sequence_nr, await self._deleted_to(st, pid) + 1)
@@ -349,8 +387,17 @@ class CassandraJournal(Journal):
                 if following is not None:
                     ahead = self._fetch(st, pid, following)  # read ahead of the consumer
                 query = following
-                if chunk:
-                    yield chunk
+                kept = repair.feed(chunk)
+                if kept:
+                    if repair.repairs:  # events were dropped: check what is left
+                        validate_chunk(pid, kept[0].sequence_nr, kept)
+                    yield kept
+            kept = repair.finish()
+            if kept and repair.repairs:
+                validate_chunk(pid, kept[0].sequence_nr, kept)
+            size = self.settings.replay_chunk_size
+            for i in range(0, len(kept), size):  # what the filter held back, in chunks
+                yield kept[i : i + size]
         except (JournalError, PluginClosedError):
             raise
         except Exception as exc:
@@ -358,10 +405,67 @@ class CassandraJournal(Journal):
         finally:
             if ahead is not None:
                 ahead.cancel()
+            if repair.repairs:
+                self._record_repairs(repair.repairs)
+
+    def _record_repairs(self, repairs: list[Repair]) -> None:
+        """Warn, count and store (for :meth:`repairs`) the events a replay dropped."""
+        new = [r for r in repairs if (r.persistence_id, r.sequence_nr, r.dropped_writer)
+               not in self._repairs_seen]  # fmt: skip
+        if not new:
+            return
+        for r in new:
+            self._repairs_seen.add((r.persistence_id, r.sequence_nr, r.dropped_writer))
+        self.repaired_events += len(new)
+        first = new[0]
+        _log.warning(
+            "cassandra journal: %r has events stored twice by two writers; replay keeps the "
+            "newer writer %r and drops %d events of the older writer %r from sequence number "
+            "%d on (CassandraJournal.repairs() lists every such repair)",
+            first.persistence_id,
+            first.kept_writer,
+            len(new),
+            first.dropped_writer,
+            first.sequence_nr,
+        )
+        st = self._statements
+        if st is None or st.record_repair is None:
+            return
+        stamp = int(time.time() * 1000)
+        for r in new:
+            row = (r.persistence_id, r.sequence_nr, r.dropped_writer, r.kept_writer, stamp)
+            self._session.execute(st.record_repair, row).add_done_callback(_log_record_failure)
+
+    async def repairs(self, persistence_id: str | None = None) -> list[Repair]:
+        """The events replays dropped because a newer writer stored the same numbers.
+
+        For operators: every repair any instance of this journal recorded in
+        the keyspace (table ``repairs``), or only ``persistence_id``'s. The
+        dropped events stay in the ``messages`` table, untouched; replays
+        skip them (see ``_replay_filter`` for the rule).
+        """
+        self._check_open()
+        if persistence_id is not None:
+            check_persistence_id(persistence_id)
+        try:
+            st = await self._ready()
+        except Exception as exc:
+            raise JournalReadError(f"cassandra: listing repairs failed: {exc}") from exc
+        if st.all_repairs is None:
+            raise JournalReadError(f"cassandra: no table {self.settings.keyspace}.repairs")
+        try:
+            if persistence_id is None:
+                rows = await self._session.execute(st.all_repairs)
+            else:
+                rows = await self._session.execute(st.repairs_of, (persistence_id,))
+        except Exception as exc:
+            raise JournalReadError(f"cassandra: listing repairs failed: {exc}") from exc
+        return sorted(Repair(*row) for row in rows) if rows else []
 
     # -- deleting ---------------------------------------------------------------------
 
     async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
+        check_persistence_id(persistence_id)
         pid = persistence_id
         self._check_open()
         try:
@@ -391,8 +495,6 @@ class CassandraJournal(Journal):
 
     async def close(self) -> None:
         self._closed = True
-        if self._writes:
-            self._idle = asyncio.Event()
-            await self._idle.wait()
+        await self._writes.close()
         if self._owns_session:
             await self._session.close()

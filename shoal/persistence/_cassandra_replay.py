@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ._journal import PersistentRepr, validate_chunk
+from ._errors import JournalCorruptionError
+from ._journal import PersistentRepr
 from ._partitions import next_partition, partition_nr
 
 __all__ = ["ChunkQuery", "HighestWalk", "ReplayWalk"]
@@ -38,7 +39,8 @@ class ReplayWalk:
     ``start`` must already be past the deletion marker. Later partitions
     are read from ``start`` on rather than from the next expected number, so
     a second copy of an already replayed event (two writers without a
-    common fence) shows up and is reported by :func:`validate_chunk`.
+    common fence) shows up: the walk passes second copies on (the journal's
+    :class:`ReplayFilter` resolves them) and reports gaps.
     """
 
     __slots__ = ("_chunk_size", "_expected", "_pid", "_remaining", "_size", "_start", "_upper")
@@ -74,9 +76,18 @@ class ReplayWalk:
     def advance(self, query: ChunkQuery, chunk: Sequence[PersistentRepr]) -> ChunkQuery | None:
         """Check ``chunk`` (the rows ``query`` returned) and return the next query, if any.
 
-        Raises :class:`JournalCorruptionError` on a duplicate or a gap.
+        Raises :class:`JournalCorruptionError` on a gap.
         """
-        self._expected = validate_chunk(self._pid, self._expected, chunk)
+        expected = self._expected
+        for event in chunk:
+            seq = event.sequence_nr
+            if seq > expected:
+                raise JournalCorruptionError(
+                    self._pid, expected, f"missing (the next stored is {seq})"
+                )
+            if seq == expected:
+                expected += 1
+        self._expected = expected
         self._remaining -= len(chunk)
         if self._remaining <= 0 or self._expected > self._upper:
             return None

@@ -98,6 +98,13 @@ class CassandraSettings:
     ones to complete: backpressure instead of failures when the driver's
     socket buffers fill."""
 
+    settle_timeout_s: float = 60.0
+    """How long the journal keeps sending again a write whose outcome is
+    unknown (a timeout, a lost connection) so its outcome becomes known,
+    while its sequence numbers stay claimed and that persistence id's new
+    writes wait; past it the claim is dropped with a warning (see
+    ``CassandraJournal``)."""
+
     def __post_init__(self) -> None:
         if not _IDENT.fullmatch(self.keyspace):
             raise ValueError(f"invalid keyspace name {self.keyspace!r}")
@@ -114,6 +121,8 @@ class CassandraSettings:
             raise ValueError("group_max_partitions and group_max_bytes must be positive")
         if self.max_in_flight < 1:
             raise ValueError("max_in_flight must be positive")
+        if not 0 <= self.settle_timeout_s < float("inf"):
+            raise ValueError("settle_timeout_s must be >= 0 and finite")
 
     def replication_cql(self) -> str:
         """The replication map as a CQL literal."""

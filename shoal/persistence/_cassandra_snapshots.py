@@ -19,7 +19,7 @@ from cassandra import ConsistencyLevel
 
 from ._cassandra_session import CassandraSession, CassandraSettings, Once
 from ._errors import PluginClosedError, SnapshotStoreError
-from ._journal import MAX_SEQUENCE_NR
+from ._journal import MAX_SEQUENCE_NR, check_persistence_id
 from ._snapshot import (
     LATEST,
     SnapshotMetadata,
@@ -109,6 +109,7 @@ class CassandraSnapshotStore(SnapshotStore):
         return await self._session.run_blocking(setup)
 
     async def save(self, snapshot: SnapshotRecord) -> None:
+        check_persistence_id(snapshot.metadata.persistence_id)
         m = snapshot.metadata
         try:
             st = await self._ready()
@@ -157,6 +158,7 @@ class CassandraSnapshotStore(SnapshotStore):
         persistence_id: str,
         criteria: SnapshotSelectionCriteria = LATEST,
     ) -> SnapshotRecord | None:
+        check_persistence_id(persistence_id)
         if criteria.is_empty():
             return None
         try:
@@ -171,6 +173,7 @@ class CassandraSnapshotStore(SnapshotStore):
         return found[0] if found else None
 
     async def delete(self, persistence_id: str, criteria: SnapshotSelectionCriteria) -> None:
+        check_persistence_id(persistence_id)
         if criteria.is_empty():
             return
         pid = persistence_id

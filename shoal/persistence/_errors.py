@@ -124,11 +124,13 @@ class SnapshotDecodeError(PersistenceError):
 
 
 class EventRejectedError(PersistenceError):
-    """An event that cannot be persisted: the serializer refused it (or it cannot be stored).
+    """An event that cannot be persisted: the serializer refused it, or the journal cannot store it.
 
-    Raised by :meth:`PersistentActor.persist` / ``persist_all`` before
-    anything is written. Only that persist fails: the actor keeps running
-    with its state and sequence number unchanged.
+    Raised by :meth:`PersistentActor.persist` / ``persist_all`` and by
+    :meth:`Journal.write` when the write is known not to be stored (the
+    journal refused a row it cannot hold, e.g. over a size limit). Only that
+    persist fails: the actor keeps running with its state and sequence
+    number unchanged.
     """
 
 

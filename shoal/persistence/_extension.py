@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
+
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 from shoal.runtime import ActorSystem, RateLimitedLog, ShutdownPhase
 
@@ -65,6 +68,7 @@ class Persistence:
         self.log = RateLimitedLog(_log, system.clock, 5, 10.0, level=logging.ERROR)
         """Where persistence logs what a broken journal or user error can repeat at
         line rate: 5 lines per kind per 10 s, then a count."""
+        system.metrics.register(_PersistenceCollector(self))
 
     @classmethod
     def configure(cls, system: ActorSystem, settings: PersistenceSettings) -> Persistence:
@@ -111,3 +115,22 @@ class Persistence:
             await journal.close()
         if store is not None:
             await store.close()
+
+
+class _PersistenceCollector(Collector):
+    """``shoal_persistence_repaired_events``: events replays dropped (Cassandra's repair)."""
+
+    def __init__(self, persistence: Persistence) -> None:
+        self._persistence = persistence
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        journal = self._persistence._journal  # noqa: SLF001 (its own module)
+        counter = CounterMetricFamily(
+            "shoal_persistence_repaired_events",
+            "Events replays dropped because a newer writer stored the same sequence numbers",
+            labels=["address"],
+        )
+        counter.add_metric(
+            [self._persistence.system.address], getattr(journal, "repaired_events", 0)
+        )
+        yield counter

@@ -9,6 +9,10 @@ Concurrency contract shared by every method: call it from the event loop the
 plugin was first used on; methods never block that loop (storage I/O runs on
 plugin-owned threads or the driver's own I/O thread). Methods may be called
 concurrently, for the same or different persistence ids.
+
+Every method (of journals and snapshot stores alike) refuses a persistence id
+that is not a non-empty, valid text ``str`` with ``ValueError`` (see
+:func:`check_persistence_id`), before touching storage.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ __all__ = [
     "MAX_SEQUENCE_NR",
     "Journal",
     "PersistentRepr",
+    "check_persistence_id",
     "check_write",
     "fence",
     "validate_chunk",
@@ -57,17 +62,45 @@ class PersistentRepr(msgspec.Struct, frozen=True, gc=False):
     timestamp: int = 0
 
 
+def check_persistence_id(persistence_id: str) -> str:
+    """Return ``persistence_id`` if every plugin can store it; raise ``ValueError`` if not.
+
+    A persistence id is a non-empty ``str`` that is valid Unicode text (it
+    encodes to UTF-8: no lone surrogates). Plugins may have limits of their
+    own (Cassandra: its key size). Every journal and snapshot store method
+    checks the id it is given, so one bad id fails only the calls naming it.
+    """
+    if not isinstance(persistence_id, str):  # one error type for every invalid id
+        raise ValueError(  # noqa: TRY004
+            f"a persistence id is a str, not {type(persistence_id).__qualname__}: "
+            f"{persistence_id!r}"
+        )
+    if persistence_id and persistence_id.isascii():  # the common case, in one scan
+        return persistence_id
+    if not persistence_id:
+        raise ValueError("a persistence id must not be empty")
+    try:
+        persistence_id.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"persistence id {persistence_id!r} is not valid text: {exc.reason} at "
+            f"position {exc.start} (a lone surrogate cannot be stored)"
+        ) from None
+    return persistence_id
+
+
 def check_write(events: Sequence[PersistentRepr]) -> str:
     """Validate the shape of one atomic write and return its persistence id.
 
     A write is non-empty, names one persistence id, and numbers its events
-    consecutively from a first sequence number >= 1. Raises ``ValueError``
-    otherwise (a programming error of the caller, not a storage condition).
+    consecutively from a first sequence number >= 1, and its persistence id
+    passes :func:`check_persistence_id`. Raises ``ValueError`` otherwise (a
+    programming error of the caller, not a storage condition).
     """
     if not events:
         raise ValueError("a journal write needs at least one event")
     first = events[0]
-    pid = first.persistence_id
+    pid = check_persistence_id(first.persistence_id)
     expected = first.sequence_nr
     if expected < 1:
         raise ValueError(f"sequence numbers start at 1, got {expected} for {pid!r}")
@@ -149,8 +182,11 @@ class Journal(abc.ABC):
         independent (one failing never fails another's, except when the
         storage itself fails).
 
-        On :class:`JournalWriteError` the outcome is unknown (stored entirely
-        or not at all). Cancelling the awaiting task does not withdraw the
+        On :class:`EventRejectedError` the write was refused and nothing of it
+        is stored: the plugin cannot hold one of its rows (e.g. a manifest
+        that is not valid text, or over a size limit); writes grouped with it
+        are unaffected. On :class:`JournalWriteError` the outcome is unknown
+        (stored entirely or not at all). Cancelling the awaiting task does not withdraw the
         write either: it may still be stored.
         """
 
@@ -183,8 +219,13 @@ class Journal(abc.ABC):
         every write acknowledged before the call; a write still in flight
         may or may not be counted (it is not acknowledged yet), so the answer
         is only stable when the id has no writer, as during recovery.
-        ``from_sequence_nr`` is a lower bound the caller already knows
-        (e.g. its snapshot's); plugins may use it to start their search.
+
+        ``from_sequence_nr`` is a number the caller knows to be covered (its
+        snapshot's): the answer is at least it, and plugins may start their
+        search there. If the journal holds less (a snapshot over an empty or
+        lost journal), it records the events up to ``from_sequence_nr`` as
+        deleted (any stored ones are deleted), so the next write continues
+        from it and a replay does not report them missing.
         """
 
     @abc.abstractmethod

@@ -12,7 +12,14 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from ._errors import PluginClosedError
-from ._journal import MAX_SEQUENCE_NR, Journal, PersistentRepr, check_write, fence
+from ._journal import (
+    MAX_SEQUENCE_NR,
+    Journal,
+    PersistentRepr,
+    check_persistence_id,
+    check_write,
+    fence,
+)
 from ._snapshot import LATEST, SnapshotRecord, SnapshotSelectionCriteria, SnapshotStore
 
 __all__ = ["MemoryJournal", "MemorySnapshotStore"]
@@ -58,6 +65,7 @@ class MemoryJournal(Journal):
         to_sequence_nr: int = MAX_SEQUENCE_NR,
         max_count: int = MAX_SEQUENCE_NR,
     ) -> AsyncIterator[Sequence[PersistentRepr]]:
+        check_persistence_id(persistence_id)
         self._check_open()
         stream = self._streams.get(persistence_id)
         if stream is None or not stream.events or max_count <= 0:
@@ -76,11 +84,20 @@ class MemoryJournal(Journal):
             await asyncio.sleep(0)  # yield to the loop between chunks, like real plugins
 
     async def highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int = 0) -> int:
+        check_persistence_id(persistence_id)
         self._check_open()
         stream = self._streams.get(persistence_id)
-        return stream.highest if stream is not None else 0
+        highest = stream.highest if stream is not None else 0
+        if from_sequence_nr > highest:  # covered by the caller's snapshot: see Journal
+            if stream is None:
+                stream = self._streams[persistence_id] = _Stream()
+            stream.deleted_to = from_sequence_nr
+            stream.events = []
+            return from_sequence_nr
+        return highest
 
     async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
+        check_persistence_id(persistence_id)
         self._check_open()
         stream = self._streams.get(persistence_id)
         if stream is None:
@@ -107,6 +124,7 @@ class MemorySnapshotStore(SnapshotStore):
             raise PluginClosedError("the memory snapshot store is closed")
 
     async def save(self, snapshot: SnapshotRecord) -> None:
+        check_persistence_id(snapshot.metadata.persistence_id)
         self._check_open()
         meta = snapshot.metadata
         self._snapshots.setdefault(meta.persistence_id, {})[meta.sequence_nr] = snapshot
@@ -116,6 +134,7 @@ class MemorySnapshotStore(SnapshotStore):
         persistence_id: str,
         criteria: SnapshotSelectionCriteria = LATEST,
     ) -> SnapshotRecord | None:
+        check_persistence_id(persistence_id)
         self._check_open()
         found = [
             s
@@ -125,6 +144,7 @@ class MemorySnapshotStore(SnapshotStore):
         return max(found, key=lambda s: s.metadata.sequence_nr, default=None)
 
     async def delete(self, persistence_id: str, criteria: SnapshotSelectionCriteria) -> None:
+        check_persistence_id(persistence_id)
         self._check_open()
         stored = self._snapshots.get(persistence_id, {})
         for seq in [seq for seq, s in stored.items() if criteria.matches(s.metadata)]:

@@ -40,6 +40,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
@@ -51,7 +52,14 @@ from ._errors import (
     PluginClosedError,
     SnapshotStoreError,
 )
-from ._journal import MAX_SEQUENCE_NR, Journal, PersistentRepr, check_write, validate_chunk
+from ._journal import (
+    MAX_SEQUENCE_NR,
+    Journal,
+    PersistentRepr,
+    check_persistence_id,
+    check_write,
+    validate_chunk,
+)
 from ._snapshot import (
     LATEST,
     SnapshotMetadata,
@@ -68,6 +76,7 @@ from ._sqlite_db import (
     delete_to,
     highest,
     read_chunk,
+    read_first_chunk,
     truncate_wal,
 )
 from ._thread_worker import ThreadWorker
@@ -135,6 +144,8 @@ class SqliteJournal(Journal):
         self._lock = threading.Lock()  # guards _pending and _flush_queued across the two threads
         self._pending: list[_Pending] = []
         self._flush_queued = False
+        self._pending_since = 0.0  # when the oldest pending write was queued (monotonic)
+        self._busy_timeout_ms = int(self.settings.busy_timeout_s * 1000)  # writer thread's
         self._unchecked = 0  # bytes written since the last checkpoint request (writer thread)
         self._closed = False
 
@@ -153,7 +164,9 @@ class SqliteJournal(Journal):
         with self._lock:
             self._pending.append((events, fut))  # the caller must not mutate it meanwhile
             queue_flush = not self._flush_queued
-            self._flush_queued = True
+            if queue_flush:
+                self._flush_queued = True
+                self._pending_since = time.monotonic()
         if queue_flush:
             # Queued at the end of this loop turn, not now: every actor resumed in
             # this turn adds its write first, so one flush takes them all. Waking
@@ -183,19 +196,34 @@ class SqliteJournal(Journal):
             timeout = self.settings.busy_timeout_s
             self._reader.submit_nowait(lambda c: truncate_wal(c, timeout), _log_checkpoint_failure)
 
-    def _take_pending(self) -> list[_Pending]:
+    def _take_pending(self) -> tuple[list[_Pending], float]:
         with self._lock:
             batch, self._pending = self._pending, []
             self._flush_queued = False
-        return batch
+            return batch, self._pending_since
+
+    def _wait_for_lock_until(self, conn: sqlite3.Connection, deadline: float) -> None:
+        """Have ``conn`` wait for another connection's write lock until ``deadline`` at most.
+
+        So writes that queued while a flush waited for the lock wait one
+        ``busy_timeout_s`` in all, counted from when they were queued, not one
+        more per flush ahead of them. Set only when it differs noticeably
+        from the current timeout (a statement per flush would cost).
+        """
+        full = int(self.settings.busy_timeout_s * 1000)
+        wanted = max(0, min(full, int((deadline - time.monotonic()) * 1000)))
+        if abs(wanted - self._busy_timeout_ms) > max(full // 10, 10):
+            conn.execute(f"PRAGMA busy_timeout={wanted}")
+            self._busy_timeout_ms = wanted
 
     def _flush(self, conn: sqlite3.Connection) -> None:
         """On the writer thread: commit every queued write in one transaction."""
-        batch = self._take_pending()
+        batch, since = self._take_pending()
         if not batch:
             return
         outcomes: Sequence[Exception | None]
         try:
+            self._wait_for_lock_until(conn, since + self.settings.busy_timeout_s)
             outcomes = self._committer.commit(conn, [events for events, _ in batch])
         except Exception as exc:  # not a storage error (those are per write): fail them all
             self._committer.forget()
@@ -216,7 +244,7 @@ class SqliteJournal(Journal):
 
     def _fail_flush(self, exc: Exception) -> None:
         """On the writer thread: the flush could not run (the database did not open)."""
-        batch = self._take_pending()
+        batch, _ = self._take_pending()
         err = JournalWriteError(f"sqlite journal {self.settings.path!s} unavailable: {exc}")
         err.__cause__ = exc
         self._writer.post(_complete, batch, [err] * len(batch))
@@ -235,6 +263,7 @@ class SqliteJournal(Journal):
         to_sequence_nr: int = MAX_SEQUENCE_NR,
         max_count: int = MAX_SEQUENCE_NR,
     ) -> AsyncIterator[Sequence[PersistentRepr]]:
+        check_persistence_id(persistence_id)
         chunk_size = self.settings.replay_chunk_size
         pid = persistence_id
         what = f"replay of {pid!r} from {from_sequence_nr}"
@@ -248,34 +277,51 @@ class SqliteJournal(Journal):
         if remaining <= 0 or from_sequence_nr > to_sequence_nr:
             return
         limit = min(chunk_size, remaining)
-        expected: int | None = None  # past a deletion the first event is later than asked
-        ahead: asyncio.Future[list[PersistentRepr]] | None = fetch(from_sequence_nr, limit)
+        # The first event must be the first asked for or, past a deletion, the one
+        # after the marker: a later one means rows were removed without a marker.
+        expected, chunk = await self._read(
+            lambda c: read_first_chunk(c, pid, from_sequence_nr, to_sequence_nr, limit), what
+        )
+        ahead: asyncio.Future[list[PersistentRepr]] | None = None
         try:
-            while ahead is not None:
-                chunk = await ahead
-                ahead = None
-                if not chunk:
-                    return
-                if expected is None:
-                    expected = chunk[0].sequence_nr
+            while chunk:
                 expected = validate_chunk(pid, expected, chunk)
                 remaining -= len(chunk)
                 if len(chunk) == limit and remaining > 0:  # a full chunk: there may be more
                     limit = min(chunk_size, remaining)
                     ahead = fetch(chunk[-1].sequence_nr + 1, limit)  # read ahead of the consumer
                 yield chunk
+                if ahead is None:
+                    return
+                chunk = await ahead
+                ahead = None
         finally:
             if ahead is not None:
                 ahead.cancel()
 
     async def highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int = 0) -> int:
-        return await self._read(lambda c: highest(c, persistence_id), "highest sequence number")
+        check_persistence_id(persistence_id)
+        found = await self._read(lambda c: highest(c, persistence_id), "highest sequence number")
+        if from_sequence_nr > found:  # covered by the caller's snapshot: see Journal
+            await self._delete_to(persistence_id, from_sequence_nr, beyond_highest=True)
+            return from_sequence_nr
+        return found
 
     async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
+        check_persistence_id(persistence_id)
+        await self._delete_to(persistence_id, to_sequence_nr, beyond_highest=False)
+
+    async def _delete_to(
+        self, persistence_id: str, to_sequence_nr: int, *, beyond_highest: bool
+    ) -> None:
         self._check_open()
 
         def job(conn: sqlite3.Connection) -> None:
-            delete_to(conn, persistence_id, to_sequence_nr)
+            # On the writer thread: the fencing cache learns the new highest, and
+            # the lock wait is a whole busy timeout again (a flush may have cut it).
+            self._committer.forget(persistence_id)
+            self._wait_for_lock_until(conn, time.monotonic() + self.settings.busy_timeout_s)
+            delete_to(conn, persistence_id, to_sequence_nr, beyond_highest=beyond_highest)
 
         try:
             await self._writer.submit(job)
@@ -333,6 +379,7 @@ class SqliteSnapshotStore(SnapshotStore):
             raise SnapshotStoreError(f"sqlite snapshot store: {what} failed: {exc}") from exc
 
     async def save(self, snapshot: SnapshotRecord) -> None:
+        check_persistence_id(snapshot.metadata.persistence_id)
         m = snapshot.metadata
         row = (
             m.persistence_id,
@@ -353,6 +400,7 @@ class SqliteSnapshotStore(SnapshotStore):
         persistence_id: str,
         criteria: SnapshotSelectionCriteria = LATEST,
     ) -> SnapshotRecord | None:
+        check_persistence_id(persistence_id)
         if criteria.is_empty():
             return None
         args = _criteria_args(persistence_id, criteria)
@@ -367,6 +415,7 @@ class SqliteSnapshotStore(SnapshotStore):
         return await self._run(job, f"loading {persistence_id!r}")
 
     async def delete(self, persistence_id: str, criteria: SnapshotSelectionCriteria) -> None:
+        check_persistence_id(persistence_id)
         if criteria.is_empty():
             return
         args = _criteria_args(persistence_id, criteria)

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from ._errors import JournalWriteError, SequenceConflictError
+from ._errors import EventRejectedError, JournalWriteError, SequenceConflictError
 from ._journal import PersistentRepr
 
 __all__ = [
@@ -38,7 +39,10 @@ __all__ = [
     "truncate_wal",
     "delete_to",
     "highest",
+    "is_busy",
+    "deleted_to",
     "read_chunk",
+    "read_first_chunk",
 ]
 
 _SCHEMA: Final = (
@@ -67,6 +71,8 @@ _SCHEMA: Final = (
     ) STRICT""",
 )
 
+_TABLE_NAMES: Final = frozenset({"journal", "journal_meta", "snapshots"})
+_TABLES: Final = "SELECT name FROM sqlite_schema WHERE type = 'table'"
 _HIGHEST: Final = """SELECT max(
     coalesce((SELECT max(sequence_nr) FROM journal WHERE persistence_id = ?1), 0),
     coalesce((SELECT deleted_to FROM journal_meta WHERE persistence_id = ?1), 0))"""
@@ -111,6 +117,7 @@ def insert_rows(conn: sqlite3.Connection, flat: list[object]) -> None:
         raise
 
 
+_DELETED_TO: Final = "SELECT deleted_to FROM journal_meta WHERE persistence_id = ?"
 _READ: Final = """SELECT sequence_nr, serializer_id, manifest, payload, writer_uuid, timestamp
     FROM journal WHERE persistence_id = ? AND sequence_nr BETWEEN ? AND ?
     ORDER BY sequence_nr LIMIT ?"""
@@ -193,17 +200,66 @@ def connect(settings: SqliteSettings) -> sqlite3.Connection:
         timeout=settings.busy_timeout_s,
     )
     try:
-        conn.execute("PRAGMA journal_mode=WAL")
+        _while_busy(settings.busy_timeout_s, lambda: _enter_wal(conn))
         conn.execute(f"PRAGMA synchronous={settings.synchronous}")
         conn.execute(f"PRAGMA mmap_size={int(settings.mmap_size)}")
         conn.execute(f"PRAGMA wal_autocheckpoint={4 * settings.checkpoint_bytes // 4096}")
         conn.execute(f"PRAGMA journal_size_limit={int(settings.checkpoint_bytes)}")
-        for ddl in _SCHEMA:
-            conn.execute(ddl)
+        _while_busy(settings.busy_timeout_s, lambda: _create_tables(conn))
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def is_busy(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked" (another connection holds the lock)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    primary = getattr(exc, "sqlite_errorcode", 0) & 0xFF  # extended codes keep it in the low byte
+    return primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _while_busy(timeout_s: float, step: Callable[[], None]) -> None:
+    """Run ``step``, again while it fails with "database is locked", for up to ``timeout_s``.
+
+    For the statements SQLite does not retry itself: switching a new file to
+    WAL, and a schema change started by a reader, fail at once rather than
+    wait (to avoid a deadlock) when several connections open one new file.
+    """
+    deadline = time.monotonic() + timeout_s
+    delay = 0.001
+    while True:
+        try:
+            step()
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc) or time.monotonic() + delay > deadline:
+                raise
+        time.sleep(delay)  # on the plugin's own thread, never the event loop
+        delay = min(delay * 2, 0.05)
+
+
+def _enter_wal(conn: sqlite3.Connection) -> None:
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise sqlite3.OperationalError(f"cannot switch to WAL mode (journal_mode is {mode})")
+
+
+def _create_tables(conn: sqlite3.Connection) -> None:
+    """Create the missing tables in one write transaction (none if all exist)."""
+    present = {name for (name,) in conn.execute(_TABLES)}
+    if present >= _TABLE_NAMES:
+        return
+    conn.execute("BEGIN IMMEDIATE")  # waits for the write lock (busy_timeout) like a write
+    try:
+        for ddl in _SCHEMA:
+            conn.execute(ddl)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
 
 
 def checkpoint(conn: sqlite3.Connection) -> None:
@@ -255,11 +311,46 @@ def read_chunk(
     ]
 
 
-def delete_to(conn: sqlite3.Connection, persistence_id: str, to_sequence_nr: int) -> None:
-    """Delete events ``<= min(to_sequence_nr, highest)`` and raise the ``deleted_to`` marker."""
+def deleted_to(conn: sqlite3.Connection, persistence_id: str) -> int:
+    """The deletion marker of ``persistence_id``: events up to it were deleted (0 if none)."""
+    row = conn.execute(_DELETED_TO, (persistence_id,)).fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+def read_first_chunk(
+    conn: sqlite3.Connection, persistence_id: str, from_nr: int, to_nr: int, limit: int
+) -> tuple[int, list[PersistentRepr]]:
+    """The first event a replay must find, and the first chunk (see :func:`read_chunk`).
+
+    Both in one read transaction: the first event is ``from_nr`` or, past a
+    deletion, the one after the marker; a replay whose first row is later
+    has found rows removed without a marker.
+    """
+    conn.execute("BEGIN")
+    try:
+        first = max(from_nr, deleted_to(conn, persistence_id) + 1)
+        return first, read_chunk(conn, persistence_id, first, to_nr, limit)
+    finally:
+        conn.execute("COMMIT")
+
+
+def delete_to(
+    conn: sqlite3.Connection,
+    persistence_id: str,
+    to_sequence_nr: int,
+    *,
+    beyond_highest: bool = False,
+) -> None:
+    """Delete events ``<= min(to_sequence_nr, highest)`` and raise the ``deleted_to`` marker.
+
+    With ``beyond_highest``, up to ``to_sequence_nr`` even past the highest
+    stored: the numbers up to it count as used (a snapshot covers them).
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         to = min(to_sequence_nr, highest(conn, persistence_id))
+        if beyond_highest:
+            to = to_sequence_nr
         conn.execute(
             """INSERT INTO journal_meta VALUES (?1, ?2) ON CONFLICT (persistence_id)
             DO UPDATE SET deleted_to = max(deleted_to, ?2)""",
@@ -305,17 +396,35 @@ class GroupCommitter:
         """Commit ``writes`` (each a valid, non-empty write); one outcome per write.
 
         Should the group's statement fail, each write is retried in a
-        transaction of its own, so one bad write cannot fail the others.
+        transaction of its own, so one bad write cannot fail the others;
+        except when the group could not get the write lock within the busy
+        timeout: then none could, and all fail at once (retrying them one by
+        one would make the last wait one busy timeout per write ahead of it).
         """
         try:
             return self._commit_group(conn, writes)
-        except sqlite3.Error:
+        except Exception as exc:  # binding errors (e.g. a lone surrogate) are not sqlite3.Error
             self._highest.clear()
-        return [self._commit_one(conn, events) for events in writes]
+            if is_busy(exc):
+                return [_write_error(events, exc) for events in writes]
+        outcomes: list[Exception | None] = []
+        for events in writes:
+            outcome = self._commit_one(conn, events)
+            outcomes.append(outcome)
+            if outcome is not None and is_busy(outcome.__cause__):
+                # locked now: the rest would each wait a whole busy timeout too
+                failed = outcome.__cause__
+                assert failed is not None
+                outcomes += [_write_error(e, failed) for e in writes[len(outcomes) :]]
+                break
+        return outcomes
 
-    def forget(self) -> None:
-        """Drop the cache (after a failure of unknown extent)."""
-        self._highest.clear()
+    def forget(self, persistence_id: str | None = None) -> None:
+        """Drop the cache (after a failure of unknown extent), or one id's entry."""
+        if persistence_id is None:
+            self._highest.clear()
+        else:
+            self._highest.pop(persistence_id, None)
 
     def _look_up(self, conn: sqlite3.Connection, pids: list[str]) -> None:
         for start in range(0, len(pids), _LOOKUP_CHUNK):
@@ -367,16 +476,42 @@ class GroupCommitter:
             insert_rows(conn, [v for e in events for v in (pid, e.sequence_nr, e.serializer_id,
                                e.manifest, e.payload, e.writer_uuid, e.timestamp)])  # fmt: skip
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except Exception as exc:
             self._highest.pop(pid, None)
             if conn.in_transaction:
                 conn.rollback()
-            return _write_error(events, exc)
+            if isinstance(exc, _UNBINDABLE):  # refused before SQLite stored anything
+                return _rejected(events, exc)
+            if isinstance(exc, sqlite3.Error):
+                return _write_error(events, exc)
+            raise
         self._highest[pid] = events[-1].sequence_nr
         return None
 
 
-def _write_error(events: Sequence[PersistentRepr], exc: sqlite3.Error) -> JournalWriteError:
+# A row SQLite cannot take at all (a str that is not valid text, an integer over 64 bits,
+# a value of the wrong type): the write is refused before anything is stored.
+_UNBINDABLE: Final = (
+    UnicodeEncodeError,
+    OverflowError,
+    TypeError,
+    sqlite3.InterfaceError,
+    sqlite3.ProgrammingError,
+    sqlite3.IntegrityError,  # a STRICT column refused the value's type
+)
+
+
+def _rejected(events: Sequence[PersistentRepr], exc: Exception) -> EventRejectedError:
+    first = events[0]
+    err = EventRejectedError(
+        f"sqlite journal cannot store the events {first.sequence_nr}..{events[-1].sequence_nr} "
+        f"of {first.persistence_id!r} (nothing stored): {exc}"
+    )
+    err.__cause__ = exc
+    return err
+
+
+def _write_error(events: Sequence[PersistentRepr], exc: BaseException) -> JournalWriteError:
     first = events[0]
     err = JournalWriteError(
         f"sqlite write of {first.persistence_id!r} sequence numbers {first.sequence_nr}.."

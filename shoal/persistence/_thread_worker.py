@@ -38,8 +38,9 @@ class ThreadWorker(Generic[_R]):
 
     ``open_resource`` runs on the worker thread before the first job (so a
     thread-affine resource like a sqlite connection is created there);
-    ``close_resource`` runs there after the last. If opening fails, every job
-    fails with that error.
+    ``close_resource`` runs there after the last. If opening fails, the job
+    fails with that error and the next job tries to open it again, so a
+    transient failure (a locked or missing file) does not outlive itself.
 
     Jobs must not block forever and must not touch the event loop except
     through :meth:`post`. Not re-entrant: a job must not wait for another
@@ -111,22 +112,20 @@ class ThreadWorker(Generic[_R]):
 
     def _run(self) -> None:
         opened: _R | None = None
-        open_error: Exception | None = None
-        try:
-            opened = self._open()
-        except Exception as exc:  # every job reports it
-            open_error = exc
         while True:
             item = self._queue.get()
             if item is None:
                 break
             job, on_error = item
             try:
-                if open_error is not None:
-                    on_error(open_error)
-                    continue
+                if opened is None:
+                    try:
+                        opened = self._open()
+                    except Exception as exc:  # this job reports it; the next one retries
+                        on_error(exc)
+                        continue
                 try:
-                    job(opened)  # type: ignore[arg-type]
+                    job(opened)
                 except Exception as exc:
                     on_error(exc)
             except Exception:

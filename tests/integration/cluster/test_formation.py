@@ -90,3 +90,45 @@ async def test_start_twice_and_get_before_start_raise() -> None:
         assert Cluster.get(a.system) is cluster
         with pytest.raises(ClusterError, match="already runs"):
             await Cluster.start(a.system, ClusterSettings.testing())
+
+
+async def test_seeds_of_another_system_are_refused_at_start() -> None:
+    clock = ManualClock()
+    async with MemoryNetwork(clock=clock) as net:
+        a = await net.start_node("app")
+        with pytest.raises(ValueError, match=r"seed_nodes: .* is not a node of this cluster"):
+            await Cluster.start(
+                a.system, ClusterSettings.testing(seed_nodes=("other@127.0.0.1:1",))
+            )
+        cluster = await Cluster.start(a.system, ClusterSettings.testing())
+        with pytest.raises(ValueError, match="seed_nodes"):
+            cluster.join_seed_nodes(["app@nohost"])
+
+
+async def test_oldest_role_leaders_and_unreachable_observers() -> None:
+    clock = ManualClock()
+    async with MemoryNetwork(clock=clock) as net:
+        remotings = [await net.start_node("shoal") for _ in range(3)]
+        seeds = (remotings[0].address,)
+        roles = [frozenset({"web"}), frozenset({"db"}), frozenset({"db", "web"})]
+        nodes = [
+            await Cluster.start(r.system, ClusterSettings.testing(seed_nodes=seeds, roles=roles[i]))
+            for i, r in enumerate(remotings)
+        ]
+        await advance_until(clock, lambda: all(len(c.state.members) == 3 for c in nodes))
+        await advance_until(clock, lambda: all(c.is_up for c in nodes))
+        await run_for(clock, 0.5)
+        a = nodes[0]
+        assert a.oldest() is not None
+        assert a.oldest().unique_address == a.self_address  # type: ignore[union-attr]
+        assert a.oldest("db").unique_address == nodes[1].self_address  # type: ignore[union-attr]
+        assert a.role_leader("db") == nodes[1].self_address
+        assert a.role_leader() == a.self_address
+        assert a.role_leader("none") is None
+        net.partition([nodes[2].system], [a.system, nodes[1].system])
+        await advance_until(clock, lambda: bool(a.unreachable_observers()), max_time=2)
+        observed = a.unreachable_observers()
+        assert list(observed) == [nodes[2].self_address]
+        assert a.self_address in observed[nodes[2].self_address]
+        net.heal()
+        await run_for(clock, 1.0)

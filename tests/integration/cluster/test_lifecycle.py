@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from shoal.cluster import Cluster, ClusterSettings, MemberStatus
 from shoal.cluster.testing import advance_until, finish_shutdowns, form_cluster, run_for
 from shoal.remote.testing import MemoryNetwork
@@ -140,3 +142,20 @@ async def test_a_joiner_is_weakly_up_while_a_member_is_unreachable_then_up() -> 
         net.heal()
         await advance_until(clock, lambda: d.is_up, max_time=3)
         assert a.gossip.member(d.self_address).status is MemberStatus.UP  # type: ignore[union-attr]
+
+
+async def test_an_operator_can_make_another_member_leave() -> None:
+    clock = ManualClock()
+    async with MemoryNetwork(clock=clock) as net:
+        nodes = await form_cluster(net, clock, 3)
+        nodes[0].leave_member(str(nodes[2].self_address.address))
+        await advance_until(clock, lambda: not nodes[2].system.is_running, max_time=5)
+        await finish_shutdowns(clock, nodes)
+        assert nodes[2].system.coordinated_shutdown.reason == "cluster-leave"
+        await advance_until(clock, lambda: len(nodes[1].gossip.members) == 2, max_time=5)
+        with pytest.raises(ValueError, match="address"):
+            nodes[0].leave_member("shoal@nohost")
+        nodes[0].leave_member(nodes[0].self_address.address)
+        await advance_until(clock, lambda: not nodes[0].system.is_running, max_time=5)
+        await finish_shutdowns(clock, nodes)
+        assert nodes[0].system.coordinated_shutdown.reason == "cluster-leave"

@@ -1,5 +1,6 @@
-"""Real node processes (``python -m shoal.cluster``) on loopback: formation, a SIGKILL
-detected and removed, graceful leave with exit code 0, restart as a new incarnation."""
+"""Real node processes (``python -m shoal.cluster``) on loopback, 3 and 5 of them:
+formation, a SIGKILL detected and removed, graceful leave with exit code 0, restart as a
+new incarnation."""
 
 from __future__ import annotations
 
@@ -162,3 +163,18 @@ async def test_a_restarted_process_joins_again_as_a_new_incarnation(
     for node in nodes[:2]:
         await node.wait_for(_removed(old["address"], old["uid"]))
         await node.wait_for(_up(new["address"], new["uid"]))
+
+
+@pytest.mark.slow
+async def test_five_processes_form_and_remove_a_killed_one(
+    nodes: list[NodeProcess], tmp_path: Path
+) -> None:
+    ups = await _form(nodes, tmp_path, 5)
+    victim = ups[3]
+    nodes[3].proc.send_signal(signal.SIGKILL)
+    for node in (*nodes[:3], nodes[4]):
+        await node.wait_for(_removed(victim["address"], victim["uid"]))
+    for node in (*nodes[:3], nodes[4]):
+        node.proc.send_signal(signal.SIGTERM)
+    for node in (*nodes[:3], nodes[4]):
+        assert await node.exit_code() == 0

@@ -8,7 +8,6 @@ import pytest
 
 from shoal.persistence import (
     Journal,
-    JournalCorruptionError,
     PersistentRepr,
     PluginClosedError,
     SequenceConflictError,
@@ -148,11 +147,10 @@ async def test_fencing_across_instances(journal_kit: JournalKit, pid: str) -> No
         assert outcomes[1:] == [None, None]
         await first.write([ev(pid, 6)])
         assert await seqs(second, pid) == [1, 2, 3, 4, 5, 6]
-    else:  # Cassandra fences per instance: the stale one writes, and replay reports it
+    else:  # Cassandra fences per instance: the stale one writes, and replay repairs it
         stale = PersistentRepr(pid, 4, 4, "tck:Event", b"stale", "writer-2", 0)
         await first.write([stale])
-        with pytest.raises(JournalCorruptionError, match=f"{pid}.*sequence number 4"):
-            await fresh.events(pid)
+        assert await fresh.events(pid) == evs(pid, 1, 4)  # the newer writer's 4 is kept
 
 
 async def test_delete_to(journal: Journal, pid: str) -> None:
@@ -293,3 +291,51 @@ async def test_close_finishes_accepted_writes(journal_kit: JournalKit, pid: str)
     await asyncio.gather(*writes)
     again = journal_kit.open()
     assert [await again.highest_sequence_nr(f"{pid}-{i}") for i in range(20)] == [1] * 20
+
+
+@pytest.mark.parametrize("bad", ["", "lone-\udc80-surrogate"])
+async def test_an_invalid_persistence_id_fails_only_its_own_calls(
+    journal: Journal, pid: str, bad: str
+) -> None:
+    async def write(events: list[PersistentRepr]) -> None:
+        await journal.write(events)
+
+    outcomes = await asyncio.gather(
+        write([ev(f"{pid}-a", 1)]),
+        write([ev(bad, 1)]),
+        write([ev(f"{pid}-b", 1), ev(f"{pid}-b", 2)]),
+        return_exceptions=True,
+    )
+    assert outcomes[0] is None
+    assert isinstance(outcomes[1], ValueError)
+    assert "persistence id" in str(outcomes[1])
+    assert outcomes[2] is None
+    with pytest.raises(ValueError, match="persistence id"):
+        await journal.highest_sequence_nr(bad)
+    with pytest.raises(ValueError, match="persistence id"):
+        await journal.events(bad)
+    with pytest.raises(ValueError, match="persistence id"):
+        await journal.delete_to(bad, 1)
+    assert await seqs(journal, f"{pid}-a") == [1]
+    assert await seqs(journal, f"{pid}-b") == [1, 2]
+
+
+async def test_a_known_number_past_the_stored_ones_continues_from_it(
+    journal_kit: JournalKit, pid: str
+) -> None:
+    """A snapshot at 5 over an empty (or lost) journal: the journal continues from 5."""
+    journal = journal_kit.open()
+    assert await journal.highest_sequence_nr(pid, 5) == 5
+    with pytest.raises(SequenceConflictError):
+        await journal.write([ev(pid, 1)])
+    await journal.write([ev(pid, 6)])
+    assert await seqs(journal, pid) == [6]  # 1..5 count as deleted, not missing
+    await journal.write(evs(f"{pid}-b", 1, 2))  # events the snapshot covers are deleted
+    assert await journal.highest_sequence_nr(f"{pid}-b", 4) == 4
+    await journal.write([ev(f"{pid}-b", 5)])
+    assert await seqs(journal, f"{pid}-b") == [5]
+    if journal_kit.durable:
+        again = journal_kit.open()
+        assert await again.highest_sequence_nr(pid) == 6
+        assert await seqs(again, pid) == [6]
+        assert await again.highest_sequence_nr(f"{pid}-b") == 5

@@ -22,7 +22,10 @@ from shoal.persistence import (
     Persistence,
     PersistenceSettings,
     PersistentActor,
+    RecoveryError,
     SequenceConflictError,
+    SnapshotMetadata,
+    SnapshotRecord,
     SnapshotSelectionCriteria,
     SqliteSettings,
 )
@@ -134,7 +137,9 @@ def persistence_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Pers
 
 @pytest.fixture
 async def system(persistence_settings: PersistenceSettings) -> AsyncIterator[ActorSystem]:
-    async with ActorSystem("test", Settings.testing()) as sys:
+    # A real Cassandra on a busy 2-core machine can take seconds to answer the
+    # first queries of 50 recovering actors; the tests assert outcomes, not speed.
+    async with ActorSystem("test", Settings.testing(ask_timeout=15.0)) as sys:
         Persistence.configure(sys, persistence_settings)
         yield sys
 
@@ -348,3 +353,68 @@ async def test_configure_after_use_is_refused(faulty: tuple[ActorSystem, FaultyJ
     _ = system.extension(Persistence).journal
     with pytest.raises(RuntimeError, match="already in use"):
         Persistence.configure(system, PersistenceSettings.testing())
+
+
+class Numbering(Account):
+    """Records ``last_sequence_nr`` as ``on_event`` sees it."""
+
+    def __init__(self, key: str, seen: list[int]) -> None:
+        super().__init__(key)
+        self.seen = seen
+
+    def on_event(self, event: Deposited) -> None:
+        super().on_event(event)
+        self.seen.append(self.last_sequence_nr)
+
+
+async def test_on_event_sees_its_own_number_in_replay_as_live(
+    system: ActorSystem, pid: str
+) -> None:
+    live: list[int] = []
+    ref = system.spawn(lambda: Numbering(pid, live))
+    await ref.ask(Deposit(1, times=3))
+    await ref.ask(Deposit(2))
+    assert live == [1, 2, 3, 4]
+    await stop(ref)
+    replayed: list[int] = []
+    again = system.spawn(lambda: Numbering(pid, replayed))
+    assert await again.ask(Balance()) == (5, 4)
+    assert replayed == live
+
+
+class BadlyNamed(Account):
+    @property
+    def persistence_id(self) -> str:
+        return f"account|{self.key}\udc80"
+
+
+async def test_an_invalid_persistence_id_fails_recovery_of_that_actor_only(
+    system: ActorSystem, pid: str
+) -> None:
+    bad = system.spawn(lambda: BadlyNamed(pid))
+    good = spawn(system, pid)
+    with pytest.raises(RecoveryError, match="persistence id") as failed:
+        await bad.ask(Deposit(1))
+    assert isinstance(failed.value.__cause__, ValueError)
+    assert await good.ask(Deposit(2)) == 2
+
+
+async def test_a_snapshot_over_an_empty_journal_recovers_and_continues(
+    system: ActorSystem, pid: str
+) -> None:
+    """The journal lost its events (or never had them); the snapshot at 5 remains."""
+    account = f"account|{pid}"
+    s = system.serialization.serialize(AccountState(15, [1, 2, 3, 4, 5]))
+    store = system.extension(Persistence).snapshot_store
+    await store.save(
+        SnapshotRecord(SnapshotMetadata(account, 5, 0), s.serializer_id, s.manifest, s.payload)
+    )
+    log: list[str] = []
+    ref = spawn(system, pid, log=log)
+    assert await ref.ask(Balance()) == (15, 5)
+    assert await ref.ask(Deposit(6)) == 21
+    assert await ref.ask(Balance()) == (21, 6)
+    await stop(ref)
+    assert await spawn(system, pid).ask(Balance()) == (21, 6)
+    journal = system.extension(Persistence).journal
+    assert [e.sequence_nr for e in await journal.events(account)] == [6]

@@ -108,6 +108,22 @@ async def test_a_corrupt_journal_fails_asks_with_the_corruption(tmp_path: Path, 
     assert f"'account|{pid}' at sequence number 2: missing" in str(error)
 
 
+async def test_first_events_removed_without_a_marker_fail_recovery(
+    tmp_path: Path, pid: str
+) -> None:
+    path = tmp_path / "j.db"
+    async with ActorSystem("recovery", Settings.testing()) as system:
+        Persistence.configure(system, PersistenceSettings(sqlite=SqliteSettings(path=path)))
+        ref = system.spawn(lambda: Account(pid))
+        await ref.ask(Deposit(1, times=3))
+        await ref.stop()
+        with sqlite3.connect(path) as conn:
+            conn.execute("DELETE FROM journal WHERE sequence_nr = 1")
+        error = await fails_with(system.spawn(lambda: Account(pid)), Balance())
+    assert isinstance(error.__cause__, JournalCorruptionError)
+    assert f"'account|{pid}' at sequence number 1: missing" in str(error)
+
+
 async def test_an_unreadable_file_fails_asks_with_the_reason(tmp_path: Path, pid: str) -> None:
     path = tmp_path / "j.db"
     path.write_bytes(b"this is not a database" * 1000)

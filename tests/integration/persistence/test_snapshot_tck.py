@@ -134,3 +134,13 @@ async def test_closed_store_refuses_calls(snapshot_kit: SnapshotKit, pid: str) -
         await store.load(pid)
     with pytest.raises(PluginClosedError):
         await store.delete(pid, SnapshotSelectionCriteria())
+
+
+@pytest.mark.parametrize("bad", ["", "lone-\udc80-surrogate"])
+async def test_an_invalid_persistence_id_is_refused(snapshots: SnapshotStore, bad: str) -> None:
+    with pytest.raises(ValueError, match="persistence id"):
+        await snapshots.save(SnapshotRecord(SnapshotMetadata(bad, 1, 0), 1, "", b"s"))
+    with pytest.raises(ValueError, match="persistence id"):
+        await snapshots.load(bad)
+    with pytest.raises(ValueError, match="persistence id"):
+        await snapshots.delete(bad, SnapshotSelectionCriteria())

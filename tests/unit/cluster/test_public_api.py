@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shoal.cluster
+import shoal.cluster.testing
 from shoal.runtime import ShoalError
 
 
@@ -45,3 +46,15 @@ def test_errors_form_one_hierarchy() -> None:
     assert issubclass(shoal.cluster.InvalidTransitionError, shoal.cluster.ClusterError)
     assert issubclass(shoal.cluster.ProtocolError, shoal.cluster.ClusterError)
     assert issubclass(shoal.cluster.ClusterError, ShoalError)
+
+
+def test_testing_kit_exports() -> None:
+    assert sorted(shoal.cluster.testing.__all__) == [
+        "advance_until",
+        "convergence_rounds",
+        "finish_shutdowns",
+        "form_cluster",
+        "run_for",
+        "start_node",
+        "up_gossip",
+    ]

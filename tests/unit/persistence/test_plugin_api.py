@@ -5,11 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from prometheus_client import generate_latest
 
 import shoal.persistence
 from shoal.persistence import (
     EventDecodeError,
     JournalCorruptionError,
+    MemoryJournal,
+    Persistence,
+    PersistenceSettings,
     PersistentRepr,
     SequenceConflictError,
     SnapshotDecodeError,
@@ -19,8 +23,8 @@ from shoal.persistence import (
     decode_event,
     decode_snapshot,
 )
-from shoal.persistence._journal import check_write, fence, validate_chunk
-from shoal.runtime import Serialization, message
+from shoal.persistence._journal import check_persistence_id, check_write, fence, validate_chunk
+from shoal.runtime import ActorSystem, Serialization, Settings, message
 
 
 def r(seq: int, pid: str = "p") -> PersistentRepr:
@@ -38,6 +42,7 @@ def test_public_names_are_pinned() -> None:
             "PersistentRepr",
             "SnapshotMetadata",
             "SnapshotRecord",
+            "Repair",
             "SnapshotSelectionCriteria",
             "SnapshotStore",
             "decode_event",
@@ -169,3 +174,28 @@ def test_decode_snapshot_names_the_row() -> None:
     record = SnapshotRecord(SnapshotMetadata("acct", 9), 99, "", b"")
     with pytest.raises(SnapshotDecodeError, match="sequence number 9 of 'acct'"):
         decode_snapshot(ser, record)
+
+
+@pytest.mark.parametrize(
+    ("pid", "problem"),
+    [("", "must not be empty"), ("a\udc80", "lone surrogate"), (b"p", "a str, not bytes")],
+)
+def test_invalid_persistence_ids_are_refused_with_the_reason(pid: object, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        check_persistence_id(pid)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=problem):
+        check_write([PersistentRepr(pid, 1, 1, "", b"")])  # type: ignore[arg-type]
+    assert check_persistence_id("accounts|älice") == "accounts|älice"
+
+
+async def test_replay_repairs_are_a_metric() -> None:
+    class Repairing(MemoryJournal):
+        repaired_events = 3
+
+    async with ActorSystem("metrics", Settings.testing()) as system:
+        Persistence.configure(system, PersistenceSettings(journal=Repairing))
+        assert "shoal_persistence_repaired_events_total" in generate_latest(system.metrics).decode()
+        _ = system.extension(Persistence).journal
+        text = generate_latest(system.metrics).decode()
+        assert 'shoal_persistence_repaired_events_total{address="' in text
+        assert "} 3.0" in text
