@@ -128,6 +128,9 @@ async def test_one_per_group() -> None:
             got = sorted(s[0] for s, m in seen if m == n)
             assert got == ["l", "w"]
         assert len({s for s, _ in seen if s[0] == "w"}) > 1  # spread over the nodes
+        seen.clear()
+        assert a.publish("jobs", Note(99)) == 3  # a plain publish: every subscriber
+        await env.until(lambda: len(seen) == 9)
 
 
 async def test_send_with_local_affinity_and_send_to_all() -> None:
