@@ -76,6 +76,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     node.add_argument("--log-format", choices=["text", "json"], help="log.format")
     node.add_argument(
+        "--events",
+        action="store_true",
+        help="also print every cluster event as a JSON line (MemberUp, MemberRemoved, ...)",
+    )
+    node.add_argument(
         "--app",
         metavar="MODULE:FUNCTION",
         help="called with the node's ActorSystem once the node started (may be async): "

@@ -15,7 +15,21 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Final
 
-from shoal.cluster import Cluster, ClusterError
+from shoal.cluster import (
+    Cluster,
+    ClusterError,
+    LeaderChanged,
+    MemberDowned,
+    MemberExited,
+    MemberJoined,
+    MemberLeft,
+    MemberRemoved,
+    MemberStatus,
+    MemberUp,
+    MemberWeaklyUp,
+    ReachableMember,
+    UnreachableMember,
+)
 from shoal.config import ConfigError, NodeConfig, configure_logging, load_config
 from shoal.management import Management, ManagementError
 from shoal.persistence import Persistence
@@ -68,12 +82,52 @@ async def _discover(management: Management, config: NodeConfig) -> None:
     _emit("discovered", decision=decision)
 
 
+def _print_event(notice: object) -> None:
+    described = _describe(notice)
+    if described is not None:
+        event = str(described.pop("event"))
+        _emit(event, **described)
+
+
 def _emit(event: str, **fields: object) -> None:
     """One JSON line on stdout per milestone, for scripts and tests to wait on."""
     try:
         print(json.dumps({"event": event, **fields}), flush=True)
     except (BrokenPipeError, ValueError):  # nobody listens any more
         pass
+
+
+def _describe(notice: object) -> dict[str, object] | None:
+    """A cluster event as a JSON-ready milestone (``--events``); None for the snapshot."""
+    match notice:
+        case LeaderChanged(leader=leader):
+            return {
+                "event": "LeaderChanged",
+                "leader": None if leader is None else f"shoal://{leader.address}",
+            }
+        case MemberRemoved(member=m, previous_status=previous):
+            return {
+                "event": "MemberRemoved",
+                "node": f"shoal://{m.address}",
+                "uid": str(m.unique_address.uid),
+                "previous": previous.value,
+            }
+        case (
+            MemberJoined(member=m)
+            | MemberWeaklyUp(member=m)
+            | MemberUp(member=m)
+            | MemberLeft(member=m)
+            | MemberExited(member=m)
+            | MemberDowned(member=m)
+            | UnreachableMember(member=m)
+            | ReachableMember(member=m)
+        ):
+            return {
+                "event": type(notice).__name__,
+                "node": f"shoal://{m.address}",
+                "uid": str(m.unique_address.uid),
+            }
+    return None
 
 
 def run_node(args: argparse.Namespace) -> int:
@@ -91,12 +145,12 @@ def run_node(args: argparse.Namespace) -> int:
     try:
         import uvloop  # noqa: PLC0415 - optional speed-up
 
-        return uvloop.run(_serve(config, app))
+        return uvloop.run(_serve(config, app, events=args.events))
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        return asyncio.run(_serve(config, app))
+        return asyncio.run(_serve(config, app, events=args.events))
 
 
-async def _serve(config: NodeConfig, app: App | None) -> int:
+async def _serve(config: NodeConfig, app: App | None, *, events: bool = False) -> int:
     remote = config.remote
     configure_logging(config, f"{config.node.system}@{remote.host}:{remote.port}")
     system = ActorSystem(config.node.system, config.runtime)
@@ -117,6 +171,8 @@ async def _serve(config: NodeConfig, app: App | None) -> int:
             # No seeds: this node is its own (only) seed and forms a cluster at once.
             cluster_settings = replace(cluster_settings, seed_nodes=(remoting.address,))
         cluster = await Cluster.start(system, cluster_settings)
+        if events:
+            cluster.subscribe(_print_event)
         management = await Management.start(system, config.management)
         if app is not None:
             started = app(system)
@@ -145,7 +201,13 @@ async def _serve(config: NodeConfig, app: App | None) -> int:
             await cluster.wait_up()
         except ClusterError:
             return
-        _emit("up", node=f"shoal://{remoting.address}")
+        up = sum(1 for m in cluster.gossip.members if m.status is MemberStatus.UP)
+        _emit(
+            "up",
+            node=f"shoal://{remoting.address}",
+            uid=str(remoting.unique_address.uid),
+            members=up,
+        )
 
     def spawn(coro: Any) -> None:
         task = loop.create_task(coro)

@@ -15,8 +15,8 @@ remoting's control lane (``proto/cluster.proto``), the phi-accrual failure
 detector, the split-brain resolver (on by default), ``leave``, ``down``,
 ``wait_up`` and event subscriptions. The same code runs over gRPC and over
 :class:`shoal.remote.testing.MemoryNetwork` on a manual clock;
-:mod:`shoal.cluster.testing` forms clusters there. ``python -m shoal.cluster``
-runs one node as a process (a JSON line when Up; SIGTERM leaves).
+:mod:`shoal.cluster.testing` forms clusters there. ``shoal node`` (see
+:mod:`shoal.cli`) runs one node as a process.
 """
 
 from ._cluster import Cluster as Cluster

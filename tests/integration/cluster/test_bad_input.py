@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 from prometheus_client import generate_latest
 
 from shoal.cluster._codec import encode
-from shoal.cluster._main import main
 from shoal.cluster._messages import Envelope, GossipState, Heartbeat
 from shoal.cluster.testing import advance_until, finish_shutdowns, form_cluster, run_for
 from shoal.remote import Remoting
@@ -70,9 +68,3 @@ async def test_gossip_from_a_removed_incarnation_is_refused() -> None:
         assert a.metrics.bad_input.get("quarantined") == refused + 1
         assert a.gossip is before or a.gossip.members == before.members
         await finish_shutdowns(clock, [a, b, c])
-
-
-def test_the_entry_point_refuses_bad_arguments(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--seed", "not an address"]) == 2
-    assert "seed_nodes" in capsys.readouterr().err
-    assert main(["--secret-file", "/nonexistent/secret"]) == 2

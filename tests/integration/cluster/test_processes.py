@@ -1,4 +1,4 @@
-"""Real node processes (``python -m shoal.cluster``) on loopback, 3 and 5 of them:
+"""Real node processes (``shoal node --events``) on loopback, 3 and 5 of them:
 formation, a SIGKILL detected and removed, graceful leave with exit code 0, restart as a
 new incarnation."""
 
@@ -49,14 +49,15 @@ class NodeProcess:
     @classmethod
     async def start(cls, log_dir: Path, port: int, seeds: list[str]) -> NodeProcess:
         log = log_dir / f"node-{port}-{time.monotonic_ns()}.log"
-        args = ["--system", "proc", "--port", str(port), "--testing", "--events"]
+        args = ["node", "--system", "proc", "--port", str(port), "--http-port", "0"]
+        args += ["--preset", "testing", "--events"]
         for seed in seeds:
             args += ["--seed", seed]
         with log.open("ab") as stderr:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "shoal.cluster",
+                "shoal.cli",
                 *args,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=stderr,
@@ -102,11 +103,11 @@ async def nodes(tmp_path: Path) -> AsyncIterator[list[NodeProcess]]:
             await node.proc.wait()
 
 
-def _removed(address: str, uid: int) -> Callable[[Event], bool]:
+def _removed(address: str, uid: str) -> Callable[[Event], bool]:
     return lambda e: e["event"] == "MemberRemoved" and e["node"] == address and e["uid"] == uid
 
 
-def _up(address: str, uid: int) -> Callable[[Event], bool]:
+def _up(address: str, uid: str) -> Callable[[Event], bool]:
     return lambda e: e["event"] == "MemberUp" and e["node"] == address and e["uid"] == uid
 
 
@@ -118,7 +119,7 @@ async def _form(nodes: list[NodeProcess], tmp_path: Path, n: int) -> list[Event]
     for node, mine in zip(nodes, ups, strict=True):
         for up in ups:
             if up is not mine:
-                await node.wait_for(_up(up["address"], up["uid"]))
+                await node.wait_for(_up(up["node"], up["uid"]))
     return ups
 
 
@@ -130,17 +131,18 @@ async def test_three_processes_form_survive_a_sigkill_and_leave_gracefully(
     killed_at = time.monotonic()
     nodes[2].proc.send_signal(signal.SIGKILL)
     for node in nodes[:2]:
-        await node.wait_for(_removed(victim["address"], victim["uid"]))
+        await node.wait_for(_removed(victim["node"], victim["uid"]))
     took = time.monotonic() - killed_at
     # The bound holds on virtual time; real processes on a busy machine get slack.
     assert took < ClusterSettings.testing().removal_bound + 2.0
     nodes[1].proc.send_signal(signal.SIGTERM)
     assert await nodes[1].exit_code() == 0
-    assert nodes[1].events[-1] == {"event": "stopped", "reason": "cluster-leave"}
+    stopped = nodes[1].events[-1]
+    assert (stopped["event"], stopped["reason"], stopped["exit"]) == ("stopped", "cluster-leave", 0)
     await nodes[0].wait_for(
         lambda e: (
             e["event"] == "MemberRemoved"
-            and e["node"] == ups[1]["address"]
+            and e["node"] == ups[1]["node"]
             and e["previous"] == "Exiting"
         )
     )
@@ -155,14 +157,14 @@ async def test_a_restarted_process_joins_again_as_a_new_incarnation(
     old = ups[2]
     nodes[2].proc.send_signal(signal.SIGKILL)
     await nodes[2].exit_code()
-    port = int(old["address"].rpartition(":")[2])
-    nodes.append(await NodeProcess.start(tmp_path, port, [ups[0]["address"]]))
+    port = int(old["node"].rpartition(":")[2])
+    nodes.append(await NodeProcess.start(tmp_path, port, [ups[0]["node"].removeprefix("shoal://")]))
     new = await nodes[3].up()
-    assert new["address"] == old["address"]
+    assert new["node"] == old["node"]
     assert new["uid"] != old["uid"]
     for node in nodes[:2]:
-        await node.wait_for(_removed(old["address"], old["uid"]))
-        await node.wait_for(_up(new["address"], new["uid"]))
+        await node.wait_for(_removed(old["node"], old["uid"]))
+        await node.wait_for(_up(new["node"], new["uid"]))
 
 
 @pytest.mark.slow
@@ -173,7 +175,7 @@ async def test_five_processes_form_and_remove_a_killed_one(
     victim = ups[3]
     nodes[3].proc.send_signal(signal.SIGKILL)
     for node in (*nodes[:3], nodes[4]):
-        await node.wait_for(_removed(victim["address"], victim["uid"]))
+        await node.wait_for(_removed(victim["node"], victim["uid"]))
     for node in (*nodes[:3], nodes[4]):
         node.proc.send_signal(signal.SIGTERM)
     for node in (*nodes[:3], nodes[4]):
