@@ -44,7 +44,7 @@ from typing import Any
 
 from shoal import Actor, ActorRef, ActorSystem, Settings, message
 from shoal.cluster import ClusterSettings
-from shoal.pubsub import DistributedPubSub, PubSubSettings
+from shoal.pubsub import DistributedPubSub
 from shoal.remote import RemoteSettings, Remoting
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,7 +205,7 @@ class Probe(Actor):
 def start(system: ActorSystem) -> None:
     """The nodes' ``--app``: a mediator and ``/user/probe``."""
     system.serialization.register(*MESSAGES)
-    pubsub = DistributedPubSub.start(system, PubSubSettings.testing())
+    pubsub = DistributedPubSub.get(system)  # started by shoal node (its testing preset)
     system.spawn(lambda: Probe(pubsub), name="probe", capacity=100_000)
 
 

@@ -33,6 +33,7 @@ from shoal.cluster import (
 from shoal.config import ConfigError, NodeConfig, configure_logging, load_config
 from shoal.management import Management, ManagementError
 from shoal.persistence import Persistence
+from shoal.pubsub import DistributedPubSub
 from shoal.remote import Remoting, RemotingStartError
 from shoal.runtime import ActorSystem, ShutdownPhase
 
@@ -174,6 +175,9 @@ async def _serve(config: NodeConfig, app: App | None, *, events: bool = False) -
         if events:
             cluster.subscribe(_print_event)
         management = await Management.start(system, config.management)
+        # Every node runs the mediator: a node without one would refuse the
+        # others' registry gossip. The application reaches it with .get().
+        DistributedPubSub.start(system, config.pubsub)
         if app is not None:
             started = app(system)
             if inspect.isawaitable(started):

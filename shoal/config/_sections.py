@@ -19,6 +19,7 @@ from shoal.persistence import (
     PersistenceSettings,
     SqliteSettings,
 )
+from shoal.pubsub import PubSubSettings
 from shoal.remote import RemoteSettings
 from shoal.runtime import Address, Settings
 
@@ -146,6 +147,9 @@ class NodeConfig:
     discovery: DiscoverySettings = field(default_factory=DiscoverySettings)
     """How the node finds its cluster: seed nodes, or DNS."""
 
+    pubsub: PubSubSettings = field(default_factory=PubSubSettings)
+    """The distributed pub/sub mediator every ``shoal node`` runs."""
+
     persistence: PersistenceConfig = field(default_factory=PersistenceConfig)
     """Journal and snapshot store."""
 
@@ -158,5 +162,6 @@ class NodeConfig:
             remote=RemoteSettings.testing(),
             cluster=ClusterSettings.testing(),
             discovery=DiscoverySettings.testing(),
+            pubsub=PubSubSettings.testing(),
             persistence=PersistenceConfig.testing(),
         )

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from shoal import Actor, ActorRef, ActorSystem, message
-from shoal.pubsub import DistributedPubSub, PubSubSettings
+from shoal.pubsub import DistributedPubSub
 
 
 @message
@@ -183,5 +183,5 @@ class Probe(Actor):
 
 def start(system: ActorSystem) -> None:
     """The ``--app`` entry point: the mediator, and the probe at ``/user/probe``."""
-    pubsub = DistributedPubSub.start(system, PubSubSettings.testing())
+    pubsub = DistributedPubSub.get(system)  # started by shoal node (its testing preset)
     system.spawn(lambda: Probe(pubsub), name="probe")

@@ -21,6 +21,7 @@ from shoal.persistence import (
     MemorySnapshotStore,
     SqliteSettings,
 )
+from shoal.pubsub import PubSubSettings
 from shoal.remote import RemoteSettings, TlsSettings
 from shoal.runtime import Settings, ShoalError
 
@@ -61,6 +62,7 @@ def test_every_field_is_a_setting_or_excluded() -> None:
         TlsSettings,
         ClusterSettings,
         DiscoverySettings,
+        PubSubSettings,
         PersistenceConfig,
         SqliteSettings,
         CassandraSettings,
