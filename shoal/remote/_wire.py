@@ -121,10 +121,10 @@ class OutBatch:
             correlations = self.correlations
             if correlations is None:
                 # Most batches carry no asks: the array only exists when needed.
-                correlations = self.correlations = [0] * len(routes)
-            elif len(correlations) < len(routes):
-                correlations += [0] * (len(routes) - len(correlations))
-            correlations[-1] = correlation
+                correlations = self.correlations = [0] * (len(routes) - 1)
+            elif len(correlations) < len(routes) - 1:
+                correlations.extend([0] * (len(routes) - 1 - len(correlations)))
+            correlations.append(correlation)  # one append per ask, no list made
 
     def add_route(self, key: tuple[int, str, str, int, str]) -> int:
         """Add a route (and its strings) to the tables; returns its index."""
