@@ -224,15 +224,7 @@ class Management:
         return Cluster.get(self.system)
 
     async def _members(self, request: web.Request) -> web.Response:
-        cluster = self._cluster()
-        gossip = cluster.gossip
-        reachability = gossip.effective_reachability()
-        observers = {
-            node: reachability.observers_of(node) for node in reachability.all_unreachable()
-        }
-        return _ok(
-            members_json(gossip.members, observers, cluster.state.leader, cluster.self_address)
-        )
+        return _ok(members_json(self._cluster()))
 
     def _address(self, request: web.Request) -> Address:
         text = request.match_info["address"]
