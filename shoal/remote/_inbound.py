@@ -377,8 +377,23 @@ class Inbound:
         routes = self._resolve(batch)
         deserialize = self._deserialize
         correlations = batch.correlations or itertools.repeat(0)
-        loop = self._system.loop
         pending = assoc.pending
+        if len(routes) == 1 and routes[0][0] == K_REPLY:
+            # A frame of answers only (what pipelined asks get back): the tight loop.
+            serializer_id, manifest = routes[0][3], routes[0][4]
+            for payload, correlation in zip(batch.payloads, correlations, strict=False):
+                future = pending.pop(correlation, None)
+                # None or done: the asker gave up (timeout) or the node was declared gone.
+                if future is not None and not future.done():
+                    try:
+                        result = deserialize(serializer_id, manifest, payload)
+                    except SerializationError as exc:
+                        self._count_decode_error(exc, "a reply")
+                        future.set_exception(exc)
+                    else:
+                        future.set_result(result)
+            return
+        loop = self._system.loop
         for index, payload, correlation in zip(
             batch.route, batch.payloads, correlations, strict=False
         ):
