@@ -188,7 +188,8 @@ class Association:
                 SerializationError(f"{len(payload)} bytes exceed the frame limit"),
             )
             return
-        self._batch.add(
+        batch = self._batch
+        batch.add(
             K_MESSAGE,
             target,
             "" if sender is None else self._path_of(sender),
@@ -200,7 +201,17 @@ class Association:
         )
         self._queued += 1
         self._queued_bytes += size
-        self._added()
+        # _added, inlined: the path of every message and ask sent.
+        if len(batch.routes) >= self._max_envelopes or batch.nbytes >= self._max_bytes:
+            self._sealed.append(batch)
+            self._batch = OutBatch()
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
+        elif self.link.state is State.IDLE:
+            self.link.start()
 
     def send_reply(self, correlation: int, value: object) -> None:
         """Answer the peer's ask ``correlation`` with ``value`` (a failure if it cannot be sent)."""
