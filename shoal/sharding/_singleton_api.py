@@ -143,7 +143,7 @@ class ClusterSingleton:
             self._collector = _Collector(str(cluster.self_address.address), self)
             self.system.metrics.register(self._collector)
             self.system.coordinated_shutdown.add_task(
-                ShutdownPhase.BEFORE_SERVICE_UNBIND, "singletons-stop", self._stop_all
+                ShutdownPhase.CLUSTER_EXITING, "singletons-stop", self._stop_all
             )
         return ref
 
@@ -155,8 +155,9 @@ class ClusterSingleton:
         return entry.metrics
 
     async def _stop_all(self) -> None:
-        # A node going away stops its instances first thing: the next oldest
-        # may start as soon as this node is removed (plus the margin).
+        # A node going away stops its instances once its regions handed off
+        # (a coordinator is a singleton) and its leave was announced; a node
+        # that saw itself Down or removed has stopped them already.
         for entry in self._entries.values():
             entry.ref.tell(_Shutdown())
 

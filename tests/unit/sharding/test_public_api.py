@@ -9,6 +9,15 @@ def test_sharding_exports() -> None:
     assert sorted(shoal.sharding.__all__) == sorted(
         [
             "BufferFullError",
+            "EntityRef",
+            "MAX_ENTITY_ID_BYTES",
+            "RebalanceLimits",
+            "RegionMetrics",
+            "ShardRegion",
+            "Sharding",
+            "ShardingSettings",
+            "passivate",
+            "shard_id",
             "ClusterSingleton",
             "InvalidEntityIdError",
             "ShardingError",
@@ -17,4 +26,5 @@ def test_sharding_exports() -> None:
         ]
     )
     for name in shoal.sharding.__all__:
-        assert getattr(shoal.sharding, name).__module__.startswith("shoal.sharding")
+        value = getattr(shoal.sharding, name)
+        assert isinstance(value, int) or value.__module__.startswith("shoal.sharding")
