@@ -27,6 +27,7 @@ from shoal.cluster import Cluster, MemberStatus
 from shoal.runtime import Actor, ActorRef, Terminated
 
 from ._allocation import allocate, rebalance
+from ._inspection import AllocationQuery
 from ._protocol import (
     BeginHandOff,
     BeginHandOffAck,
@@ -79,7 +80,7 @@ class Coordinator(Actor):
     def started(self) -> None:
         self.ctx.timers.start_periodic("rebalance", Tick(), self._settings.rebalance_interval)
 
-    def receive(self, msg: object) -> None:
+    def receive(self, msg: object) -> dict[str, list[int]] | None:
         match msg:
             case Register(region, hosting, shards):
                 self._register(region, hosting, shards)
@@ -103,8 +104,11 @@ class Coordinator(Actor):
                     self._continue(shard)
             case Tick():
                 self._rebalance()
+            case AllocationQuery():
+                return self.allocation()
             case _:
                 self.ctx.log.warning("coordinator got an unexpected %r", type(msg))
+        return None
 
     # -- regions ----------------------------------------------------------------------
 

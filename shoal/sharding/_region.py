@@ -25,6 +25,7 @@ from shoal.runtime import (
 )
 
 from ._errors import BufferFullError
+from ._inspection import ShardsQuery
 from ._protocol import (
     BeginHandOff,
     BeginHandOffAck,
@@ -128,7 +129,7 @@ class Region(Actor):
 
     # -- messages ------------------------------------------------------------------------
 
-    def receive(self, msg: object) -> None:
+    def receive(self, msg: object) -> dict[int, ActorRef] | None:
         match msg:
             case Deliver():
                 self._route(msg.shard, msg)
@@ -155,6 +156,8 @@ class Region(Actor):
                 if self._coordinator is None:
                     self._register()
                 self._request_homes()
+            case ShardsQuery():
+                return dict(self._shards)
             case GracefulStop(done, hand_off):
                 self._leaving = done
                 if hand_off:
@@ -165,6 +168,7 @@ class Region(Actor):
                 self._check_left()
             case _:
                 self.ctx.log.warning("region %s got an unexpected %r", self._type_name, type(msg))
+        return None
 
     def _route(self, shard: int, msg: Deliver | EntityEnvelope) -> None:
         home = self._homes.get(shard)

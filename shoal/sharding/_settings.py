@@ -27,7 +27,9 @@ class ShardingSettings:
     ``rebalance_interval``: how often the coordinator considers a rebalance
     round, within ``rebalance_limits``. ``hand_off_timeout``: how long the
     coordinator waits for the regions' acknowledgements of a hand-off before
-    going on without the silent ones.
+    going on without the silent ones. ``ready_timeout``: ``/health/ready``
+    waits for this node's regions to be registered with their coordinator,
+    but no longer than this after sharding started.
     """
 
     number_of_shards: int = 100
@@ -37,18 +39,21 @@ class ShardingSettings:
     rebalance_interval: float = 10.0
     rebalance_limits: RebalanceLimits = field(default_factory=RebalanceLimits)
     hand_off_timeout: float = 10.0
+    ready_timeout: float = 30.0
 
     def __post_init__(self) -> None:
         if self.number_of_shards < 1:
             raise ValueError(f"number_of_shards must be >= 1, not {self.number_of_shards}")
         if self.buffer_size < 0:
             raise ValueError(f"buffer_size must be >= 0, not {self.buffer_size}")
-        for name in ("retry_interval", "rebalance_interval", "hand_off_timeout"):
+        for name in ("retry_interval", "rebalance_interval", "hand_off_timeout", "ready_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
 
     @classmethod
     def testing(cls, **overrides: Any) -> ShardingSettings:
-        """Fast timers for tests (retries 0.1 s, rebalance every 0.5 s, hand-off 2 s)."""
-        base = cls(retry_interval=0.1, rebalance_interval=0.5, hand_off_timeout=2.0)
+        """Fast timers for tests (retries 0.1 s, rebalance 0.5 s, hand-off 2 s, ready 5 s)."""
+        base = cls(
+            retry_interval=0.1, rebalance_interval=0.5, hand_off_timeout=2.0, ready_timeout=5.0
+        )
         return replace(base, **overrides)

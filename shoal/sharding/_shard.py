@@ -22,6 +22,7 @@ from shoal.runtime import (
 )
 
 from ._errors import BufferFullError
+from ._inspection import EntitiesQuery
 from ._protocol import Deliver, Passivate, StopShard
 from ._shard_id import entity_actor_name
 
@@ -58,7 +59,7 @@ class Shard(Actor):
         """The ids of the entities running now (for inspection)."""
         return sorted(self._entities)
 
-    def receive(self, msg: object) -> None:
+    def receive(self, msg: object) -> list[str] | None:
         match msg:
             case Deliver(entity_id, _, payload):
                 if self._stopping:
@@ -82,8 +83,11 @@ class Shard(Actor):
                 self._stop_if_done()
             case Terminated(ref):
                 self._terminated(ref)
+            case EntitiesQuery():
+                return self.entity_ids
             case _:
                 self.ctx.log.warning("shard %s got an unexpected %r", self._shard, type(msg))
+        return None
 
     def _deliver(self, entity_id: str, payload: object) -> None:
         if entity_id in self._passivating:

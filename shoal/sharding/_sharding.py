@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from shoal.cluster import Cluster, MemberStatus
+from shoal.management import Management, ManagementError
 from shoal.runtime import ActorRef, ShutdownPhase
 
 from ._coordinator import Coordinator
 from ._errors import ShardingError
+from ._inspection import AllocationQuery, ShardingCollector, readiness, shards_view
 from ._protocol import WIRE_MESSAGES, Deliver
 from ._region import GracefulStop, Region, RegionMetrics
 from ._settings import ShardingSettings
@@ -65,7 +67,8 @@ class ShardRegion:
     """This node's region of one entity type: ``region.entity(id)`` reaches any entity.
 
     ``hosting`` is ``False`` for a proxy-only region (it routes, never runs
-    entities). ``metrics`` are this node's figures for the type.
+    entities). ``metrics`` are this node's figures for the type; ``coordinator``
+    is the proxy of the type's coordinator singleton.
     """
 
     type_name: str
@@ -73,6 +76,7 @@ class ShardRegion:
     settings: ShardingSettings
     hosting: bool
     metrics: RegionMetrics
+    coordinator: ActorRef
 
     def entity(self, entity_id: str) -> EntityRef:
         """The entity ``entity_id`` (:class:`InvalidEntityIdError` for an empty, long or
@@ -107,7 +111,9 @@ class Sharding:
     def __init__(self, system: ActorSystem) -> None:
         self.system = system
         self._types: dict[str, _Type] = {}
-        system.serialization.register(*WIRE_MESSAGES)
+        self._collector: ShardingCollector | None = None
+        self._ready_registered = False
+        system.serialization.register(*WIRE_MESSAGES, AllocationQuery)
         self._shutdown_task = system.coordinated_shutdown.add_task(
             ShutdownPhase.CLUSTER_SHARDING_SHUTDOWN_REGION, "sharding-hand-off", self._hand_off_all
         )
@@ -183,9 +189,40 @@ class Sharding:
             lambda: Region(type_name, factory, settings, coordinator, metrics),
             name=region_name(type_name),
         )
-        region = ShardRegion(type_name, ref, settings, factory is not None, metrics)
+        region = ShardRegion(type_name, ref, settings, factory is not None, metrics, coordinator)
         self._types[type_name] = _Type(region, declared)
+        self._expose(region)
         return region
+
+    def _expose(self, region: ShardRegion) -> None:
+        """Metrics, ``GET /cluster/shards/{type}`` and ``/health/ready`` for ``region``."""
+        node = f"shoal://{Cluster.get(self.system).self_address.address}"
+        if self._collector is None:
+            self._collector = ShardingCollector(
+                node, lambda: {name: t.region.metrics for name, t in self._types.items()}
+            )
+            self.system.metrics.register(self._collector)
+        try:
+            management = Management.get(self.system)
+        except ManagementError:
+            return  # no management server on this node: nothing to register with
+        management.register_shards(region.type_name, lambda: shards_view(region, node))
+        if not self._ready_registered:
+            self._ready_registered = True
+            management.add_readiness_check(
+                "sharding",
+                readiness(
+                    lambda: [t.region for t in self._types.values()],
+                    self.system.clock.now,
+                    self.system.clock.now(),
+                ),
+            )
+
+    async def aclose(self) -> None:
+        """Forget the metrics (the system's shutdown calls it)."""
+        if self._collector is not None:
+            self.system.metrics.unregister(self._collector)
+            self._collector = None
 
     async def _hand_off_all(self) -> None:
         # The node is going away: every hosting region moves its shards off
