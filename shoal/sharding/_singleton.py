@@ -201,6 +201,7 @@ class SingletonManager(Actor):
         self._removed_at: dict[UniqueAddress, float] = {}
         self._release_waiters: list[ActorRef] = []
         self._done = False  # once it stopped its instance for good it never starts again
+        self._was_member = False
         self._buffered = 0
         self._subscription = self._cluster.subscribe(self.ctx.ref)
 
@@ -308,6 +309,7 @@ class SingletonManager(Actor):
         mine = next((m for m in members if m.unique_address == self._me), None)
         role = self._settings.role
         if mine is not None:
+            self._was_member = True
             # Remember who was older, to notice (and time) their removal.
             now = self.ctx.clock.now()
             present = {m.unique_address for m in members}
@@ -319,8 +321,13 @@ class SingletonManager(Actor):
                 if m.unique_address != self._me and m.has_role(role) and m.is_older_than(mine)
             }
         if mine is None or mine.status is not MemberStatus.UP:
-            if mine is None or mine.status not in (MemberStatus.JOINING, MemberStatus.WEAKLY_UP):
-                self._done = True  # past Up (or gone): never again on this incarnation
+            # Past Up, or removed after having been a member (not: not joined
+            # yet): never again on this incarnation.
+            if (mine is None and self._was_member) or (
+                mine is not None
+                and mine.status not in (MemberStatus.JOINING, MemberStatus.WEAKLY_UP)
+            ):
+                self._done = True
             self._stop_instance()
             return
         if not mine.has_role(role):

@@ -104,6 +104,22 @@ async def test_runs_once_on_the_oldest_and_every_proxy_reaches_it() -> None:
         await finish_shutdowns(clock, nodes)
 
 
+async def test_a_singleton_initialised_before_the_node_joined_starts_once_it_is_up() -> None:
+    clock = ManualClock()
+    async with MemoryNetwork(clock=clock) as net:
+        remotings = [await net.start_node("shoal") for _ in range(2)]
+        # Two seeds: the first asks the other before it forms alone, so for a
+        # while neither node is a member.
+        settings = ClusterSettings.testing(seed_nodes=tuple(r.address for r in remotings))
+        nodes = [await Cluster.start(r.system, settings) for r in remotings]
+        assert nodes[0].self_member is None
+        log: list[Record] = []
+        proxies = init_all(nodes, log)
+        await advance_until(clock, lambda: running(log) == {addr(nodes[0])})
+        assert await ask(clock, proxies[1]) == addr(nodes[0])
+        await finish_shutdowns(clock, nodes)
+
+
 async def test_only_members_with_the_role_host_it() -> None:
     clock = ManualClock()
     async with MemoryNetwork(clock=clock) as net:
