@@ -97,12 +97,14 @@ class Region(Actor):
         settings: ShardingSettings,
         coordinator_proxy: ActorRef,
         metrics: RegionMetrics,
+        registered: asyncio.Future[None],
     ) -> None:
         self._type_name = type_name
         self._factory = factory
         self._settings = settings
         self._proxy = coordinator_proxy
         self._metrics = metrics
+        self._registered = registered
         self._coordinator: ActorRef | None = None
         self._homes: dict[int, ActorRef] = {}
         self._shards: dict[int, ActorRef] = {}
@@ -144,6 +146,8 @@ class Region(Actor):
                     self._coordinator = coordinator
                     self.ctx.watch(coordinator)
                 self._metrics.registered = True
+                if not self._registered.done():
+                    self._registered.set_result(None)
                 self._request_homes()
             case BeginHandOff(shard):
                 self._homes.pop(shard, None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from shoal.cluster import Cluster, MemberStatus
@@ -77,11 +77,20 @@ class ShardRegion:
     hosting: bool
     metrics: RegionMetrics
     coordinator: ActorRef
+    _registered: asyncio.Future[None] = field(repr=False)
 
     def entity(self, entity_id: str) -> EntityRef:
         """The entity ``entity_id`` (:class:`InvalidEntityIdError` for an empty, long or
         non-str id)."""
         return EntityRef(self, entity_id)
+
+    async def wait_registered(self) -> None:
+        """Wait until the type's coordinator has acknowledged this region (the first time).
+
+        Sending before that is fine (messages are buffered); this is for
+        those who want to know, such as readiness checks and benchmarks.
+        """
+        await asyncio.shield(self._registered)
 
 
 @dataclass(slots=True)
@@ -176,6 +185,7 @@ class Sharding:
                 raise ShardingError(f"{type_name!r} is already started with other settings")
             return known.region
         metrics = RegionMetrics()
+        registered: asyncio.Future[None] = self.system.loop.create_future()
         coordinator = ClusterSingleton.get(self.system).init(
             f"sharding-{type_name}-coordinator",
             lambda: Coordinator(type_name, settings, metrics),
@@ -186,10 +196,12 @@ class Sharding:
             ),
         )
         ref = self.system.spawn(
-            lambda: Region(type_name, factory, settings, coordinator, metrics),
+            lambda: Region(type_name, factory, settings, coordinator, metrics, registered),
             name=region_name(type_name),
         )
-        region = ShardRegion(type_name, ref, settings, factory is not None, metrics, coordinator)
+        region = ShardRegion(
+            type_name, ref, settings, factory is not None, metrics, coordinator, registered
+        )
         self._types[type_name] = _Type(region, declared)
         self._expose(region)
         return region

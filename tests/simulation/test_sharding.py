@@ -4,6 +4,7 @@ shards coming back elsewhere, passivation, and bad input."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
@@ -127,8 +128,9 @@ async def start_all(nodes: list[Cluster], probe: Probe) -> list[ShardRegion]:
         await Sharding.get(c.system).start("counter", counter(probe, c.system.address), SETTINGS)
         for c in nodes
     ]
-    clock = probe.clock
-    await advance_until(clock, lambda: all(r.metrics.registered for r in regions), max_time=5)
+    waits = [asyncio.ensure_future(r.wait_registered()) for r in regions]
+    await advance_until(probe.clock, lambda: all(w.done() for w in waits), max_time=5)
+    assert all(r.metrics.registered for r in regions)
     return regions
 
 
