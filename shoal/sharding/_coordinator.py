@@ -3,8 +3,11 @@
 Its state is what the regions tell it: each region registers (again, after
 every coordinator failover) with the shards it hosts, so a new instance
 rebuilds the allocation from the regions' reports; there is no stored state
-to corrupt. A shard reported by two regions (impossible by protocol) keeps
-its first region and the other is told to hand it off.
+to corrupt. A new instance places no shard until every Up member with
+the role has registered (or ``hand_off_timeout`` passed), so a shard is
+never placed anew while its host has yet to report it. A shard reported by
+two regions (impossible by protocol) keeps its first region and the other
+is told to hand it off.
 
 Allocation: least shards (:func:`allocate`). Rebalance: every
 ``rebalance_interval``, when every member is Up and reachable, one round of
@@ -76,6 +79,8 @@ class Coordinator(Actor):
         self._hand_offs: dict[int, _HandOff] = {}
         self._blocked_until: dict[int, float] = {}
         self._round: set[int] = set()
+        self._started_at = self.ctx.clock.now()
+        self._allocating = False
 
     def started(self) -> None:
         self.ctx.timers.start_periodic("rebalance", Tick(), self._settings.rebalance_interval)
@@ -168,6 +173,8 @@ class Coordinator(Actor):
             return
         home = self._homes.get(shard)
         if home is None:
+            if not self._may_allocate():
+                return  # the requester asks again
             blocked = self._blocked_until.get(shard)
             if blocked is not None:
                 if self.ctx.clock.now() < blocked:
@@ -184,6 +191,30 @@ class Coordinator(Actor):
                 home.tell(ShardHome(shard, home), self.ctx.ref)
         if answer:
             requester.tell(ShardHome(shard, home), self.ctx.ref)
+
+    def _may_allocate(self) -> bool:
+        """Whether this instance may place shards yet.
+
+        A new coordinator (first start or failover) waits until every Up
+        member with the role has registered its region, which reports the
+        shards it already hosts, or ``hand_off_timeout`` passed: placing a
+        shard before its host re-registered would start it twice.
+        """
+        if self._allocating:
+            return True
+        known = {r.path.node for r in self._regions} | {r.path.node for r in self._proxies}
+        role = self._settings.role
+        up = {
+            m.address
+            for m in self._cluster.state.members
+            if m.status is MemberStatus.UP and m.has_role(role)
+        }
+        if (
+            up <= known
+            or self.ctx.clock.now() - self._started_at >= self._settings.hand_off_timeout
+        ):
+            self._allocating = True
+        return self._allocating
 
     # -- hand-off ---------------------------------------------------------------------
 
@@ -226,7 +257,7 @@ class Coordinator(Actor):
     # -- rebalance --------------------------------------------------------------------
 
     def _rebalance(self) -> None:
-        if self._round or not self._stable():
+        if self._round or not self._may_allocate() or not self._stable():
             return
         allocation = {
             str(r.path): frozenset(s) for r, s in self._regions.items() if r not in self._leaving

@@ -24,6 +24,7 @@ from shoal.sharding import (
     ShardRegion,
     passivate,
 )
+from shoal.sharding._inspection import ShardsQuery
 
 
 @message
@@ -277,3 +278,33 @@ async def test_bad_input_is_refused_with_a_clear_error() -> None:
         assert sharding.region("counter") is region
         # nothing else was disturbed: the region still answers
         assert await ask_all(clock, [region.entity("ok").ask(Get(), timeout=5)]) == [["ok", "n", 0]]
+
+
+async def test_coordinator_failover_rebuilds_from_the_regions_and_never_doubles_a_shard() -> None:
+    async with sharded(3) as (clock, net, nodes):
+        probe = Probe(clock)
+        regions = await start_all(nodes, probe)
+        ids = [f"c{i}" for i in range(40)]
+        await ask_all(clock, [regions[1].entity(e).ask(Add(1), timeout=20) for e in ids])
+        before = probe.active()
+        # The oldest node runs the coordinator: kill it.
+        net.kill(nodes[0].system)
+        victim = nodes[0].system.address
+        await advance_until(clock, lambda: len(nodes[1].gossip.members) == 2, max_time=20)
+        answers = await ask_all(
+            clock, [r.entity(e).ask(Get(), timeout=30) for r in regions[1:] for e in ids]
+        )
+        where = {entity_id: node for entity_id, node, _ in answers}
+        assert victim not in where.values()
+        # Entities of the surviving nodes never moved nor restarted: their shards
+        # were reported by their regions to the new coordinator.
+        for entity_id, node in before.items():
+            if node != victim:
+                assert where[entity_id] == node
+        starts = [e for _, event, e, node in probe.events if event == "start" and node != victim]
+        assert len(starts) == len(set(starts))
+        # One home per shard: the regions' own shards are disjoint and complete.
+        views = [await ask_all(clock, [r.ref.ask(ShardsQuery(), timeout=5)]) for r in regions[1:]]
+        local = [set(v[0]) for v in views]
+        assert not local[0] & local[1]
+        probe.assert_never_two()
