@@ -308,3 +308,24 @@ async def test_coordinator_failover_rebuilds_from_the_regions_and_never_doubles_
         local = [set(v[0]) for v in views]
         assert not local[0] & local[1]
         probe.assert_never_two()
+
+
+async def test_a_partition_moves_the_minoritys_entities_without_ever_running_one_twice() -> None:
+    async with sharded(5) as (clock, net, nodes):
+        probe = Probe(clock)
+        regions = await start_all(nodes, probe)
+        ids = [f"p{i}" for i in range(60)]
+        await ask_all(clock, [regions[2].entity(e).ask(Add(1), timeout=20) for e in ids])
+        minority = {nodes[0].system.address, nodes[1].system.address}
+        assert minority & set(probe.active().values())
+        # The oldest (and the coordinator) is on the minority side: keep-majority downs it.
+        net.partition([c.system for c in nodes[:2]], [c.system for c in nodes[2:]])
+        await advance_until(
+            clock, lambda: not nodes[0].system.is_running and not nodes[1].system.is_running
+        )
+        answers = await ask_all(
+            clock, [regions[3].entity(e).ask(Get(), timeout=30) for e in ids], max_time=40
+        )
+        assert not {node for _, node, _ in answers} & minority
+        probe.assert_never_two()
+        net.heal()
