@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
-from shoal.cluster import Cluster, MemberStatus
+from shoal.cluster import Cluster, MemberExited, MemberLeft, MemberStatus, Subscription
 from shoal.management import Management, ManagementError
 from shoal.runtime import ActorRef, ShutdownPhase
 
@@ -126,6 +126,8 @@ class Sharding:
         self._shutdown_task = system.coordinated_shutdown.add_task(
             ShutdownPhase.CLUSTER_SHARDING_SHUTDOWN_REGION, "sharding-hand-off", self._hand_off_all
         )
+        self._leaving = False
+        self._subscription: Subscription | None = None
 
     @classmethod
     def get(cls, system: ActorSystem) -> Sharding:
@@ -206,9 +208,24 @@ class Sharding:
         self._expose(region)
         return region
 
+    def _follow_self(self, event: object) -> None:
+        # A leave started through the cluster (Cluster.leave, an operator):
+        # hand the shards off now, while this node is still a member; the
+        # shutdown that follows its removal would be too late to reach anyone.
+        if self._leaving or not isinstance(event, MemberLeft | MemberExited):
+            return
+        if event.member.unique_address != Cluster.get(self.system).self_address:
+            return
+        self._leaving = True
+        for known in self._types.values():
+            if known.region.hosting:
+                known.region.ref.tell(GracefulStop(self.system.loop.create_future(), True))
+
     def _expose(self, region: ShardRegion) -> None:
         """Metrics, ``GET /cluster/shards/{type}`` and ``/health/ready`` for ``region``."""
         node = f"shoal://{Cluster.get(self.system).self_address.address}"
+        if self._subscription is None:
+            self._subscription = Cluster.get(self.system).subscribe(self._follow_self)
         if self._collector is None:
             self._collector = ShardingCollector(
                 node, lambda: {name: t.region.metrics for name, t in self._types.items()}
@@ -235,6 +252,9 @@ class Sharding:
         if self._collector is not None:
             self.system.metrics.unregister(self._collector)
             self._collector = None
+        if self._subscription is not None:
+            self._subscription.cancel()
+            self._subscription = None
 
     async def _hand_off_all(self) -> None:
         # The node is going away: every hosting region moves its shards off

@@ -329,3 +329,26 @@ async def test_a_partition_moves_the_minoritys_entities_without_ever_running_one
         assert not {node for _, node, _ in answers} & minority
         probe.assert_never_two()
         net.heal()
+
+
+async def test_a_leave_through_the_cluster_hands_every_shard_off_without_loss() -> None:
+    async with sharded(3) as (clock, _net, nodes):
+        probe = Probe(clock)
+        regions = await start_all(nodes, probe)
+        ids = [f"l{i}" for i in range(24)]
+        await ask_all(clock, [regions[0].entity(e).ask(Add(0), timeout=20) for e in ids])
+        leaving = nodes[2].system.address
+        assert leaving in probe.active().values()
+        nodes[0].leave_member(nodes[2].self_address.address)  # an operator's request elsewhere
+        sent = 1
+        while nodes[2].system.is_running or sent < 40:
+            for e in ids:
+                regions[0].entity(e).tell(Add(sent))
+            sent += 1
+            await run_for(clock, 0.05)
+            assert clock.now() < 60
+        answers = await ask_all(clock, [regions[0].entity(e).ask(Get(), timeout=20) for e in ids])
+        assert leaving not in {node for _, node, _ in answers}
+        for e in ids:
+            assert probe.received[e] == list(range(sent)), e
+        probe.assert_never_two()
