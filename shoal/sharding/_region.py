@@ -251,7 +251,14 @@ class Region(Actor):
         factory = self._factory
         assert factory is not None
         ref = self.ctx.spawn(
-            lambda: Shard(self._type_name, shard, factory, self._metrics), name=str(shard)
+            lambda: Shard(
+                self._type_name,
+                shard,
+                factory,
+                self._metrics,
+                self._settings.passivation_idle_timeout,
+            ),
+            name=str(shard),
         )
         self.ctx.watch(ref)
         self._shards[shard] = ref

@@ -30,6 +30,11 @@ class ShardingSettings:
     going on without the silent ones. ``ready_timeout``: ``/health/ready``
     waits for this node's regions to be registered with their coordinator,
     but no longer than this after sharding started.
+    ``passivation_idle_timeout``: an entity that received no message for
+    this long is passivated (stopped once its mailbox drained; the next
+    message starts it again); ``None`` keeps entities until they passivate
+    themselves or move. Checked every quarter of it, so an idle entity stops
+    between 1 and 1.25 times the timeout after its last message.
     """
 
     number_of_shards: int = 100
@@ -40,6 +45,7 @@ class ShardingSettings:
     rebalance_limits: RebalanceLimits = field(default_factory=RebalanceLimits)
     hand_off_timeout: float = 10.0
     ready_timeout: float = 30.0
+    passivation_idle_timeout: float | None = None
 
     def __post_init__(self) -> None:
         if self.number_of_shards < 1:
@@ -49,6 +55,9 @@ class ShardingSettings:
         for name in ("retry_interval", "rebalance_interval", "hand_off_timeout", "ready_timeout"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)}")
+        idle = self.passivation_idle_timeout
+        if idle is not None and idle <= 0:
+            raise ValueError(f"passivation_idle_timeout must be positive, not {idle}")
 
     @classmethod
     def testing(cls, **overrides: Any) -> ShardingSettings:

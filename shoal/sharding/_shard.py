@@ -10,6 +10,7 @@ behind what its mailbox holds, so every message sent before is handled.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from shoal.runtime import (
@@ -30,6 +31,11 @@ if TYPE_CHECKING:
     from ._region import RegionMetrics
 
 
+@dataclass(frozen=True, slots=True)
+class _IdleCheck:
+    """Periodic: passivate the entities idle for ``passivation_idle_timeout``."""
+
+
 class Shard(Actor):
     """Runs the entities of one shard; stops them all, then itself, on :class:`StopShard`.
 
@@ -43,6 +49,7 @@ class Shard(Actor):
         shard: int,
         factory: Callable[[str], Actor],
         metrics: RegionMetrics,
+        idle_timeout: float | None = None,
     ) -> None:
         self._type_name = type_name
         self._shard = shard
@@ -53,6 +60,14 @@ class Shard(Actor):
         self._passivating: set[str] = set()
         self._stashed = 0
         self._stopping = False
+        self._idle_timeout = idle_timeout
+        self._last_seen: dict[str, float] = {}
+
+    def started(self) -> None:
+        if self._idle_timeout is not None:
+            # Checked at a quarter of the timeout: an idle entity stops between
+            # idle_timeout and 1.25 * idle_timeout after its last message.
+            self.ctx.timers.start_periodic("idle", _IdleCheck(), self._idle_timeout / 4)
 
     @property
     def entity_ids(self) -> list[str]:
@@ -72,10 +87,10 @@ class Shard(Actor):
             case Passivate():
                 sender = self.ctx.sender
                 passivating = self._ids.get(sender) if sender is not None else None
-                if passivating is not None and passivating not in self._passivating:
-                    self._passivating.add(passivating)
-                    self._metrics.passivations += 1
-                    self._entities[passivating].tell(PoisonPill())
+                if passivating is not None:
+                    self._passivate(passivating)
+            case _IdleCheck():
+                self._passivate_idle()
             case StopShard():
                 self._stopping = True
                 for entity in self._entities.values():
@@ -106,7 +121,25 @@ class Shard(Actor):
             entity = self._start(entity_id)
             if entity is None:
                 return
+        if self._idle_timeout is not None:
+            self._last_seen[entity_id] = self.ctx.clock.now()
         self.ctx.forward(entity, payload)
+
+    def _passivate(self, entity_id: str) -> None:
+        if entity_id in self._passivating or self._stopping:
+            return
+        self._passivating.add(entity_id)
+        self._metrics.passivations += 1
+        self._entities[entity_id].tell(PoisonPill())
+
+    def _passivate_idle(self) -> None:
+        timeout = self._idle_timeout
+        if timeout is None:
+            return
+        now = self.ctx.clock.now()
+        for entity_id, seen in list(self._last_seen.items()):
+            if now - seen >= timeout:
+                self._passivate(entity_id)
 
     def _start(self, entity_id: str) -> ActorRef | None:
         factory = self._factory
@@ -130,6 +163,7 @@ class Shard(Actor):
         if entity_id is None:
             return
         del self._entities[entity_id]
+        self._last_seen.pop(entity_id, None)
         self._metrics.entities -= 1
         self._passivating.discard(entity_id)
         if self._stashed:

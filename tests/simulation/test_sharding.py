@@ -352,3 +352,28 @@ async def test_a_leave_through_the_cluster_hands_every_shard_off_without_loss() 
         for e in ids:
             assert probe.received[e] == list(range(sent)), e
         probe.assert_never_two()
+
+
+async def test_an_idle_entity_is_passivated_after_the_idle_timeout_and_comes_back() -> None:
+    async with sharded(1) as (clock, _net, nodes):
+        probe = Probe(clock)
+        settings = replace(SETTINGS, passivation_idle_timeout=2.0)
+        region = await Sharding.get(nodes[0].system).start(
+            "idle", counter(probe, nodes[0].system.address), settings
+        )
+        bob, eve = region.entity("bob"), region.entity("eve")
+        await ask_all(clock, [bob.ask(Add(1), timeout=5), eve.ask(Add(1), timeout=5)])
+        last = clock.now()
+        await run_for(clock, 1.5)
+        await ask_all(clock, [eve.ask(Add(2), timeout=5)])  # eve stays busy
+        eve_last = clock.now()
+        await advance_until(clock, lambda: "bob" not in probe.active(), max_time=5)
+        stopped_at = clock.now()
+        assert last + 2.0 <= stopped_at <= last + 2.5
+        assert "eve" in probe.active()
+        await advance_until(clock, lambda: "eve" not in probe.active(), max_time=5)
+        assert eve_last + 2.0 <= clock.now() <= eve_last + 2.5
+        assert region.metrics.passivations == 2
+        # The next message starts a new incarnation.
+        assert await ask_all(clock, [bob.ask(Add(5), timeout=5)]) == [5]
+        assert probe.active() == {"bob": nodes[0].system.address}
