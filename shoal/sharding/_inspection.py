@@ -121,6 +121,7 @@ class ShardingCollector:
                 ("passivations", "Entities passivated here."),
                 ("hand_offs", "Shards this node stopped for a move."),
                 ("dropped", "Messages that overflowed a buffer to dead letters."),
+                ("refused", "Envelopes from other nodes refused as invalid."),
                 ("rebalances", "Rebalance rounds started by a coordinator on this node."),
             )
         }

@@ -24,7 +24,7 @@ from shoal.runtime import (
     Terminated,
 )
 
-from ._errors import BufferFullError
+from ._errors import BufferFullError, InvalidEntityIdError
 from ._inspection import ShardsQuery
 from ._protocol import (
     BeginHandOff,
@@ -42,6 +42,7 @@ from ._protocol import (
     Tick,
 )
 from ._shard import Shard
+from ._shard_id import shard_id
 
 if TYPE_CHECKING:
     from ._settings import ShardingSettings
@@ -56,6 +57,8 @@ class RegionMetrics:
     entities, ``passivations``, ``hand_offs`` (shards this region stopped for
     a move), ``dropped`` (buffer overflow to dead letters), ``rebalances``
     (rounds started by the coordinator while it ran on this node).
+    ``refused``: envelopes from other nodes that named no valid entity or
+    carried a message this node cannot decode (dead letters, asks failed).
     ``registered``: whether the coordinator acknowledged this region.
     """
 
@@ -66,6 +69,7 @@ class RegionMetrics:
     passivations: int = 0
     hand_offs: int = 0
     dropped: int = 0
+    refused: int = 0
     rebalances: int = 0
     registered: bool = False
 
@@ -136,7 +140,8 @@ class Region(Actor):
             case Deliver():
                 self._route(msg.shard, msg)
             case EntityEnvelope():
-                self._route(msg.shard, msg)
+                if self._valid(msg):
+                    self._route(msg.shard, msg)
             case ShardHome(shard, region):
                 self._home(shard, region)
             case RegisterAck(coordinator):
@@ -179,19 +184,46 @@ class Region(Actor):
         if home is None or shard in self._handing_off:
             self._buffer(shard, msg)
         elif home == self.ctx.ref:
+            deliver = self._local(msg)
+            if deliver is None:
+                return
             local = self._shards.get(shard)
             if local is None:
                 local = self._start_shard(shard)
-            self.ctx.forward(local, self._local(msg))
+            self.ctx.forward(local, deliver)
         else:
             envelope = self._remote(msg)
             if envelope is not None:
                 self.ctx.forward(home, envelope)
 
-    def _local(self, msg: Deliver | EntityEnvelope) -> Deliver:
+    def _valid(self, msg: EntityEnvelope) -> bool:
+        """Whether an envelope from another node names a real entity and its own shard.
+
+        A peer's bug must not make this region buffer for a shard that does
+        not exist, nor run an entity in the wrong shard: refused envelopes
+        go to dead letters (``bad-envelope``) and fail their ask.
+        """
+        try:
+            valid = msg.shard == shard_id(msg.entity_id, self._settings.number_of_shards)
+        except (InvalidEntityIdError, TypeError):
+            valid = False
+        if not valid:
+            self._refuse(msg, InvalidEntityIdError(f"bad envelope for {self._type_name}"))
+        return valid
+
+    def _refuse(self, msg: object, error: Exception) -> None:
+        self._metrics.refused += 1
+        self.ctx.reply_later().fail(error)
+        self.ctx.system.dead_letter(msg, self.ctx.sender, self.ctx.ref, "bad-envelope")
+
+    def _local(self, msg: Deliver | EntityEnvelope) -> Deliver | None:
         if isinstance(msg, Deliver):
             return msg
-        payload = self._serialization.deserialize(msg.serializer, msg.manifest, msg.payload)
+        try:
+            payload = self._serialization.deserialize(msg.serializer, msg.manifest, msg.payload)
+        except SerializationError as exc:  # an unknown manifest, bytes that do not decode
+            self._refuse(msg, exc)
+            return None
         return Deliver(msg.entity_id, msg.shard, payload)
 
     def _remote(self, msg: Deliver | EntityEnvelope) -> EntityEnvelope | None:

@@ -23,8 +23,10 @@ from shoal.sharding import (
     ShardingSettings,
     ShardRegion,
     passivate,
+    shard_id,
 )
 from shoal.sharding._inspection import ShardsQuery
+from shoal.sharding._protocol import EntityEnvelope
 
 
 @message
@@ -377,3 +379,33 @@ async def test_an_idle_entity_is_passivated_after_the_idle_timeout_and_comes_bac
         # The next message starts a new incarnation.
         assert await ask_all(clock, [bob.ask(Add(5), timeout=5)]) == [5]
         assert probe.active() == {"bob": nodes[0].system.address}
+
+
+async def test_bad_envelopes_from_a_peer_are_refused_and_the_region_goes_on() -> None:
+    async with sharded(2) as (clock, _net, nodes):
+        probe = Probe(clock)
+        regions = await start_all(nodes, probe)
+        target = nodes[1].system.resolve(f"shoal://{nodes[0].system.address}/user/sharding-counter")
+        good = nodes[1].system.serialization.serialize(Get())
+        wrong_shard = (shard_id("x", 12) + 1) % 12
+        bad = [
+            EntityEnvelope("x", wrong_shard, *good),  # not the entity's shard
+            EntityEnvelope("", 0, *good),  # no entity id
+            EntityEnvelope("x", 99, *good),  # no such shard
+        ]
+        calls = [target.ask(envelope, timeout=5) for envelope in bad]
+        await advance_until(clock, lambda: all(f.done() for f in calls))
+        assert all(f.exception() is not None for f in calls)
+        assert regions[0].metrics.refused == 3
+        # An undecodable payload for a shard this node hosts fails that ask alone.
+        ys = [f"y{i}" for i in range(20)]
+        await ask_all(clock, [regions[0].entity(e).ask(Add(0), timeout=5) for e in ys])
+        local = next(e for e in ys if probe.active()[e] == nodes[0].system.address)
+        garbage = EntityEnvelope(local, shard_id(local, 12), good[0], "no.such.Manifest", b"\x00")
+        failed = target.ask(garbage, timeout=5)
+        await advance_until(clock, failed.done)
+        assert failed.exception() is not None
+        assert regions[0].metrics.refused == 4
+        assert (await ask_all(clock, [regions[1].entity(local).ask(Get(), timeout=5)]))[0][
+            0
+        ] == local
