@@ -24,6 +24,11 @@ it answers with a ``{"event": "result", ...}`` line on stdout. Figures:
   shards, all at once; entities started per second.
 * ``persistent_activations_per_s``: not measured yet (``null``).
 
+Askers keep ``--concurrency`` asks in flight per node, each answer issuing
+the next from its callback (no task per asker). Nodes run with gRPC's
+previous socket layer (``GRPC_EXPERIMENTS``, as ``benchmarks/remote.py``)
+and the ``testing`` preset (``BENCH_PRESET=production`` for the other).
+
 Usage: ``python benchmarks/sharding.py [--runs N] [--seconds S] [--concurrency C]``
 (N > 1 reports medians; each run starts fresh processes).
 """
@@ -55,6 +60,7 @@ from shoal.sharding._inspection import ShardsQuery
 ROOT = Path(__file__).resolve().parents[1]
 SHOAL = [sys.executable, "-m", "shoal.cli", "node"]
 ENTITIES = 10_000
+PRESET = os.environ.get("BENCH_PRESET", "testing")
 _TASKS: set[asyncio.Task[None]] = set()
 SHARDS = 100
 SETTINGS = ShardingSettings.testing(
@@ -154,21 +160,35 @@ async def _load(
     deadline = time.perf_counter() + seconds
     clock = time.perf_counter
 
-    async def worker() -> None:
-        nonlocal errors
-        ping = Ping()
-        while clock() < deadline:
-            ref = region.entity(ids[rng.randrange(len(ids))])
-            start = clock()
-            try:
-                await ref.ask(ping, timeout=5.0)
-            except Exception:
-                errors += 1
-                continue
+    # ``concurrency`` asks in flight, each answer issuing the next from its
+    # done-callback: no task per asker, as in benchmarks/remote.py.
+    entities = [region.entity(e) for e in ids]
+    ping = Ping()
+    finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    outstanding = concurrency
+
+    def launch() -> None:
+        start = clock()
+        future = entities[rng.randrange(len(entities))].ask(ping, timeout=5.0)
+        future.add_done_callback(lambda f: done(f, start))
+
+    def done(future: asyncio.Future[Any], start: float) -> None:
+        nonlocal errors, outstanding
+        if future.cancelled() or future.exception() is not None:
+            errors += 1
+        else:
             latencies.append(clock() - start)
+        if clock() < deadline:
+            launch()
+            return
+        outstanding -= 1
+        if outstanding == 0:
+            finished.set_result(None)
 
     started = clock()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    for _ in range(concurrency):
+        launch()
+    await finished
     elapsed = clock() - started
     sample = latencies[:: max(1, len(latencies) // 20_000)]
     return {"asks": len(latencies), "seconds": elapsed, "errors": errors, "sample": sample}
@@ -210,7 +230,7 @@ class Node:
         self.http_port = free_port()
         argv = [
             *SHOAL,
-            "--preset", "testing",
+            "--preset", PRESET,
             "--port", str(self.port),
             "--http-port", str(self.http_port),
             "--log-level", "error",
@@ -225,6 +245,9 @@ class Node:
             stderr=subprocess.DEVNULL,
             text=True,
             cwd=ROOT,
+            # gRPC's previous socket layer: ~30 us less per round trip on a small
+            # machine (see benchmarks/remote.py --grpc-io).
+            env={**os.environ, "GRPC_EXPERIMENTS": "-event_engine_client,-event_engine_listener"},
         )
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
