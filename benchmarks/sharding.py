@@ -1,0 +1,402 @@
+"""Sharding benchmark: three ``shoal node --app`` processes on loopback; prints one JSON object.
+
+Every node runs this module's :func:`app` (sharding of ``bench``, an entity
+that answers a ping) and takes commands, one JSON line each, on its stdin;
+it answers with a ``{"event": "result", ...}`` line on stdout. Figures:
+
+* ``rebalance_s``: two nodes are under load (asks from both) when the third
+  starts; from launching it until the coordinator's allocation, polled on
+  ``GET /cluster/shards/bench`` every 20 ms, spreads all 100 shards within
+  one of each other over the three nodes (testing preset: rebalance every
+  0.5 s, at most 10 shards per round).
+* ``handoff_lost_messages``: while that rebalance runs, the first node tells
+  numbered messages to 1,000 entities (each answers every one with an
+  acknowledgement to the sender); those never acknowledged once all is
+  settled (must be 0).
+* ``sharded_asks_per_s``, ``sharded_ask_p50_us``, ``sharded_ask_p99_us``:
+  then askers on every node (``--concurrency`` each, every one asking in a
+  loop) ask entities chosen uniformly at random among 10,000, so about two
+  thirds of the asks cross a node, for ``--seconds``; the sum over the nodes,
+  and the percentiles of every ask's latency.
+* ``local_entity_asks_per_s``: the same, each node asking only entities of
+  shards it hosts (the overhead of sharding over a plain ask, same run).
+* ``entity_activations_per_s``: one node asks 5,000 new entities of its own
+  shards, all at once; entities started per second.
+* ``persistent_activations_per_s``: not measured yet (``null``).
+
+Askers keep ``--concurrency`` asks in flight per node, each answer issuing
+the next from its callback (no task per asker). Nodes run with gRPC's
+previous socket layer (``GRPC_EXPERIMENTS``, as ``benchmarks/remote.py``)
+and the ``testing`` preset (``BENCH_PRESET=production`` for the other).
+
+Usage: ``python benchmarks/sharding.py [--runs N] [--seconds S] [--concurrency C]``
+(N > 1 reports medians; each run starts fresh processes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import queue
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shoal.runtime import Actor, ActorRef, ActorSystem, message
+from shoal.sharding import RebalanceLimits, Sharding, ShardingSettings, ShardRegion, shard_id
+from shoal.sharding._inspection import ShardsQuery
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOAL = [sys.executable, "-m", "shoal.cli", "node"]
+ENTITIES = 10_000
+PRESET = os.environ.get("BENCH_PRESET", "testing")
+_TASKS: set[asyncio.Task[None]] = set()
+SHARDS = 100
+SETTINGS = ShardingSettings.testing(
+    number_of_shards=SHARDS, rebalance_limits=RebalanceLimits(absolute=10, relative=0.1)
+)
+
+
+# -- the application every node runs ------------------------------------------------------
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class Ping:
+    seq: int = 0
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class Ack:
+    entity_id: str
+    seq: int
+
+
+class Bench(Actor):
+    def __init__(self, entity_id: str) -> None:
+        self.entity_id = entity_id
+
+    def receive(self, msg: Ping) -> int:
+        sender = self.ctx.sender
+        if msg.seq and sender is not None:
+            sender.tell(Ack(self.entity_id, msg.seq))
+        return msg.seq
+
+
+class Acks(Actor):
+    def __init__(self, got: set[tuple[str, int]]) -> None:
+        self.got = got
+
+    def receive(self, msg: Ack) -> None:
+        self.got.add((msg.entity_id, msg.seq))
+
+
+async def app(system: ActorSystem) -> None:
+    """``shoal node --app benchmarks.sharding:app``: sharding of ``bench``, commands on stdin."""
+    region = await Sharding.get(system).start("bench", Bench, SETTINGS)
+    _TASKS.add(system.loop.create_task(_commands(system, region)))  # kept: tasks are weak
+
+
+async def _commands(system: ActorSystem, region: ShardRegion) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    acked: set[tuple[str, int]] = set()
+    acks = system.spawn(lambda: Acks(acked))
+    tells: dict[str, Any] = {"sent": 0}
+    while line := await reader.readline():
+        command = json.loads(line)
+        name = command["cmd"]
+        if name == "ready":
+            await region.wait_registered()
+            result: dict[str, Any] = {}
+        elif name == "load":
+            result = await _load(
+                region, command["seconds"], command["concurrency"], command["local"]
+            )
+        elif name == "tell":
+            result = {}
+            _TASKS.add(system.loop.create_task(_tell(region, acks, command["seconds"], tells)))
+        elif name == "acks":
+            result = {"sent": tells["sent"], "acked": len(acked)}
+        elif name == "activate":
+            result = await _activate(region, command["n"])
+        else:
+            result = {"error": f"unknown command {name}"}
+        print(json.dumps({"event": "result", **result}), flush=True)
+
+
+async def _local_ids(region: ShardRegion, n: int, prefix: str) -> list[str]:
+    local = set(await region.ref.ask(ShardsQuery(), timeout=5))
+    ids: list[str] = []
+    i = 0
+    while len(ids) < n:
+        candidate = f"{prefix}{i}"
+        if shard_id(candidate, SHARDS) in local:
+            ids.append(candidate)
+        i += 1
+    return ids
+
+
+async def _load(
+    region: ShardRegion, seconds: float, concurrency: int, local: bool
+) -> dict[str, Any]:
+    ids = await _local_ids(region, 2000, "e") if local else [f"e{i}" for i in range(ENTITIES)]
+    rng = random.Random(os.getpid())
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    clock = time.perf_counter
+
+    # ``concurrency`` asks in flight, each answer issuing the next from its
+    # done-callback: no task per asker, as in benchmarks/remote.py.
+    entities = [region.entity(e) for e in ids]
+    ping = Ping()
+    finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    outstanding = concurrency
+
+    def launch() -> None:
+        start = clock()
+        future = entities[rng.randrange(len(entities))].ask(ping, timeout=5.0)
+        future.add_done_callback(lambda f: done(f, start))
+
+    def done(future: asyncio.Future[Any], start: float) -> None:
+        nonlocal errors, outstanding
+        if future.cancelled() or future.exception() is not None:
+            errors += 1
+        else:
+            latencies.append(clock() - start)
+        if clock() < deadline:
+            launch()
+            return
+        outstanding -= 1
+        if outstanding == 0:
+            finished.set_result(None)
+
+    gc.collect()
+    gc.freeze()  # the entities and refs of the warm-up stay out of every collection
+    started = clock()
+    for _ in range(concurrency):
+        launch()
+    await finished
+    elapsed = clock() - started
+    sample = latencies[:: max(1, len(latencies) // 20_000)]
+    return {"asks": len(latencies), "seconds": elapsed, "errors": errors, "sample": sample}
+
+
+async def _tell(region: ShardRegion, acks: ActorRef, seconds: float, tells: dict[str, Any]) -> None:
+    ids = [f"t{i}" for i in range(1000)]
+    deadline = time.perf_counter() + seconds
+    seq = 0
+    while time.perf_counter() < deadline:
+        seq += 1
+        for entity_id in ids:
+            region.entity(entity_id).tell(Ping(seq), acks)
+        tells["sent"] += len(ids)
+        await asyncio.sleep(0.02)
+
+
+async def _activate(region: ShardRegion, n: int) -> dict[str, Any]:
+    ids = await _local_ids(region, n, f"fresh{os.getpid()}-")
+    start = time.perf_counter()
+    await asyncio.gather(*(region.entity(e).ask(Ping(), timeout=30) for e in ids))
+    return {"activations": n, "seconds": time.perf_counter() - start}
+
+
+# -- the driver ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Node:
+    """A ``shoal node --app benchmarks.sharding:app`` process with a command pipe."""
+
+    def __init__(self, seed: str | None) -> None:
+        self.port = free_port()
+        self.http_port = free_port()
+        argv = [
+            *SHOAL,
+            "--preset", PRESET,
+            "--port", str(self.port),
+            "--http-port", str(self.http_port),
+            "--log-level", "error",
+            "--app", "benchmarks.sharding:app",
+        ]  # fmt: skip
+        if seed is not None:
+            argv += ["--seed", seed]
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+            # gRPC's previous socket layer: ~30 us less per round trip on a small
+            # machine (see benchmarks/remote.py --grpc-io).
+            env={**os.environ, "GRPC_EXPERIMENTS": "-event_engine_client,-event_engine_listener"},
+        )
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    @property
+    def address(self) -> str:
+        return f"shoal@127.0.0.1:{self.port}"
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.events.put(json.loads(line))
+
+    def wait(self, event: str, timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            got = self.events.get(timeout=max(0.0, deadline - time.monotonic()))
+            if got["event"] == event:
+                return got
+
+    def send(self, **command: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+
+    def call(self, timeout: float = 120, **command: Any) -> dict[str, Any]:
+        self.send(**command)
+        return self.wait("result", timeout)
+
+    def allocation(self) -> dict[str, list[int]] | None:
+        url = f"http://127.0.0.1:{self.http_port}/cluster/shards/bench"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                body = json.loads(response.read())
+        except OSError:
+            return None
+        allocation: dict[str, list[int]] | None = body.get("allocation")
+        return allocation
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def _balanced(allocation: dict[str, list[int]] | None, regions: int) -> bool:
+    if not allocation or len(allocation) < regions:
+        return False
+    sizes = [len(s) for s in allocation.values()]
+    return sum(sizes) == SHARDS and max(sizes) - min(sizes) <= 1
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _asks(results: list[dict[str, Any]]) -> tuple[float, list[float], int]:
+    rate = sum(r["asks"] / r["seconds"] for r in results)
+    sample = [x for r in results for x in r["sample"]]
+    return rate, sample, sum(r["errors"] for r in results)
+
+
+def one_run(seconds: float, concurrency: int) -> dict[str, Any]:
+    nodes: list[Node] = []
+    try:
+        a = Node(None)
+        nodes.append(a)
+        a.wait("up")
+        b = Node(a.address)
+        nodes.append(b)
+        b.wait("up")
+        for node in (a, b):
+            node.call(cmd="ready")
+        # Load on the two, then the third joins: time to a balanced allocation.
+        load_time = 10.0
+        for node in (a, b):
+            node.send(cmd="load", seconds=load_time, concurrency=concurrency // 2, local=False)
+        a.call(cmd="tell", seconds=load_time / 3)
+        time.sleep(1.0)
+        joined = time.perf_counter()
+        c = Node(a.address)
+        nodes.append(c)
+        while not _balanced(a.allocation(), 3):
+            if time.perf_counter() - joined > load_time - 2:
+                raise RuntimeError(f"no balanced allocation: {a.allocation()}")
+            time.sleep(0.02)
+        rebalance_s = time.perf_counter() - joined
+        c.wait("up")
+        c.call(cmd="ready")
+        for node in (a, b):
+            node.wait("result", timeout=load_time + 30)  # the background load
+        time.sleep(2.0)  # the acknowledgements of the last tells
+        tells = a.call(cmd="acks")
+        lost = tells["sent"] - tells["acked"]
+
+        for node in nodes:
+            node.send(cmd="load", seconds=seconds, concurrency=concurrency, local=False)
+        rate, sample, errors = _asks([node.wait("result") for node in nodes])
+        for node in nodes:
+            node.send(cmd="load", seconds=seconds, concurrency=concurrency, local=True)
+        local_rate, _, local_errors = _asks([node.wait("result") for node in nodes])
+        activation = a.call(cmd="activate", n=5000)
+        return {
+            "sharded_asks_per_s": round(rate),
+            "sharded_ask_p50_us": round(_percentile(sample, 0.5) * 1e6),
+            "sharded_ask_p99_us": round(_percentile(sample, 0.99) * 1e6),
+            "sharded_ask_errors": errors,
+            "local_entity_asks_per_s": round(local_rate),
+            "local_entity_ask_errors": local_errors,
+            "entity_activations_per_s": round(activation["activations"] / activation["seconds"]),
+            "persistent_activations_per_s": None,
+            "rebalance_s": round(rebalance_s, 3),
+            "handoff_lost_messages": lost,
+            "handoff_messages_sent": tells["sent"],
+        }
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=1, help="runs; medians are reported")
+    parser.add_argument("--seconds", type=float, default=5.0, help="each load phase, seconds")
+    parser.add_argument("--concurrency", type=int, default=200, help="askers per node")
+    parser.add_argument("--verbose", action="store_true", help="each run's figures to stderr")
+    args = parser.parse_args()
+    runs = []
+    for _ in range(args.runs):
+        figures = one_run(args.seconds, args.concurrency)
+        if args.verbose:
+            print(json.dumps(figures), file=sys.stderr)
+        runs.append(figures)
+    result: dict[str, Any] = {}
+    for key in runs[0]:
+        values = [r[key] for r in runs]
+        result[key] = None if values[0] is None else statistics.median(values)
+    result["runs"] = args.runs
+    result["concurrency_per_node"] = args.concurrency
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
