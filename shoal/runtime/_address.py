@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import total_ordering
 
 from ._path import valid_name
@@ -28,8 +28,11 @@ class Address:
     system: str
     host: str | None = None
     port: int | None = None
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
 
     def __post_init__(self) -> None:
+        # Hashed once: addresses key the cluster's tables, hashed over and over.
+        object.__setattr__(self, "_hash", hash((self.system, self.host, self.port)))
         if not _valid_system(self.system):
             raise ValueError(f"invalid actor system name {self.system!r}")
         if (self.host is None) != (self.port is None):
@@ -64,6 +67,9 @@ class Address:
         """Whether the address is reachable over the network (has host and port)."""
         return self.host is not None
 
+    def __hash__(self) -> int:
+        return self._hash
+
     def _key(self) -> tuple[str, str, int]:
         return (self.system, self.host or "", self.port or 0)
 
@@ -91,6 +97,13 @@ class UniqueAddress:
 
     address: Address
     uid: int
+    _hash: int = field(init=False, repr=False, compare=False, default=0)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.address, self.uid)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __lt__(self, other: object) -> bool:
         if not isinstance(other, UniqueAddress):
