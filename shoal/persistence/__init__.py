@@ -38,6 +38,8 @@ from ._journal import Journal as Journal
 from ._journal import PersistentRepr as PersistentRepr
 from ._memory import MemoryJournal as MemoryJournal
 from ._memory import MemorySnapshotStore as MemorySnapshotStore
+from ._query import DEFAULT_POLL_INTERVAL as DEFAULT_POLL_INTERVAL
+from ._query import JournalQueries as JournalQueries
 from ._replay_filter import Repair as Repair
 from ._snapshot import SnapshotMetadata as SnapshotMetadata
 from ._snapshot import SnapshotRecord as SnapshotRecord
@@ -67,6 +69,9 @@ __all__ = [
     "SnapshotStore",
     "decode_event",
     "decode_snapshot",
+    # queries
+    "DEFAULT_POLL_INTERVAL",
+    "JournalQueries",
     # plugins
     "MemoryJournal",
     "MemorySnapshotStore",
