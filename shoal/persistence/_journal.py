@@ -29,6 +29,7 @@ __all__ = [
     "MAX_SEQUENCE_NR",
     "Journal",
     "PersistentRepr",
+    "check_ids_page",
     "check_persistence_id",
     "check_write",
     "fence",
@@ -87,6 +88,19 @@ def check_persistence_id(persistence_id: str) -> str:
             f"position {exc.start} (a lone surrogate cannot be stored)"
         ) from None
     return persistence_id
+
+
+def check_ids_page(after: str, limit: int) -> None:
+    """Raise ``TypeError``/``ValueError`` unless ``after`` is a ``str`` and ``limit`` an int >= 1.
+
+    The arguments of :meth:`Journal.persistence_ids`.
+    """
+    if not isinstance(after, str):
+        raise TypeError(f"after is a str, not {type(after).__qualname__}: {after!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"limit is an int, not {type(limit).__qualname__}: {limit!r}")
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
 
 
 def check_write(events: Sequence[PersistentRepr]) -> str:
@@ -243,6 +257,17 @@ class Journal(abc.ABC):
 
         Idempotent. Any later call raises :class:`PluginClosedError`.
         """
+
+    async def persistence_ids(self, after: str = "", limit: int = 1000) -> list[str]:
+        """Up to ``limit`` persistence ids the journal holds, sorted, each greater than ``after``.
+
+        An id is held once a write of it was acknowledged (or a deletion
+        marker recorded), even if all its events are deleted. Ids sort by
+        code point (``str`` order). Page through every id by passing the last
+        one returned as ``after``. Plugins that cannot list ids raise
+        ``NotImplementedError`` (the default).
+        """
+        raise NotImplementedError(f"{type(self).__qualname__} cannot list persistence ids")
 
     async def events(
         self,

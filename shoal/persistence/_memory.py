@@ -16,6 +16,7 @@ from ._journal import (
     MAX_SEQUENCE_NR,
     Journal,
     PersistentRepr,
+    check_ids_page,
     check_persistence_id,
     check_write,
     fence,
@@ -107,6 +108,11 @@ class MemoryJournal(Journal):
             return
         stream.deleted_to = to
         stream.events = [e for e in stream.events if e.sequence_nr > to]
+
+    async def persistence_ids(self, after: str = "", limit: int = 1000) -> list[str]:
+        check_ids_page(after, limit)
+        self._check_open()
+        return sorted(pid for pid in self._streams if pid > after)[:limit]
 
     async def close(self) -> None:
         self._closed = True

@@ -1,4 +1,4 @@
-"""Read-side queries over any journal: events by persistence id, current and live.
+"""Read-side queries over any journal: events by persistence id and all ids, current and live.
 
 A *current* query yields what is stored when it runs, then ends. A *live*
 query yields the same, then keeps following the persistence id: it polls the
@@ -18,7 +18,13 @@ from contextlib import aclosing
 from typing import Final
 
 from ..runtime import Clock, LoopClock
-from ._journal import MAX_SEQUENCE_NR, Journal, PersistentRepr, check_persistence_id
+from ._journal import (
+    MAX_SEQUENCE_NR,
+    Journal,
+    PersistentRepr,
+    check_ids_page,
+    check_persistence_id,
+)
 
 __all__ = ["DEFAULT_POLL_INTERVAL", "JournalQueries"]
 
@@ -102,6 +108,44 @@ class JournalQueries:
         """
         self._check(persistence_id, from_sequence_nr, to_sequence_nr)
         return self._run(persistence_id, from_sequence_nr, to_sequence_nr, live=True)
+
+    def current_persistence_ids(self, *, page_size: int = 1000) -> AsyncIterator[str]:
+        """Every persistence id the journal holds when iteration starts, in ``str`` order.
+
+        Read ``page_size`` ids at a time. An id written during the iteration
+        may or may not be included. Raises ``NotImplementedError`` (when
+        iterated) for a journal that cannot list ids.
+        """
+        check_ids_page("", page_size)
+        return self._ids(page_size, live=False)
+
+    def persistence_ids(self, *, page_size: int = 1000) -> AsyncIterator[str]:
+        """:meth:`current_persistence_ids`, then each new id as it appears (live).
+
+        Polls every ``poll_interval``; yields each id once. It remembers the
+        ids it yielded (memory grows with the number of ids).
+        """
+        check_ids_page("", page_size)
+        return self._ids(page_size, live=True)
+
+    async def _ids(self, page_size: int, *, live: bool) -> AsyncGenerator[str]:
+        clock = self._clock if self._clock is not None else LoopClock()
+        seen: set[str] = set()
+        while True:
+            after = ""
+            while True:
+                page = await self._journal.persistence_ids(after, page_size)
+                for pid in page:
+                    if pid not in seen:
+                        if live:
+                            seen.add(pid)
+                        yield pid
+                if len(page) < page_size:
+                    break
+                after = page[-1]
+            if not live:
+                return
+            await clock.sleep(self._poll_interval)
 
     @staticmethod
     def _check(persistence_id: str, from_sequence_nr: int, to_sequence_nr: int) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "highest",
     "is_busy",
     "deleted_to",
+    "persistence_ids",
     "read_chunk",
     "read_first_chunk",
 ]
@@ -309,6 +310,33 @@ def read_chunk(
         PersistentRepr(pid, seq, ser, man, payload, writer, ts)
         for seq, ser, man, payload, writer, ts in conn.execute(_READ, (pid, from_nr, to_nr, limit))
     ]
+
+
+_NEXT_ID: Final = (
+    "SELECT min(persistence_id) FROM ("
+    "SELECT min(persistence_id) AS persistence_id FROM journal WHERE persistence_id > ?1 "
+    "UNION ALL "
+    "SELECT min(persistence_id) FROM journal_meta WHERE persistence_id > ?1)"
+)
+
+
+def persistence_ids(conn: sqlite3.Connection, after: str, limit: int) -> list[str]:
+    """Up to ``limit`` ids with events or a deletion marker, ascending, each above ``after``.
+
+    One index seek per id, however many events each id holds.
+    """
+    ids: list[str] = []
+    conn.execute("BEGIN")
+    try:
+        while len(ids) < limit:
+            (found,) = conn.execute(_NEXT_ID, (after,)).fetchone()
+            if found is None:
+                break
+            ids.append(found)
+            after = found
+    finally:
+        conn.execute("COMMIT")
+    return ids
 
 
 def deleted_to(conn: sqlite3.Connection, persistence_id: str) -> int:

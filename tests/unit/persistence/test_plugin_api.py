@@ -47,6 +47,8 @@ def test_public_names_are_pinned() -> None:
             "SnapshotStore",
             "decode_event",
             "decode_snapshot",
+            "DEFAULT_POLL_INTERVAL",
+            "JournalQueries",
             "MemoryJournal",
             "MemorySnapshotStore",
             "SqliteJournal",
