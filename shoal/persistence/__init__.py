@@ -39,7 +39,9 @@ from ._journal import PersistentRepr as PersistentRepr
 from ._memory import MemoryJournal as MemoryJournal
 from ._memory import MemorySnapshotStore as MemorySnapshotStore
 from ._query import DEFAULT_POLL_INTERVAL as DEFAULT_POLL_INTERVAL
+from ._query import EventEnvelope as EventEnvelope
 from ._query import JournalQueries as JournalQueries
+from ._query import Offset as Offset
 from ._replay_filter import Repair as Repair
 from ._snapshot import SnapshotMetadata as SnapshotMetadata
 from ._snapshot import SnapshotRecord as SnapshotRecord
@@ -72,6 +74,8 @@ __all__ = [
     # queries
     "DEFAULT_POLL_INTERVAL",
     "JournalQueries",
+    "EventEnvelope",
+    "Offset",
     # plugins
     "MemoryJournal",
     "MemorySnapshotStore",

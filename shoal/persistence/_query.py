@@ -1,4 +1,4 @@
-"""Read-side queries over any journal: events by persistence id and all ids, current and live.
+"""Read-side queries over a journal: events by persistence id or by tag, all ids; current, live.
 
 A *current* query yields what is stored when it runs, then ends. A *live*
 query yields the same, then keeps following the persistence id: it polls the
@@ -17,6 +17,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Final
 
+import msgspec
+
 from ..runtime import Clock, LoopClock
 from ._journal import (
     MAX_SEQUENCE_NR,
@@ -24,12 +26,46 @@ from ._journal import (
     PersistentRepr,
     check_ids_page,
     check_persistence_id,
+    check_tag,
 )
 
-__all__ = ["DEFAULT_POLL_INTERVAL", "JournalQueries"]
+__all__ = ["DEFAULT_POLL_INTERVAL", "EventEnvelope", "JournalQueries", "Offset"]
 
 DEFAULT_POLL_INTERVAL: Final = 1.0
 """Seconds between two polls of a live query, unless ``poll_interval`` says otherwise."""
+
+
+class Offset(msgspec.Struct, frozen=True, order=True):
+    """A position in the events of a tag: opaque, ordered, resumable.
+
+    Take it from an :class:`EventEnvelope` and pass it back to a tag query
+    to read on after that event (with the same journal). ``Offset()`` is
+    the start, before every event. Offsets of one journal compare in the
+    order its tag queries yield them.
+    """
+
+    value: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.value, bool) or not isinstance(self.value, int):
+            raise TypeError(f"an Offset holds an int, not {type(self.value).__qualname__}")
+        if self.value < 0:
+            raise ValueError(f"an Offset is never negative, got {self.value}")
+
+
+class EventEnvelope(msgspec.Struct, frozen=True):
+    """An event a tag query found, and the offset to resume after it."""
+
+    offset: Offset
+    event: PersistentRepr
+
+
+def _check_offset(offset: Offset) -> Offset:
+    if not isinstance(offset, Offset):
+        raise TypeError(
+            f"a tag query starts after an Offset, not {type(offset).__qualname__}: {offset!r}"
+        )
+    return offset
 
 
 def _check_sequence_nr(name: str, value: int) -> int:
@@ -108,6 +144,51 @@ class JournalQueries:
         """
         self._check(persistence_id, from_sequence_nr, to_sequence_nr)
         return self._run(persistence_id, from_sequence_nr, to_sequence_nr, live=True)
+
+    def current_events_by_tag(
+        self, tag: str, offset: Offset | None = None, *, page_size: int = 1000
+    ) -> AsyncIterator[EventEnvelope]:
+        """The stored events tagged ``tag`` after ``offset`` (default: all), in tag order.
+
+        Tag order is the order the writes were acknowledged in; the events of
+        one persistence id come in sequence order. Ends at the present end; a
+        tag no event carries yields nothing. Deleted events are skipped. Bad
+        arguments raise ``ValueError`` or ``TypeError`` here; a journal that
+        stores no tags raises ``NotImplementedError`` when iterated.
+        """
+        check_tag(tag)
+        check_ids_page("", page_size)
+        start = _check_offset(offset) if offset is not None else Offset()
+        return self._tag(tag, start.value, page_size, live=False)
+
+    def events_by_tag(
+        self, tag: str, offset: Offset | None = None, *, page_size: int = 1000
+    ) -> AsyncIterator[EventEnvelope]:
+        """:meth:`current_events_by_tag`, then each newly tagged event (live).
+
+        Polls every ``poll_interval``; never misses an acknowledged event
+        nor yields one twice. Resume after a restart by passing the offset of
+        the last envelope handled.
+        """
+        check_tag(tag)
+        check_ids_page("", page_size)
+        start = _check_offset(offset) if offset is not None else Offset()
+        return self._tag(tag, start.value, page_size, live=True)
+
+    async def _tag(
+        self, tag: str, after: int, page_size: int, *, live: bool
+    ) -> AsyncGenerator[EventEnvelope]:
+        clock = self._clock if self._clock is not None else LoopClock()
+        while True:
+            last, found = await self._journal.tagged_events(tag, after, page_size)
+            for ordering, event in found:
+                yield EventEnvelope(Offset(ordering), event)
+            if last != after:
+                after = last
+                continue
+            if not live:
+                return
+            await clock.sleep(self._poll_interval)
 
     def current_persistence_ids(self, *, page_size: int = 1000) -> AsyncIterator[str]:
         """Every persistence id the journal holds when iteration starts, in ``str`` order.

@@ -58,6 +58,7 @@ from ._journal import (
     PersistentRepr,
     check_ids_page,
     check_persistence_id,
+    check_tag,
     check_write,
     validate_chunk,
 )
@@ -79,6 +80,7 @@ from ._sqlite_db import (
     persistence_ids,
     read_chunk,
     read_first_chunk,
+    read_tag,
     truncate_wal,
 )
 from ._thread_worker import ThreadWorker
@@ -312,6 +314,13 @@ class SqliteJournal(Journal):
     async def persistence_ids(self, after: str = "", limit: int = 1000) -> list[str]:
         check_ids_page(after, limit)
         return await self._read(lambda c: persistence_ids(c, after, limit), "listing ids")
+
+    async def tagged_events(
+        self, tag: str, after: int, limit: int
+    ) -> tuple[int, list[tuple[int, PersistentRepr]]]:
+        check_tag(tag)
+        check_ids_page("", limit)
+        return await self._read(lambda c: read_tag(c, tag, after, limit), f"tag query {tag!r}")
 
     async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
         check_persistence_id(persistence_id)

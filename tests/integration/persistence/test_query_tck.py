@@ -13,7 +13,7 @@ from typing import Generic, TypeVar
 
 import pytest
 
-from shoal.persistence import Journal, JournalQueries, PersistentRepr
+from shoal.persistence import Journal, JournalQueries, Offset, PersistentRepr
 from shoal.runtime.testing import ManualClock
 
 from .conftest import JournalKit
@@ -169,3 +169,88 @@ async def test_bad_id_pages_are_refused(
         with pytest.raises(error):
             q.current_persistence_ids(page_size=limit)  # type: ignore[arg-type]
     assert await journal.persistence_ids() == []
+
+
+def tagged(pid: str, seq: int, *tags: str) -> PersistentRepr:
+    return PersistentRepr(pid, seq, 4, "tck:Event", f"{pid}-{seq}".encode(), "w", seq, tags)
+
+
+def no_tags_on(kit: JournalKit) -> None:
+    if kit.kind == "cassandra":
+        pytest.skip("the Cassandra journal does not store tags yet")
+
+
+async def test_current_events_by_tag_resume_exactly(
+    journal_kit: JournalKit, pid: str, clock: ManualClock
+) -> None:
+    no_tags_on(journal_kit)
+    journal = journal_kit.open()
+    a, b = f"{pid}-a", f"{pid}-b"
+    await journal.write([tagged(a, 1, "red"), tagged(a, 2), tagged(a, 3, "red", "blue")])
+    await journal.write([tagged(b, 1, "blue"), tagged(b, 2, "red")])
+    await journal.write([tagged(a, 4, "red")])
+    q = JournalQueries(journal, clock=clock)
+    red = [e async for e in q.current_events_by_tag("red", page_size=2)]
+    assert [(e.event.persistence_id, e.event.sequence_nr) for e in red] == [
+        (a, 1), (a, 3), (b, 2), (a, 4)
+    ]  # fmt: skip
+    assert red[0].event.payload == f"{a}-1".encode()
+    assert all(e.event.tags == ("red",) for e in red)
+    assert [e.offset for e in red] == sorted(e.offset for e in red)
+    for i, envelope in enumerate(red):  # resuming after each offset yields exactly the rest
+        rest = [e async for e in q.current_events_by_tag("red", envelope.offset)]
+        assert rest == red[i + 1 :]
+    assert [e.event.sequence_nr async for e in q.current_events_by_tag("blue")] == [3, 1]
+    assert [e async for e in q.current_events_by_tag("unknown-tag")] == []
+    await journal.delete_to(a, 3)
+    left = [e async for e in q.current_events_by_tag("red")]
+    assert [(e.event.persistence_id, e.event.sequence_nr) for e in left] == [(b, 2), (a, 4)]
+    if journal_kit.durable:  # a second instance reads the same tags and offsets
+        other = JournalQueries(journal_kit.open(), clock=clock)
+        assert [e async for e in other.current_events_by_tag("red")] == left
+
+
+async def test_live_events_by_tag_see_later_writes_once(
+    journal_kit: JournalKit, pid: str, clock: ManualClock
+) -> None:
+    no_tags_on(journal_kit)
+    journal = journal_kit.open()
+    await journal.write([tagged(pid, 1, "t"), tagged(pid, 2)])
+    q = JournalQueries(journal, poll_interval=INTERVAL, clock=clock)
+    live = Follower(q.events_by_tag("t", page_size=2), clock)
+    first = await live.next()
+    assert first.event.sequence_nr == 1
+    await live.idle(polls=2)
+    await journal.write([tagged(pid, 3, "t"), tagged(pid, 4, "t"), tagged(pid, 5, "t")])
+    got = [await live.next() for _ in range(3)]
+    assert [e.event.sequence_nr for e in got] == [3, 4, 5]
+    await live.idle(polls=2)
+    await live.close()
+    # A restarted query resumes after the last offset handled, exactly.
+    resumed = Follower(q.events_by_tag("t", got[0].offset), clock)
+    assert [(await resumed.next()).event.sequence_nr for _ in range(2)] == [4, 5]
+    await resumed.idle(polls=1)
+    await resumed.close()
+
+
+async def test_bad_tags_and_offsets_are_refused(journal_kit: JournalKit, pid: str) -> None:
+    no_tags_on(journal_kit)
+    journal = journal_kit.open()
+    q = JournalQueries(journal, clock=ManualClock())
+    with pytest.raises(ValueError, match="must not be empty"):
+        q.current_events_by_tag("")
+    with pytest.raises(TypeError, match="a tag is a str"):
+        q.events_by_tag(3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="starts after an Offset"):
+        q.current_events_by_tag("t", 5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="never negative"):
+        Offset(-1)
+    with pytest.raises(TypeError, match="holds an int"):
+        Offset("1")  # type: ignore[arg-type]
+    for bad in [("",), ("a", "a"), ("\ud800",)]:
+        with pytest.raises(ValueError, match="tag"):
+            await journal.write([tagged(pid, 1, *bad)])
+    with pytest.raises(TypeError, match="a tag is a str"):
+        await journal.write([tagged(pid, 1, 3)])  # type: ignore[arg-type]
+    await journal.write([tagged(pid, 1, "ok")])  # the journal keeps working
+    assert [e.event.sequence_nr async for e in q.current_events_by_tag("ok")] == [1]

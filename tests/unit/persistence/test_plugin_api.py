@@ -49,6 +49,8 @@ def test_public_names_are_pinned() -> None:
             "decode_snapshot",
             "DEFAULT_POLL_INTERVAL",
             "JournalQueries",
+            "EventEnvelope",
+            "Offset",
             "MemoryJournal",
             "MemorySnapshotStore",
             "SqliteJournal",
