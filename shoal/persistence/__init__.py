@@ -38,6 +38,7 @@ from ._journal import Journal as Journal
 from ._journal import PersistentRepr as PersistentRepr
 from ._memory import MemoryJournal as MemoryJournal
 from ._memory import MemorySnapshotStore as MemorySnapshotStore
+from ._projection import Projection as Projection
 from ._query import DEFAULT_POLL_INTERVAL as DEFAULT_POLL_INTERVAL
 from ._query import EventEnvelope as EventEnvelope
 from ._query import JournalQueries as JournalQueries
@@ -76,6 +77,7 @@ __all__ = [
     "JournalQueries",
     "EventEnvelope",
     "Offset",
+    "Projection",
     # plugins
     "MemoryJournal",
     "MemorySnapshotStore",

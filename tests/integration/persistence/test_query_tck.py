@@ -13,7 +13,14 @@ from typing import Generic, TypeVar
 
 import pytest
 
-from shoal.persistence import Journal, JournalQueries, Offset, PersistentRepr
+from shoal.persistence import (
+    EventEnvelope,
+    Journal,
+    JournalQueries,
+    Offset,
+    PersistentRepr,
+    Projection,
+)
 from shoal.runtime.testing import ManualClock
 
 from .conftest import JournalKit
@@ -254,3 +261,42 @@ async def test_bad_tags_and_offsets_are_refused(journal_kit: JournalKit, pid: st
         await journal.write([tagged(pid, 1, 3)])  # type: ignore[arg-type]
     await journal.write([tagged(pid, 1, "ok")])  # the journal keeps working
     assert [e.event.sequence_nr async for e in q.current_events_by_tag("ok")] == [1]
+
+
+async def test_a_projection_resumes_after_its_stored_offset(
+    journal_kit: JournalKit, pid: str
+) -> None:
+    no_tags_on(journal_kit)
+    journal = journal_kit.open()
+    await journal.write([tagged(pid, n, "p") for n in range(1, 6)])
+    q = JournalQueries(journal, clock=ManualClock())
+    seen: list[int] = []
+
+    async def handle(envelope: EventEnvelope) -> None:
+        if envelope.event.sequence_nr == 4 and 4 not in seen:
+            seen.append(4)
+            raise RuntimeError("handler failed")
+        seen.append(envelope.event.sequence_nr)
+
+    projection = Projection(journal, f"proj-{pid}", save_every=2)
+    with pytest.raises(RuntimeError, match="handler failed"):
+        await projection.run(lambda offset: q.current_events_by_tag("p", offset), handle)
+    assert seen == [1, 2, 3, 4]  # stored after 2; 3 was handled but its offset not stored
+    again = journal_kit.open() if journal_kit.durable else journal
+    q2 = JournalQueries(again, clock=ManualClock())
+    restarted = Projection(again, f"proj-{pid}", save_every=2)
+    await restarted.run(lambda offset: q2.current_events_by_tag("p", offset), handle)
+    assert seen == [1, 2, 3, 4, 3, 4, 5]  # at least once: 3 and 4 again, from the offset
+    stored = await restarted.load_offset()
+    assert stored is not None
+    assert [e async for e in q2.current_events_by_tag("p", stored)] == []
+    assert len(await again.events(restarted.persistence_id)) == 1  # older offsets deleted
+
+
+async def test_bad_projection_arguments(journal: Journal) -> None:
+    with pytest.raises(ValueError, match="save_every"):
+        Projection(journal, "x", save_every=0)
+    with pytest.raises(ValueError, match="empty"):
+        Projection(journal, "")
+    with pytest.raises(TypeError, match="takes an Offset"):
+        await Projection(journal, "x").save_offset(3)  # type: ignore[arg-type]
