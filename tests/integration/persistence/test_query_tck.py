@@ -20,6 +20,7 @@ from shoal.persistence import (
     Offset,
     PersistentRepr,
     Projection,
+    SequenceConflictError,
 )
 from shoal.runtime.testing import ManualClock
 
@@ -300,3 +301,24 @@ async def test_bad_projection_arguments(journal: Journal) -> None:
         Projection(journal, "")
     with pytest.raises(TypeError, match="takes an Offset"):
         await Projection(journal, "x").save_offset(3)  # type: ignore[arg-type]
+
+
+async def test_tags_of_a_refused_write_are_not_stored(journal_kit: JournalKit, pid: str) -> None:
+    no_tags_on(journal_kit)
+    journal = journal_kit.open()
+    await journal.write([tagged(pid, 1, "g")])
+    ids = [f"{pid}-{i}" for i in range(5)]
+    outcomes = await asyncio.gather(  # one group commit, with one write fenced out
+        *(journal.write([tagged(p, 1, "g"), tagged(p, 2, "g")]) for p in ids),
+        journal.write([tagged(pid, 1, "g")]),
+        return_exceptions=True,
+    )
+    assert outcomes[:5] == [None] * 5
+    assert isinstance(outcomes[5], SequenceConflictError)
+    q = JournalQueries(journal, clock=ManualClock())
+    found = [
+        (e.event.persistence_id, e.event.sequence_nr) async for e in q.current_events_by_tag("g")
+    ]
+    assert sorted(found) == sorted([(pid, 1)] + [(p, n) for p in ids for n in (1, 2)])
+    per_id = {p: [n for other, n in found if other == p] for p in ids}
+    assert all(ns == [1, 2] for ns in per_id.values())  # each id's events in sequence order
