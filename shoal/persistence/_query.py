@@ -12,6 +12,7 @@ order. Deleted events are skipped.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing
@@ -30,6 +31,8 @@ from ._journal import (
 )
 
 __all__ = ["DEFAULT_POLL_INTERVAL", "EventEnvelope", "JournalQueries", "Offset"]
+
+_Page = tuple[int, list[tuple[int, PersistentRepr]]]
 
 DEFAULT_POLL_INTERVAL: Final = 1.0
 """Seconds between two polls of a live query, unless ``poll_interval`` says otherwise."""
@@ -179,16 +182,30 @@ class JournalQueries:
         self, tag: str, after: int, page_size: int, *, live: bool
     ) -> AsyncGenerator[EventEnvelope]:
         clock = self._clock if self._clock is not None else LoopClock()
-        while True:
-            last, found = await self._journal.tagged_events(tag, after, page_size)
-            for ordering, event in found:
-                yield EventEnvelope(Offset(ordering), event)
-            if last != after:
+        journal = self._journal
+        ahead: asyncio.Future[_Page] | None = None
+        try:
+            while True:
+                if ahead is None:
+                    last, found = await journal.tagged_events(tag, after, page_size)
+                else:
+                    last, found = await ahead
+                    ahead = None
+                if last == after:  # nothing new
+                    if not live:
+                        return
+                    await clock.sleep(self._poll_interval)
+                    continue
                 after = last
-                continue
-            if not live:
-                return
-            await clock.sleep(self._poll_interval)
+                # Read the next page while the consumer handles this one.
+                ahead = asyncio.ensure_future(journal.tagged_events(tag, after, page_size))
+                for ordering, event in found:
+                    yield EventEnvelope(Offset(ordering), event)
+        finally:
+            if ahead is not None:
+                ahead.cancel()
+                if ahead.done() and not ahead.cancelled():
+                    ahead.exception()  # retrieved: the consumer left before needing it
 
     def current_persistence_ids(self, *, page_size: int = 1000) -> AsyncIterator[str]:
         """Every persistence id the journal holds when iteration starts, in ``str`` order.
