@@ -10,6 +10,10 @@ Measured through :class:`PersistentActor` (on uvloop when installed):
 * ``sqlite_recovery_events_per_s`` / ``cassandra_recovery_events_per_s``:
   100,000 events of one persistence id replayed into a fresh actor (from
   spawn to its first answer).
+* ``sqlite_query_events_per_s``: a current tag query reading 100,000 events
+  of one tag (100 persistence ids, 1,000 each), and
+  ``sqlite_query_vs_recovery`` its ratio to the recovery rate of the same run.
+  (Cassandra does not store tags yet: no ``cassandra_query_events_per_s``.)
 * ``sqlite_snapshot_recovery_ms``: recovery of an actor from a snapshot plus
   100 later events.
 
@@ -58,6 +62,7 @@ from shoal.persistence import (
     CassandraSettings,
     CassandraSnapshotStore,
     Journal,
+    JournalQueries,
     Persistence,
     PersistenceSettings,
     PersistentActor,
@@ -198,6 +203,42 @@ async def bench_recovery(settings: PersistenceSettings, events: int) -> float:
     return elapsed
 
 
+async def bench_tag_query(settings: PersistenceSettings, events: int) -> float:
+    """Seconds for a current tag query to read ``events`` events of one tag (100 ids)."""
+    system = await _system(settings)
+    try:
+        journal = system.extension(Persistence).journal
+        tag = f"t-{uuid.uuid4().hex[:8]}"
+        serialized = system.serialization.serialize(Added(1))
+        per_id = events // 100
+        for i in range(100):
+            pid = f"q-{tag}-{i}"
+            for first in range(1, per_id + 1, 1000):
+                await journal.write(
+                    [
+                        PersistentRepr(
+                            pid,
+                            n,
+                            serialized.serializer_id,
+                            serialized.manifest,
+                            serialized.payload,
+                            tags=(tag,),
+                        )
+                        for n in range(first, min(first + 1000, per_id + 1))
+                    ]
+                )
+        queries = JournalQueries(journal)
+        start = time.perf_counter()
+        count = 0
+        async for _ in queries.current_events_by_tag(tag):
+            count += 1
+        elapsed = time.perf_counter() - start
+        assert count == per_id * 100, count
+    finally:
+        await system.shutdown()
+    return elapsed
+
+
 async def bench_snapshot_recovery(settings: PersistenceSettings) -> float:
     """Seconds for a fresh actor to recover from a snapshot plus 100 events."""
     system = await _system(settings)
@@ -319,6 +360,12 @@ def sqlite_run(tmp: Path) -> dict[str, float]:
     result["sqlite_persist_p99_ms"] = writes["persist_p99_ms"]
     result["sqlite_recovery_events_per_s"] = RECOVERY_EVENTS / run(
         bench_recovery(settings, RECOVERY_EVENTS)
+    )
+    result["sqlite_query_events_per_s"] = RECOVERY_EVENTS / run(
+        bench_tag_query(settings, RECOVERY_EVENTS)
+    )
+    result["sqlite_query_vs_recovery"] = (
+        result["sqlite_query_events_per_s"] / result["sqlite_recovery_events_per_s"]
     )
     result["sqlite_snapshot_recovery_ms"] = run(bench_snapshot_recovery(settings)) * 1000
     result["sqlite_baseline_rows_per_s"] = baseline_sqlite(tmp / f"{uuid.uuid4().hex}.db")

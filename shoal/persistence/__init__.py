@@ -38,6 +38,11 @@ from ._journal import Journal as Journal
 from ._journal import PersistentRepr as PersistentRepr
 from ._memory import MemoryJournal as MemoryJournal
 from ._memory import MemorySnapshotStore as MemorySnapshotStore
+from ._projection import Projection as Projection
+from ._query import DEFAULT_POLL_INTERVAL as DEFAULT_POLL_INTERVAL
+from ._query import EventEnvelope as EventEnvelope
+from ._query import JournalQueries as JournalQueries
+from ._query import Offset as Offset
 from ._replay_filter import Repair as Repair
 from ._snapshot import SnapshotMetadata as SnapshotMetadata
 from ._snapshot import SnapshotRecord as SnapshotRecord
@@ -67,6 +72,12 @@ __all__ = [
     "SnapshotStore",
     "decode_event",
     "decode_snapshot",
+    # queries
+    "DEFAULT_POLL_INTERVAL",
+    "JournalQueries",
+    "EventEnvelope",
+    "Offset",
+    "Projection",
     # plugins
     "MemoryJournal",
     "MemorySnapshotStore",

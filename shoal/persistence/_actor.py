@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from typing import Any, ClassVar, Final, final
 
 from shoal.runtime import Actor, SerializationError, Serialized, ShoalError
@@ -32,7 +32,7 @@ from ._errors import (
     RecoveryError,
 )
 from ._extension import Persistence
-from ._journal import Journal, PersistentRepr, check_persistence_id
+from ._journal import Journal, PersistentRepr, check_persistence_id, check_tags
 from ._snapshot import (
     LATEST,
     SnapshotMetadata,
@@ -132,6 +132,15 @@ class PersistentActor(Actor):
     def apply_snapshot(self, state: Any) -> None:
         """Restore the state from a snapshot's value, before later events are replayed."""
         raise NotImplementedError(f"{type(self).__qualname__} does not define apply_snapshot")
+
+    def tags_for(self, event: Any) -> Collection[str]:
+        """The tags to store with ``event`` (default: none); tag queries find it by them.
+
+        Called once per event as it is persisted; must be deterministic. A
+        tag is a non-empty ``str``; a bad tag rejects the write with
+        :class:`EventRejectedError`. See :class:`JournalQueries`.
+        """
+        return ()
 
     def recovery_completed(self) -> Awaitable[None] | None:
         """Called once recovery is complete, before the first command (plain or ``async``)."""
@@ -291,6 +300,7 @@ class PersistentActor(Actor):
         stamp = int(self._pers_wall_clock() * 1000)
         writer = self._pers_writer
         first = self._pers_seq + 1
+        tags_for = self.tags_for if type(self).tags_for is not PersistentActor.tags_for else None
         reprs = []
         for seq, event in enumerate(events, first):
             try:
@@ -299,8 +309,19 @@ class PersistentActor(Actor):
                 raise EventRejectedError(
                     f"event {type(event).__qualname__} for {pid!r} rejected: {exc}"
                 ) from exc
+            tags: tuple[str, ...] = ()
+            if tags_for is not None:
+                try:
+                    tags = tuple(sorted(set(tags_for(event))))
+                    check_tags(tags)
+                except (TypeError, ValueError) as exc:
+                    raise EventRejectedError(
+                        f"tags of event {type(event).__qualname__} for {pid!r} rejected: {exc}"
+                    ) from exc
             reprs.append(
-                PersistentRepr(pid, seq, s.serializer_id, s.manifest, s.payload, writer, stamp)
+                PersistentRepr(
+                    pid, seq, s.serializer_id, s.manifest, s.payload, writer, stamp, tags
+                )
             )
         self._pers_busy = True
         try:

@@ -29,7 +29,10 @@ __all__ = [
     "MAX_SEQUENCE_NR",
     "Journal",
     "PersistentRepr",
+    "check_ids_page",
     "check_persistence_id",
+    "check_tag",
+    "check_tags",
     "check_write",
     "fence",
     "validate_chunk",
@@ -50,7 +53,10 @@ class PersistentRepr(msgspec.Struct, frozen=True, gc=False):
     Cassandra journal keys rows by it so two writers never overwrite each
     other's events); ``timestamp`` is milliseconds
     since the epoch on the writer's clock (informational: never used for
-    ordering).
+    ordering). ``tags`` name the tag queries that find the event (see
+    :meth:`Journal.tagged_events`); they are stored with the event, in the
+    same atomic write. ``replay`` need not return them (SQLite's does not);
+    a tag query's events carry the tag they were found by.
     """
 
     persistence_id: str
@@ -60,6 +66,7 @@ class PersistentRepr(msgspec.Struct, frozen=True, gc=False):
     payload: bytes
     writer_uuid: str = ""
     timestamp: int = 0
+    tags: tuple[str, ...] = ()
 
 
 def check_persistence_id(persistence_id: str) -> str:
@@ -89,6 +96,43 @@ def check_persistence_id(persistence_id: str) -> str:
     return persistence_id
 
 
+def check_tag(tag: str) -> str:
+    """Return ``tag`` if it can be stored: a non-empty ``str`` of valid text; else raise."""
+    if not isinstance(tag, str):
+        raise TypeError(f"a tag is a str, not {type(tag).__qualname__}: {tag!r}")
+    if not tag:
+        raise ValueError("a tag must not be empty")
+    if not tag.isascii():
+        try:
+            tag.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"tag {tag!r} is not valid text: {exc.reason}") from None
+    return tag
+
+
+def check_tags(tags: tuple[str, ...]) -> None:
+    """Raise unless ``tags`` is a tuple of distinct valid tags (see :func:`check_tag`)."""
+    if not isinstance(tags, tuple):
+        raise TypeError(f"an event's tags are a tuple, not {type(tags).__qualname__}")
+    for tag in tags:
+        check_tag(tag)
+    if len(set(tags)) != len(tags):
+        raise ValueError(f"an event's tags must be distinct: {tags!r}")
+
+
+def check_ids_page(after: str, limit: int) -> None:
+    """Raise ``TypeError``/``ValueError`` unless ``after`` is a ``str`` and ``limit`` an int >= 1.
+
+    The arguments of :meth:`Journal.persistence_ids`.
+    """
+    if not isinstance(after, str):
+        raise TypeError(f"after is a str, not {type(after).__qualname__}: {after!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise TypeError(f"limit is an int, not {type(limit).__qualname__}: {limit!r}")
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}")
+
+
 def check_write(events: Sequence[PersistentRepr]) -> str:
     """Validate the shape of one atomic write and return its persistence id.
 
@@ -115,6 +159,8 @@ def check_write(events: Sequence[PersistentRepr]) -> str:
                 f"got {event.sequence_nr} for {pid!r}"
             )
         expected += 1
+        if event.tags:
+            check_tags(event.tags)
     if expected - 1 > MAX_SEQUENCE_NR:
         raise ValueError(f"sequence number overflow for {pid!r}")
     return pid
@@ -243,6 +289,31 @@ class Journal(abc.ABC):
 
         Idempotent. Any later call raises :class:`PluginClosedError`.
         """
+
+    async def persistence_ids(self, after: str = "", limit: int = 1000) -> list[str]:
+        """Up to ``limit`` persistence ids the journal holds, sorted, each greater than ``after``.
+
+        An id is held once a write of it was acknowledged (or a deletion
+        marker recorded), even if all its events are deleted. Ids sort by
+        code point (``str`` order). Page through every id by passing the last
+        one returned as ``after``. Plugins that cannot list ids raise
+        ``NotImplementedError`` (the default).
+        """
+        raise NotImplementedError(f"{type(self).__qualname__} cannot list persistence ids")
+
+    async def tagged_events(
+        self, tag: str, after: int, limit: int
+    ) -> tuple[int, list[tuple[int, PersistentRepr]]]:
+        """Events tagged ``tag`` whose tag ordering is past ``after``, ascending, at most ``limit``.
+
+        Every tagged write gets orderings greater than those of every write
+        acknowledged before it, so reading on from the last ordering seen
+        never misses an acknowledged event nor repeats one. Returns the last
+        ordering examined (``after`` if none; deleted events are examined but
+        not returned) and the ``(ordering, event)`` pairs found. Plugins that
+        do not store tags raise ``NotImplementedError`` (the default).
+        """
+        raise NotImplementedError(f"{type(self).__qualname__} cannot query tags")
 
     async def events(
         self,

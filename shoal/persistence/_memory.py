@@ -8,15 +8,20 @@ chunked replays.
 from __future__ import annotations
 
 import asyncio
+import bisect
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+
+import msgspec
 
 from ._errors import PluginClosedError
 from ._journal import (
     MAX_SEQUENCE_NR,
     Journal,
     PersistentRepr,
+    check_ids_page,
     check_persistence_id,
+    check_tag,
     check_write,
     fence,
 )
@@ -42,6 +47,8 @@ class MemoryJournal(Journal):
         if replay_chunk_size < 1:
             raise ValueError("replay_chunk_size must be positive")
         self._streams: dict[str, _Stream] = {}
+        self._tags: dict[str, list[tuple[int, str, int]]] = {}  # ordering, pid, sequence_nr
+        self._ordering = 0
         self._chunk = replay_chunk_size
         self._closed = False
 
@@ -57,6 +64,10 @@ class MemoryJournal(Journal):
             stream = self._streams[pid] = _Stream()
         fence(pid, stream.highest, events[0].sequence_nr)
         stream.events.extend(events)
+        for event in events:
+            for tag in event.tags:
+                self._ordering += 1
+                self._tags.setdefault(tag, []).append((self._ordering, pid, event.sequence_nr))
 
     async def replay(
         self,
@@ -107,6 +118,29 @@ class MemoryJournal(Journal):
             return
         stream.deleted_to = to
         stream.events = [e for e in stream.events if e.sequence_nr > to]
+
+    async def tagged_events(
+        self, tag: str, after: int, limit: int
+    ) -> tuple[int, list[tuple[int, PersistentRepr]]]:
+        check_tag(tag)
+        check_ids_page("", limit)
+        self._check_open()
+        rows = self._tags.get(tag, [])
+        start = bisect.bisect_right(rows, after, key=lambda row: row[0])
+        last = after
+        found: list[tuple[int, PersistentRepr]] = []
+        for ordering, pid, seq in rows[start : start + limit]:
+            last = ordering
+            events = self._streams[pid].events
+            index = seq - events[0].sequence_nr if events else -1
+            if 0 <= index < len(events):  # else deleted
+                found.append((ordering, msgspec.structs.replace(events[index], tags=(tag,))))
+        return last, found
+
+    async def persistence_ids(self, after: str = "", limit: int = 1000) -> list[str]:
+        check_ids_page(after, limit)
+        self._check_open()
+        return sorted(pid for pid in self._streams if pid > after)[:limit]
 
     async def close(self) -> None:
         self._closed = True

@@ -56,7 +56,9 @@ from ._journal import (
     MAX_SEQUENCE_NR,
     Journal,
     PersistentRepr,
+    check_ids_page,
     check_persistence_id,
+    check_tag,
     check_write,
     validate_chunk,
 )
@@ -75,8 +77,10 @@ from ._sqlite_db import (
     connect,
     delete_to,
     highest,
+    persistence_ids,
     read_chunk,
     read_first_chunk,
+    read_tag,
     truncate_wal,
 )
 from ._thread_worker import ThreadWorker
@@ -306,6 +310,17 @@ class SqliteJournal(Journal):
             await self._delete_to(persistence_id, from_sequence_nr, beyond_highest=True)
             return from_sequence_nr
         return found
+
+    async def persistence_ids(self, after: str = "", limit: int = 1000) -> list[str]:
+        check_ids_page(after, limit)
+        return await self._read(lambda c: persistence_ids(c, after, limit), "listing ids")
+
+    async def tagged_events(
+        self, tag: str, after: int, limit: int
+    ) -> tuple[int, list[tuple[int, PersistentRepr]]]:
+        check_tag(tag)
+        check_ids_page("", limit)
+        return await self._read(lambda c: read_tag(c, tag, after, limit), f"tag query {tag!r}")
 
     async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
         check_persistence_id(persistence_id)

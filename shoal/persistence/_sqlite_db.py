@@ -41,6 +41,10 @@ __all__ = [
     "highest",
     "is_busy",
     "deleted_to",
+    "insert_tagged",
+    "persistence_ids",
+    "read_tag",
+    "tag_rows",
     "read_chunk",
     "read_first_chunk",
 ]
@@ -60,6 +64,13 @@ _SCHEMA: Final = (
         persistence_id TEXT NOT NULL PRIMARY KEY,
         deleted_to INTEGER NOT NULL
     ) WITHOUT ROWID, STRICT""",
+    """CREATE TABLE IF NOT EXISTS journal_tags (
+        ordering INTEGER PRIMARY KEY AUTOINCREMENT,
+        tag TEXT NOT NULL,
+        persistence_id TEXT NOT NULL,
+        sequence_nr INTEGER NOT NULL
+    ) STRICT""",
+    "CREATE INDEX IF NOT EXISTS journal_tags_by_tag ON journal_tags (tag, ordering)",
     """CREATE TABLE IF NOT EXISTS snapshots (
         persistence_id TEXT NOT NULL,
         sequence_nr INTEGER NOT NULL,
@@ -71,7 +82,7 @@ _SCHEMA: Final = (
     ) STRICT""",
 )
 
-_TABLE_NAMES: Final = frozenset({"journal", "journal_meta", "snapshots"})
+_TABLE_NAMES: Final = frozenset({"journal", "journal_meta", "journal_tags", "snapshots"})
 _TABLES: Final = "SELECT name FROM sqlite_schema WHERE type = 'table'"
 _HIGHEST: Final = """SELECT max(
     coalesce((SELECT max(sequence_nr) FROM journal WHERE persistence_id = ?1), 0),
@@ -115,6 +126,66 @@ def insert_rows(conn: sqlite3.Connection, flat: list[object]) -> None:
         if own and conn.in_transaction:
             conn.rollback()
         raise
+
+
+_TAG_INSERT: Final = "INSERT INTO journal_tags (tag, persistence_id, sequence_nr) VALUES "
+
+
+def insert_tagged(conn: sqlite3.Connection, flat: list[object], tags: list[object]) -> None:
+    """:func:`insert_rows`, and the tag rows ``tags`` (flat ``tag, pid, seq`` triples) with them.
+
+    Without tags this is :func:`insert_rows`; with tags, both in one transaction.
+    """
+    if not tags:
+        insert_rows(conn, flat)
+        return
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        insert_rows(conn, flat)
+        step = _ROWS_PER_STATEMENT * 3
+        for start in range(0, len(tags), step):
+            part = tags[start : start + step]
+            conn.execute(_TAG_INSERT + ", ".join(["(?, ?, ?)"] * (len(part) // 3)), part)
+        if own:
+            conn.execute("COMMIT")
+    except BaseException:
+        if own and conn.in_transaction:
+            conn.rollback()
+        raise
+
+
+def tag_rows(events: Sequence[PersistentRepr]) -> list[object]:
+    """The flat ``tag, persistence_id, sequence_nr`` values of the tags of ``events``."""
+    return [
+        v for e in events if e.tags for t in e.tags for v in (t, e.persistence_id, e.sequence_nr)
+    ]
+
+
+_READ_TAG: Final = """SELECT t.ordering, t.persistence_id, t.sequence_nr, j.serializer_id,
+    j.manifest, j.payload, j.writer_uuid, j.timestamp
+    FROM journal_tags AS t LEFT JOIN journal AS j
+    ON j.persistence_id = t.persistence_id AND j.sequence_nr = t.sequence_nr
+    WHERE t.tag = ? AND t.ordering > ? ORDER BY t.ordering LIMIT ?"""
+
+
+def read_tag(
+    conn: sqlite3.Connection, tag: str, after: int, limit: int
+) -> tuple[int, list[tuple[int, PersistentRepr]]]:
+    """Up to ``limit`` tag rows of ``tag`` past ordering ``after``: the last ordering read
+    (``after`` if none) and the events still stored, with their orderings."""
+    last = after
+    found: list[tuple[int, PersistentRepr]] = []
+    for ordering, pid, seq, ser, man, payload, writer, ts in conn.execute(
+        _READ_TAG, (tag, after, limit)
+    ):
+        last = ordering
+        if payload is not None:  # None: the event was deleted
+            found.append(
+                (ordering, PersistentRepr(pid, seq, ser, man, payload, writer, ts, (tag,)))
+            )
+    return last, found
 
 
 _DELETED_TO: Final = "SELECT deleted_to FROM journal_meta WHERE persistence_id = ?"
@@ -311,6 +382,33 @@ def read_chunk(
     ]
 
 
+_NEXT_ID: Final = (
+    "SELECT min(persistence_id) FROM ("
+    "SELECT min(persistence_id) AS persistence_id FROM journal WHERE persistence_id > ?1 "
+    "UNION ALL "
+    "SELECT min(persistence_id) FROM journal_meta WHERE persistence_id > ?1)"
+)
+
+
+def persistence_ids(conn: sqlite3.Connection, after: str, limit: int) -> list[str]:
+    """Up to ``limit`` ids with events or a deletion marker, ascending, each above ``after``.
+
+    One index seek per id, however many events each id holds.
+    """
+    ids: list[str] = []
+    conn.execute("BEGIN")
+    try:
+        while len(ids) < limit:
+            (found,) = conn.execute(_NEXT_ID, (after,)).fetchone()
+            if found is None:
+                break
+            ids.append(found)
+            after = found
+    finally:
+        conn.execute("COMMIT")
+    return ids
+
+
 def deleted_to(conn: sqlite3.Connection, persistence_id: str) -> int:
     """The deletion marker of ``persistence_id``: events up to it were deleted (0 if none)."""
     row = conn.execute(_DELETED_TO, (persistence_id,)).fetchone()
@@ -454,8 +552,9 @@ class GroupCommitter:
                 flat += (pid, e.sequence_nr, e.serializer_id, e.manifest, e.payload,
                          e.writer_uuid, e.timestamp)  # fmt: skip
         if flat:
+            tags = [v for i, w in enumerate(writes) if outcomes[i] is None for v in tag_rows(w)]
             try:
-                insert_rows(conn, flat)
+                insert_tagged(conn, flat, tags)
             except BaseException:
                 cache.clear()
                 raise
@@ -473,8 +572,9 @@ class GroupCommitter:
                 conn.rollback()
                 self._highest[pid] = known
                 return SequenceConflictError(pid, known + 1, first.sequence_nr)
-            insert_rows(conn, [v for e in events for v in (pid, e.sequence_nr, e.serializer_id,
-                               e.manifest, e.payload, e.writer_uuid, e.timestamp)])  # fmt: skip
+            insert_tagged(conn, [v for e in events for v in (pid, e.sequence_nr, e.serializer_id,
+                          e.manifest, e.payload, e.writer_uuid, e.timestamp)],
+                          tag_rows(events))  # fmt: skip
             conn.execute("COMMIT")
         except Exception as exc:
             self._highest.pop(pid, None)

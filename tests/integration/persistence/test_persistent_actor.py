@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ from shoal.persistence import (
     CassandraSettings,
     CassandraSnapshotStore,
     EventRejectedError,
+    JournalQueries,
     JournalWriteError,
     MemoryJournal,
     MemorySnapshotStore,
@@ -31,7 +32,7 @@ from shoal.persistence import (
 )
 from shoal.persistence.testing import FaultyJournal
 from shoal.runtime import Actor, ActorRef, ActorStoppedError, ActorSystem, Settings, message
-from shoal.runtime.testing import Probe
+from shoal.runtime.testing import ManualClock, Probe
 
 from .conftest import PLUGINS
 
@@ -418,3 +419,30 @@ async def test_a_snapshot_over_an_empty_journal_recovers_and_continues(
     assert await spawn(system, pid).ask(Balance()) == (21, 6)
     journal = system.extension(Persistence).journal
     assert [e.sequence_nr for e in await journal.events(account)] == [6]
+
+
+class TaggedAccount(Account):
+    def tags_for(self, event: Deposited) -> Collection[str]:
+        if event.amount < 0:
+            return ["", "bad"]
+        return {"deposit", "big"} if event.amount >= 100 else ["deposit"]
+
+
+async def test_tags_for_tags_persisted_events(system: ActorSystem, pid: str) -> None:
+    journal = system.extension(Persistence).journal
+    ref = spawn(system, pid, cls=TaggedAccount)
+    await ref.ask(Deposit(5))
+    await ref.ask(Deposit(100, times=2))
+    with pytest.raises(EventRejectedError, match="tag"):
+        await ref.ask(Deposit(-1))
+    assert await ref.ask(Balance()) == (205, 3)  # a bad tag rejects only that write
+    try:
+        queries = JournalQueries(journal, clock=ManualClock())
+        big = [e.event.sequence_nr async for e in queries.current_events_by_tag("big")]
+    except NotImplementedError:
+        pytest.skip("this journal does not store tags yet")
+    assert big == [2, 3]
+    deposits = [e async for e in queries.current_events_by_tag("deposit")]
+    assert [e.event.sequence_nr for e in deposits if e.event.persistence_id.endswith(pid)] == [
+        1, 2, 3
+    ]  # fmt: skip
