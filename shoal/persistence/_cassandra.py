@@ -246,6 +246,12 @@ class CassandraJournal(Journal):
         pid = check_write(events)
         self._check_open()
         check_key_sizes(pid, events)
+        if any(e.tags for e in events):
+            # Refused rather than stored without them: a tag query would miss them.
+            raise EventRejectedError(
+                f"the Cassandra journal does not store event tags yet ({pid!r}); "
+                "tag events on the SQLite or memory journal, or drop tags_for"
+            )
         first, last = events[0].sequence_nr, events[-1].sequence_nr
         path = self._writes
         path.enter()

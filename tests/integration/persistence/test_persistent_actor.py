@@ -431,6 +431,12 @@ class TaggedAccount(Account):
 async def test_tags_for_tags_persisted_events(system: ActorSystem, pid: str) -> None:
     journal = system.extension(Persistence).journal
     ref = spawn(system, pid, cls=TaggedAccount)
+    if isinstance(journal, CassandraJournal):
+        # No tag storage there yet: a tagged event is refused, never stored untagged.
+        with pytest.raises(EventRejectedError, match="does not store event tags"):
+            await ref.ask(Deposit(5))
+        assert await ref.ask(Balance()) == (0, 0)
+        return
     await ref.ask(Deposit(5))
     await ref.ask(Deposit(100, times=2))
     with pytest.raises(EventRejectedError, match="tag"):
