@@ -309,10 +309,7 @@ class Management:
         return _ok(await view())
 
     async def _alive(self, request: web.Request) -> web.Response:
-        return _ok({"status": "alive", "node": node_name(self.system_address())})
-
-    def system_address(self) -> Address:
-        return self._cluster().self_address.address
+        return _ok({"status": "alive", "node": node_name(self._cluster().self_address)})
 
     async def _ready(self, request: web.Request) -> web.Response:
         failed: dict[str, str] = {}
