@@ -45,13 +45,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final
 
 from cassandra import ConsistencyLevel, InvalidRequest
 
 from shoal.runtime import Clock, LoopClock
 
+from ._cassandra_fencing import OwnershipFence, owners_tables
 from ._cassandra_grouping import ROW_OVERHEAD
 from ._cassandra_replay import ChunkQuery, HighestWalk, ReplayWalk
 from ._cassandra_session import CassandraSession, CassandraSettings, Once
@@ -73,7 +74,7 @@ from ._journal import (
     validate_chunk,
 )
 from ._partitions import partition_nr, write_partition
-from ._replay_filter import Repair, ReplayFilter
+from ._replay_filter import EPOCH_MARK, Repair, ReplayFilter
 
 __all__ = ["CassandraJournal"]
 
@@ -107,7 +108,12 @@ def _tables(ks: str) -> tuple[str, ...]:
 class _Statements:
     """The journal's prepared statements (prepared once, on the executor)."""
 
-    def __init__(self, session: Any, settings: CassandraSettings) -> None:
+    def __init__(
+        self,
+        session: Any,
+        settings: CassandraSettings,
+        send: Callable[..., asyncio.Future[list[Any]]],
+    ) -> None:
         ks = settings.keyspace
         write_cl = ConsistencyLevel.name_to_value[settings.write_consistency]
         read_cl = ConsistencyLevel.name_to_value[settings.read_consistency]
@@ -166,6 +172,9 @@ class _Statements:
             )
         except InvalidRequest:  # unconfigured table
             _log.warning("cassandra journal: no table %s.repairs; repairs are only logged", ks)
+        self.fence: OwnershipFence | None = None
+        if settings.fencing == "epoch":
+            self.fence = OwnershipFence(session, settings, send)
 
 
 class CassandraJournal(Journal):
@@ -221,12 +230,16 @@ class CassandraJournal(Journal):
     async def _prepare(self) -> _Statements:
         """Create the tables if configured and prepare the statements, once."""
         settings = self.settings
+        send = self._session.execute
 
         def setup(session: Any) -> _Statements:
             if settings.tables_autocreate:
                 for ddl in _tables(settings.keyspace):
                     session.execute(ddl)
-            return _Statements(session, settings)
+                if settings.fencing == "epoch":
+                    for ddl in owners_tables(settings.keyspace):
+                        session.execute(ddl)
+            return _Statements(session, settings, send)
 
         return await self._session.run_blocking(setup)
 
@@ -256,7 +269,12 @@ class CassandraJournal(Journal):
         path = self._writes
         path.enter()
         pending: PendingWrite | None = None
+        owners: OwnershipFence | None = None
+        epoch = 0
+        writer = events[0].writer_uuid
         try:
+            if self.settings.fencing == "epoch":
+                owners, epoch = await self._owner_epoch(pid, writer)
             partition = write_partition(first, last, self.settings.partition_size)
             if path.unsettled and pid in path.unsettled:
                 await path.settled(pid)  # an earlier write's outcome decides the fence
@@ -269,13 +287,16 @@ class CassandraJournal(Journal):
             rows: list[Row] = []
             size = 0
             for e in events:
-                rows.append((pid, partition, e.sequence_nr, e.writer_uuid, e.timestamp,
+                stored = e.writer_uuid if owners is None else f"{e.writer_uuid}{EPOCH_MARK}{epoch}"
+                rows.append((pid, partition, e.sequence_nr, stored, e.timestamp,
                              e.serializer_id, e.manifest, e.payload))  # fmt: skip
-                size += len(pid) + len(e.manifest) + len(e.payload) + len(e.writer_uuid)
+                size += len(pid) + len(e.manifest) + len(e.payload) + len(stored)
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             pending = PendingWrite(pid, first, last, rows, size + ROW_OVERHEAD * len(rows), fut)
             path.enqueue(st, pending)
             await fut
+            if owners is not None:
+                await owners.after_write(pid, writer, epoch, first, last)
         except asyncio.CancelledError:
             if pending is not None:
                 path.orphan(pending)  # its outcome, not this cancellation, decides the claim
@@ -290,6 +311,38 @@ class CassandraJournal(Journal):
         finally:
             if pending is None:
                 path.leave()  # nothing was queued: nothing to settle
+
+    async def _owner_epoch(self, pid: str, writer: str) -> tuple[OwnershipFence, int]:
+        """The fence and the epoch ``writer`` owns ``pid`` under (it claims if it never did)."""
+        try:
+            fence = (await self._ready()).fence
+            assert fence is not None
+            return fence, await fence.before_write(pid, writer)
+        except JournalError:
+            raise
+        except Exception as exc:
+            raise JournalWriteError(f"cassandra: claiming {pid!r} failed: {exc}") from exc
+
+    async def claim_writer(self, persistence_id: str, writer_uuid: str) -> None:
+        """With ``fencing="epoch"``, make ``writer_uuid`` the owner (a lightweight transaction).
+
+        See :mod:`._cassandra_fencing`. Without fencing it does nothing.
+        Raises :class:`JournalWriteError` if the claim fails.
+        """
+        check_persistence_id(persistence_id)
+        self._check_open()
+        if self.settings.fencing != "epoch":
+            return
+        try:
+            fence = (await self._ready()).fence
+            assert fence is not None
+            await fence.claim(persistence_id, writer_uuid)
+        except JournalError:
+            raise
+        except Exception as exc:
+            raise JournalWriteError(
+                f"cassandra: claiming {persistence_id!r} failed: {exc}"
+            ) from exc
 
     async def _before_first_write(self, pid: str, first: int) -> tuple[_Statements, int]:
         """Set up if needed, and read ``pid``'s highest sequence number if not known yet."""
