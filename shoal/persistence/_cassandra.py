@@ -81,6 +81,7 @@ from ._journal import (
     check_tag,
     check_write,
     fence,
+    offset_beyond_end,
     validate_chunk,
 )
 from ._partitions import partition_nr, write_partition
@@ -97,6 +98,8 @@ def _log_record_failure(sent: asyncio.Future[list[Any]]) -> None:
 
 
 _DELETE_CONCURRENCY: Final = 32  # range deletes in flight at once
+# Tag offsets later than this past the reader's clock come from no writer (see tagged_events).
+_FUTURE_ORDERINGS_S: Final = 24 * 3600.0
 
 
 def _tables(ks: str) -> tuple[str, ...]:
@@ -323,6 +326,7 @@ class CassandraJournal(Journal):
             await fut
             if tagged:
                 self._check_in_time(pid, first, last, taken)
+            self._acknowledged()
             if owners is not None:
                 await owners.after_write(pid, writer, epoch, first, last)
         except asyncio.CancelledError:
@@ -634,8 +638,12 @@ class CassandraJournal(Journal):
         check_tag(tag)
         check_ids_page("", limit)
         tags = await self._tag_statements(f"tag query {tag!r}")
-        upper = ordering_at(int((self._wall() - self.settings.tag_delay_s) * 1_000_000), 0xFF)
+        now = self._wall()
+        upper = ordering_at(int((now - self.settings.tag_delay_s) * 1_000_000), 0xFF)
         if upper <= after:
+            end = ordering_at(int((now + _FUTURE_ORDERINGS_S) * 1_000_000), 0xFF)
+            if after > end:  # later than any writer's clock could be
+                raise offset_beyond_end(tag, after, end)
             return after, []
         execute = self._session.execute
         try:

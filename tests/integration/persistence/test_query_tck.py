@@ -336,3 +336,50 @@ async def test_tags_of_a_refused_write_are_not_stored(journal_kit: JournalKit, p
     assert sorted(found) == sorted([(pid, 1)] + [(p, n) for p in ids for n in (1, 2)])
     per_id = {p: [n for other, n in found if other == p] for p in ids}
     assert all(ns == [1, 2] for ns in per_id.values())  # each id's events in sequence order
+
+
+async def test_live_queries_wake_on_a_write_through_the_same_journal(
+    journal: Journal, pid: str, clock: ManualClock
+) -> None:
+    tag = f"{pid}:woken"
+    q = JournalQueries(journal, poll_interval=3600.0, clock=clock)  # never polls again here
+    queries: list[AsyncIterator[object]] = [
+        q.events_by_persistence_id(pid),
+        q.events_by_tag(tag),
+        Ours(pid, q.persistence_ids()),
+    ]
+    nexts = [asyncio.ensure_future(anext(query)) for query in queries]
+    try:
+        while clock.pending < len(nexts):  # each has read nothing and waits for its poll
+            await asyncio.wait(nexts, timeout=0.01)
+            assert not any(n.done() for n in nexts)
+        await journal.write([tagged(pid, 1, tag)])
+        by_id, by_tag, new_id = await asyncio.wait_for(asyncio.gather(*nexts), 30)
+        assert isinstance(by_id, PersistentRepr)
+        assert by_id.sequence_nr == 1
+        assert isinstance(by_tag, EventEnvelope)
+        assert by_tag.event.sequence_nr == 1
+        assert new_id == pid
+        assert clock.now() == 0  # woken by the write, not by a poll
+    finally:
+        for n in nexts:
+            n.cancel()
+        for query in queries:
+            close = getattr(query, "aclose", None)
+            if close is not None:
+                await close()
+
+
+async def test_an_offset_beyond_the_end_is_a_clear_error(
+    journal: Journal, pid: str, clock: ManualClock
+) -> None:
+    tag = f"{pid}:end"
+    await journal.write([tagged(pid, 1, tag)])
+    q = JournalQueries(journal, poll_interval=INTERVAL, clock=clock)
+    [envelope] = [e async for e in q.current_events_by_tag(tag)]
+    assert [e async for e in q.current_events_by_tag(tag, envelope.offset)] == []  # the end
+    for query in (q.current_events_by_tag, q.events_by_tag):
+        with pytest.raises(ValueError, match="beyond the end"):
+            await anext(query(tag, Offset(2**62)))
+    await journal.write([tagged(pid, 2, tag)])  # the journal goes on
+    assert [e.event.sequence_nr async for e in q.current_events_by_tag(tag)] == [1, 2]
