@@ -1,0 +1,195 @@
+"""``ChatRoom``: a sharded, persistent room that stores each message, then publishes it.
+
+The room's sequence number of a message is the sequence number of its
+``Posted`` event in the journal (persistence id ``chat-room|<room>``), so
+history is read straight from the journal by sequence number.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Final
+
+from shoal.persistence import PersistentActor
+from shoal.pubsub import DistributedPubSub
+from shoal.runtime import message
+
+DEDUPE_WINDOW: Final = 256
+"""Client message ids remembered per user and room (rebuilt by replay)."""
+
+ONLINE_TTL: Final = 30.0
+"""Seconds an online user stays listed without a refresh from their session."""
+
+_SWEEP: Final = "sweep"
+
+
+def persistence_id(room: str) -> str:
+    return f"chat-room|{room}"
+
+
+def topic(room: str) -> str:
+    return f"room.{room}"
+
+
+# -- commands (asked or told across nodes) ---------------------------------------------
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class Post:
+    """Store a message; answered with :class:`Acked` once it is persisted."""
+
+    user: str
+    channel: str
+    client_id: str
+    text: str
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class Acked:
+    seq: int
+    ts: int
+    duplicate: bool
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class Info:
+    """Answered with :class:`RoomState`."""
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class RoomState:
+    head: int
+    online: list[str]
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class SetOnline:
+    """From a user's session: the user is (still) online in the room, or not any more."""
+
+    user: str
+    online: bool
+
+
+# -- the event ---------------------------------------------------------------------------
+
+
+@message(manifest="chat.Posted.v1")
+@dataclass(frozen=True, slots=True)
+class Posted:
+    user: str
+    channel: str
+    client_id: str
+    text: str
+    ts: int
+
+
+# -- published on room.<id> -----------------------------------------------------------------
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    room: str
+    seq: int
+    channel: str
+    user: str
+    client_id: str
+    text: str
+    ts: int
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "room": self.room,
+            "channel": self.channel,
+            "seq": self.seq,
+            "id": self.client_id,
+            "user": self.user,
+            "text": self.text,
+            "ts": self.ts,
+        }
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class PresenceEvent:
+    room: str
+    user: str
+    status: str  # "online" | "offline"
+
+
+@message
+@dataclass(frozen=True, slots=True)
+class TypingEvent:
+    room: str
+    channel: str
+    user: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Sweep:
+    pass
+
+
+class ChatRoom(PersistentActor):
+    """One room: persists ``Posted`` events, dedupes client ids, tracks who is online."""
+
+    def __init__(self, room: str) -> None:
+        self.room = room
+        self.topic = topic(room)
+        # user -> client id -> (seq, ts), insertion-ordered, at most DEDUPE_WINDOW each
+        self.recent: dict[str, dict[str, tuple[int, int]]] = {}
+        self.online: dict[str, float] = {}  # user -> last refresh (system clock)
+
+    @property
+    def persistence_id(self) -> str:
+        return persistence_id(self.room)
+
+    def recovery_completed(self) -> None:
+        self.ctx.timers.start_periodic(_SWEEP, _Sweep(), ONLINE_TTL / 3)
+
+    def on_event(self, event: Posted) -> None:
+        window = self.recent.setdefault(event.user, {})
+        window[event.client_id] = (self.last_sequence_nr, event.ts)
+        if len(window) > DEDUPE_WINDOW:
+            del window[next(iter(window))]
+
+    async def on_command(self, command: object) -> object:
+        match command:
+            case Post():
+                return await self._post(command)
+            case Info():
+                return RoomState(self.last_sequence_nr, sorted(self.online))
+            case SetOnline(user=user, online=True):
+                if user not in self.online:
+                    self._publish(PresenceEvent(self.room, user, "online"))
+                self.online[user] = self.ctx.clock.now()
+            case SetOnline(user=user, online=False):
+                if self.online.pop(user, None) is not None:
+                    self._publish(PresenceEvent(self.room, user, "offline"))
+            case _Sweep():
+                limit = self.ctx.clock.now() - ONLINE_TTL
+                for user in [u for u, seen in self.online.items() if seen < limit]:
+                    del self.online[user]
+                    self._publish(PresenceEvent(self.room, user, "offline"))
+        return None
+
+    async def _post(self, post: Post) -> Acked:
+        known = self.recent.get(post.user, {}).get(post.client_id)
+        if known is not None:
+            return Acked(known[0], known[1], duplicate=True)
+        event = Posted(post.user, post.channel, post.client_id, post.text, int(time.time() * 1000))
+        await self.persist(event)
+        seq = self.last_sequence_nr
+        self._publish(
+            Delivered(self.room, seq, post.channel, post.user, post.client_id, post.text, event.ts)
+        )
+        return Acked(seq, event.ts, duplicate=False)
+
+    def _publish(self, item: object) -> None:
+        DistributedPubSub.get(self.ctx.system).publish(self.topic, item)
