@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -47,6 +48,8 @@ _log = logging.getLogger("examples.chat")
 
 SLOW_CONSUMER: Final = 4000
 GOING_AWAY: Final = 1001
+STUCK_AFTER: Final = 10.0
+"""Seconds a slow consumer's socket may take to take its close frame before it is cut."""
 CATCH_UP_AFTER: Final = (0.5, 2.0)
 """Seconds after a join at which the room's tail is read from the journal once more."""
 
@@ -69,12 +72,15 @@ def msg_frame(item: Delivered) -> str:
 class Outbox:
     """A socket's bounded queue of outgoing frames; never waits, closes on overflow."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, stuck_after: float = STUCK_AFTER) -> None:
         self.capacity = capacity
+        self.stuck_after = stuck_after
         self._frames: deque[str] = deque()
         self._ready = asyncio.Event()
         self.close_code: int | None = None
         self.close_reason = ""
+        self.done = False
+        self.abort: Callable[[], None] | None = None
 
     def push(self, text: str) -> bool:
         if self.close_code is not None:
@@ -92,6 +98,14 @@ class Outbox:
             self.close_reason = reason
             self._frames.clear()
             self._ready.set()
+            if code == SLOW_CONSUMER and self.abort is not None:
+                # A writer stuck on a socket that is not read cannot send the close
+                # frame: cut the connection if it has not gone within stuck_after.
+                asyncio.get_running_loop().call_later(self.stuck_after, self._abort_if_stuck)
+
+    def _abort_if_stuck(self) -> None:
+        if not self.done and self.abort is not None:
+            self.abort()
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -110,6 +124,8 @@ class Outbox:
                     return
         except (ConnectionError, RuntimeError):  # the peer went away meanwhile
             self.close(1006, "")
+        finally:
+            self.done = True
 
 
 @dataclass(slots=True)

@@ -7,6 +7,8 @@ history is read straight from the journal by sequence number.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from dataclasses import dataclass
 from typing import Any, Final
@@ -22,6 +24,10 @@ ONLINE_TTL: Final = 30.0
 """Seconds an online user stays listed without a refresh from their session."""
 
 _SWEEP: Final = "sweep"
+
+_KILL_AFTER_PERSIST: Final = os.environ.get("CHAT_FAULT_KILL_AFTER_PERSIST") or None
+"""Fault injection for tests: a message with exactly this text SIGKILLs the room's node
+after it is persisted and before it is acknowledged or published."""
 
 
 def persistence_id(room: str) -> str:
@@ -185,6 +191,8 @@ class ChatRoom(PersistentActor):
             return Acked(known[0], known[1], duplicate=True)
         event = Posted(post.user, post.channel, post.client_id, post.text, int(time.time() * 1000))
         await self.persist(event)
+        if post.text == _KILL_AFTER_PERSIST:
+            os.kill(os.getpid(), signal.SIGKILL)
         seq = self.last_sequence_nr
         self._publish(
             Delivered(self.room, seq, post.channel, post.user, post.client_id, post.text, event.ts)

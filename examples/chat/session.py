@@ -141,7 +141,9 @@ class UserSession(Actor):
             case TypingNotice(room=room, channel=channel):
                 now = self.ctx.clock.now()
                 last = self.typing_at.get((room, channel))
-                if room in self._rooms() and (last is None or now - last >= TYPING_THROTTLE):
+                # The connection checked that it joined the room and channel; a session
+                # just rebuilt may not know the room yet, and typing must not wait for it.
+                if last is None or now - last >= TYPING_THROTTLE:
                     self.typing_at[(room, channel)] = now
                     pubsub = DistributedPubSub.get(self.ctx.system)
                     pubsub.publish(topic(room), TypingEvent(room, channel, self.user))
