@@ -20,7 +20,7 @@ from shoal.runtime import message
 DEDUPE_WINDOW: Final = 256
 """Client message ids remembered per user and room (rebuilt by replay)."""
 
-ONLINE_TTL: Final = 30.0
+ONLINE_TTL: Final = 15.0
 """Seconds an online user stays listed without a refresh from their session."""
 
 _SWEEP: Final = "sweep"
@@ -176,8 +176,10 @@ class ChatRoom(PersistentActor):
                     self._publish(PresenceEvent(self.room, user, "online"))
                 self.online[user] = self.ctx.clock.now()
             case SetOnline(user=user, online=False):
-                if self.online.pop(user, None) is not None:
-                    self._publish(PresenceEvent(self.room, user, "offline"))
+                # Announced even for a user this incarnation did not list (it may have
+                # just moved here): clients treat presence frames as idempotent.
+                self.online.pop(user, None)
+                self._publish(PresenceEvent(self.room, user, "offline"))
             case _Sweep():
                 limit = self.ctx.clock.now() - ONLINE_TTL
                 for user in [u for u, seen in self.online.items() if seen < limit]:

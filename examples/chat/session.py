@@ -26,7 +26,7 @@ from .room import SetOnline, TypingEvent, topic
 TYPE_NAME: Final = "chat-user"
 ROOM_TYPE: Final = "chat-room"
 TYPING_THROTTLE: Final = 1.0
-REFRESH_INTERVAL: Final = 10.0
+REFRESH_INTERVAL: Final = 5.0
 """How often a session tells its rooms that its user is still online."""
 
 

@@ -265,3 +265,36 @@ async def test_a_slow_consumer_is_closed_with_4000_and_resumes(
     assert seen == list(range(sent - 4, sent + 1))
     await fast.close()
     await sloth.close()
+
+
+async def test_a_dead_nodes_users_go_offline_and_its_clients_resume_elsewhere(
+    nodes: Nodes, tmp_path: Path, http: aiohttp.ClientSession
+) -> None:
+    cluster = start_cluster(nodes, 3, tmp_path / "journal.db", CHAT_PRESENCE_GRACE_S="1")
+    a, b, c = cluster
+    room = f"dead-{uuid.uuid4().hex[:8]}"
+    alice = await Client.connect(http, a.http, "alice")
+    await alice.join(room)
+    bob = await Client.connect(http, c.http, "bob")
+    carol = await Client.connect(http, c.http, "carol")
+    await bob.join(room)
+    await carol.join(room)
+    await alice.expect("presence", room=room, user="bob", status="online")
+    for i in range(3):
+        await alice.post(room, f"a{i}", f"before {i}")
+    seen = [m["seq"] for m in await carol.quiet("msg", 1.0)]
+    assert seen == [1, 2, 3]
+    c.process.proc.kill()
+    c.process.proc.wait()
+    # bob does not come back: offline once the cluster removed the node (or the room's
+    # refresh window passed), whichever of its session and room died with it.
+    await alice.expect("presence", timeout=60, room=room, user="bob", status="offline")
+    # carol reconnects to another node and resumes from what she saw.
+    await post_until_acked(alice, room, "a3", "while carol was away")
+    carol = await Client.connect(http, b.http, "carol")
+    await carol.join(room, last_seq=3)
+    await post_until_acked(alice, room, "a4", "welcome back")
+    got = [m["id"] for m in await carol.quiet("msg", 2.0)]
+    assert got == ["a3", "a4"]
+    await alice.close()
+    await carol.close()
