@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Final
 
-from shoal.persistence import PersistentActor
+from shoal.persistence import JournalQueries, PersistentActor, decode_event
 from shoal.pubsub import DistributedPubSub
 from shoal.runtime import message
 
@@ -190,6 +190,7 @@ class ChatRoom(PersistentActor):
     async def _post(self, post: Post) -> Acked:
         known = self.recent.get(post.user, {}).get(post.client_id)
         if known is not None:
+            await self._republish(known[0])
             return Acked(known[0], known[1], duplicate=True)
         event = Posted(post.user, post.channel, post.client_id, post.text, int(time.time() * 1000))
         await self.persist(event)
@@ -200,6 +201,21 @@ class ChatRoom(PersistentActor):
             Delivered(self.room, seq, post.channel, post.user, post.client_id, post.text, event.ts)
         )
         return Acked(seq, event.ts, duplicate=False)
+
+    async def _republish(self, seq: int) -> None:
+        """Publish stored message ``seq`` again: a retry may follow a crash between
+        persisting and publishing. Connections drop what they already delivered."""
+        queries = JournalQueries(self.persistence.journal)
+        serialization = self.ctx.system.serialization
+        async for stored in queries.current_events_by_persistence_id(self.persistence_id, seq, seq):
+            event = decode_event(serialization, stored)
+            if isinstance(event, Posted):
+                self._publish(
+                    Delivered(
+                        self.room, seq, event.channel, event.user, event.client_id, event.text,
+                        event.ts,
+                    )
+                )  # fmt: skip
 
     def _publish(self, item: object) -> None:
         DistributedPubSub.get(self.ctx.system).publish(self.topic, item)
