@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -190,10 +190,18 @@ class Connection(Actor):
     ) -> None:
         self.outbox.push(p.ProtocolError(code, message, ref, room).to_frame())
 
-    async def receive(self, msg: object) -> None:
+    def receive(self, msg: object) -> Coroutine[Any, Any, None] | None:
+        """Handle ``msg``; only joins, history and gap fills run async (they read)."""
         match msg:
             case Delivered():
-                await self._delivered(msg)
+                view = self.rooms.get(msg.room)
+                if view is None or msg.seq <= view.last:
+                    return None
+                if msg.seq > view.last + 1:
+                    return self._delivered_after_gap(msg)
+                view.last = msg.seq
+                if msg.channel in view.channels:
+                    self.outbox.push(msg_frame(msg))
             case PresenceEvent(room=room, user=user, status=status):
                 if room in self.rooms:
                     self.push("presence", room=room, user=user, status=status)
@@ -226,16 +234,15 @@ class Connection(Actor):
                     send.room,
                 )
             case p.Join():
-                await self._join(msg)
+                return self._join(msg)
             case p.Leave(room=room):
                 if self.rooms.pop(room, None) is None:
                     self.error("not_joined", f"room {room!r} is not joined", room=room)
-                    return
+                    return None
                 self.session.tell(LeaveRoom(self.ref, room))
-                await self.pubsub.unsubscribe(topic(room), self.ref)
-                self.push("left", room=room)
+                return self._unsubscribe(room)
             case p.History():
-                await self._history(msg)
+                return self._history(msg)
             case p.Typing(room=room, channel=channel):
                 if self._joined(room, channel, None):
                     self.session.tell(TypingNotice(room, channel))
@@ -243,12 +250,17 @@ class Connection(Actor):
                 self.push("pong")
             case _CatchUp(room=room):
                 if room in self.rooms:
-                    await self._fill(room, MAX_SEQUENCE_NR)
+                    return self._fill(room, MAX_SEQUENCE_NR)
             case _AttachTick():
                 self._attach()
             case Closed():
                 self.session.tell(Detach(self.ref))
                 self.ctx.stop()
+        return None
+
+    async def _unsubscribe(self, room: str) -> None:
+        await self.pubsub.unsubscribe(topic(room), self.ref)
+        self.push("left", room=room)
 
     def _attach(self) -> None:
         rooms = {room: sorted(view.channels) for room, view in self.rooms.items()}
@@ -330,15 +342,11 @@ class Connection(Actor):
         for i, delay in enumerate(CATCH_UP_AFTER):
             self.ctx.timers.start_single(("catch-up", room, i), _CatchUp(room), delay)
 
-    async def _delivered(self, item: Delivered) -> None:
+    async def _delivered_after_gap(self, item: Delivered) -> None:
+        await self._fill(item.room, item.seq - 1)
         view = self.rooms.get(item.room)
-        if view is None or item.seq <= view.last:
-            return
-        if item.seq > view.last + 1:
-            await self._fill(item.room, item.seq - 1)
-            view = self.rooms.get(item.room)
-            if view is None or item.seq != view.last + 1:
-                return  # the fill could not reach it: a later message or catch-up will
+        if view is None or item.seq != view.last + 1:
+            return  # the fill could not reach it: a later message or catch-up will
         view.last = item.seq
         if item.channel in view.channels:
             self.outbox.push(msg_frame(item))

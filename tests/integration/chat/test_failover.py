@@ -242,12 +242,11 @@ async def test_a_slow_consumer_is_closed_with_4000_and_resumes(
     await fast.join(room)
     await asyncio.sleep(0.5)
     text = "x" * 3900
-    sent = 0
-    for i in range(1500):
-        await fast.send(type="send", room=room, id=f"f{i}", text=text)
-        sent += 1
-    acks = [await fast.expect("ack", id=f"f{i}", timeout=30) for i in range(sent)]
-    assert [a["seq"] for a in acks] == list(range(1, sent + 1))
+    sent = 1500
+    for i in range(sent):  # one at a time: the fast client's own outbox stays near empty
+        ack = await fast.post(room, f"f{i}", text)
+        assert ack["seq"] == i + 1
+        fast.backlog.clear()
     # The sloth's socket was closed with 4000; read what is left to find the close frame.
     data = b""
     try:
