@@ -253,7 +253,9 @@ class PersistentActor(Actor):
             start = snapshot.metadata.sequence_nr
             self.apply_snapshot(decode_snapshot(serialization, snapshot))
         self._pers_seq = start
-        # The highest first (it also primes the journal's fence), then replay up to it.
+        # Ownership first (a fencing journal refuses the previous owner from now on),
+        # then the highest (it also primes the journal's fence), then replay up to it.
+        await ext.journal.claim_writer(pid, self._pers_writer)
         highest = await ext.journal.highest_sequence_nr(pid, start)
         deserialize = serialization.deserialize
         on_event = self.on_event

@@ -290,6 +290,17 @@ class Journal(abc.ABC):
         Idempotent. Any later call raises :class:`PluginClosedError`.
         """
 
+    async def claim_writer(self, persistence_id: str, writer_uuid: str) -> None:
+        """Make ``writer_uuid`` the only incarnation allowed to write ``persistence_id``.
+
+        A :class:`PersistentActor` calls it once when it starts, before it
+        reads its highest sequence number. Plugins that fence writers by
+        ownership (Cassandra with ``fencing="epoch"``) record the new owner
+        here, so a previous owner's later writes are refused; the others
+        fence by sequence number alone and do nothing (the default).
+        """
+        check_persistence_id(persistence_id)
+
     async def persistence_ids(self, after: str = "", limit: int = 1000) -> list[str]:
         """Up to ``limit`` persistence ids the journal holds, sorted, each greater than ``after``.
 

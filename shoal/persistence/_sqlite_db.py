@@ -476,11 +476,15 @@ class GroupCommitter:
     persistence id it wrote or looked up (ids not yet seen are looked up
     together, in one query per group). The cache can lag behind the database
     (another process appended meanwhile) but never lead it (a failed write
-    clears it; deleting never lowers the highest). A lagging cache lets a
-    write of an already stored number pass the check, and the unique index
-    on ``(persistence_id, sequence_nr)`` then refuses the statement; every write
-    of that group is then retried alone, checked exactly inside its own
-    transaction. So the check is exact for writers in any process.
+    clears it; deleting never lowers the highest). So a write at or below
+    the cached number is refused at once; one past it (a newer incarnation
+    continuing what another process wrote) is checked exactly, alone, inside
+    its own transaction. A lagging cache may also let a write of an already
+    stored number pass the check; the unique index on
+    ``(persistence_id, sequence_nr)`` then refuses the group's statement, and
+    every write of that group is retried alone, checked exactly. So the check
+    is exact for writers in any process, and a refusal
+    (:class:`SequenceConflictError`, nothing stored) fails only its own write.
     """
 
     __slots__ = ("_highest",)
@@ -540,12 +544,16 @@ class GroupCommitter:
             self._look_up(conn, unseen)
         outcomes: list[Exception | None] = [None] * len(writes)
         flat: list[object] = []
+        unsure: list[int] = []
         for i, events in enumerate(writes):
             first = events[0]
             pid = first.persistence_id
             known = cache[pid]
             if first.sequence_nr != known + 1:
-                outcomes[i] = SequenceConflictError(pid, known + 1, first.sequence_nr)
+                if first.sequence_nr <= known:  # stored for certain: the cache never leads
+                    outcomes[i] = SequenceConflictError(pid, known + 1, first.sequence_nr)
+                else:  # the cache may lag (another process wrote): check exactly, alone
+                    unsure.append(i)
                 continue
             cache[pid] = events[-1].sequence_nr
             for e in events:
@@ -558,6 +566,8 @@ class GroupCommitter:
             except BaseException:
                 cache.clear()
                 raise
+        for i in unsure:  # in queue order, after the group: a later write of the id follows
+            outcomes[i] = self._commit_one(conn, writes[i])
         return outcomes
 
     def _commit_one(

@@ -315,6 +315,9 @@ class FaultyJournal(Journal):
         await self._faults.enter("highest_sequence_nr", persistence_id)
         return await self.inner.highest_sequence_nr(persistence_id, from_sequence_nr)
 
+    async def claim_writer(self, persistence_id: str, writer_uuid: str) -> None:
+        await self.inner.claim_writer(persistence_id, writer_uuid)
+
     async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
         await self._faults.enter("delete_to", persistence_id)
         await self.inner.delete_to(persistence_id, to_sequence_nr)

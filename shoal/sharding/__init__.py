@@ -14,6 +14,11 @@ a shard that is being located or moved are buffered (bounded) and
 delivered once it is placed, including those that reached the old owner.
 An entity stops itself with ``passivate(self)``: its
 mailbox drains first, and a message arriving meanwhile starts it again.
+Settings passivate idle entities (``passivation_idle_timeout``) and the
+least recently used ones over a per-node limit (``active_entity_limit``);
+``remember_entities`` keeps each shard's running entity ids in the journal
+and restarts them, at a bounded rate, wherever the shard moves or comes
+back after a crash.
 
 Cluster singleton: one instance of an actor in the whole cluster, on the
 oldest Up member (optionally: with a role), reached from every node

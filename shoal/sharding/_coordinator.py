@@ -19,6 +19,10 @@ and stop; its ``ShardStopped`` frees the shard, and the next
 frees its shards only ``removal_margin`` later (the cluster's
 ``sbr_stable_after``): the time the other side of a partition needs to
 stop, so no entity runs twice.
+
+With ``remember_entities`` the coordinator also places every shard nobody
+hosts, every ``retry_interval`` (not only those asked for): a shard that
+lost its node comes back, with its remembered entities, unasked.
 """
 
 from __future__ import annotations
@@ -63,6 +67,11 @@ class _HandOffTimeout:
     shard: int
 
 
+@dataclass(frozen=True, slots=True)
+class _PlaceAll:
+    """Periodic with ``remember_entities``: place every shard that has no home."""
+
+
 class Coordinator(Actor):
     """Allocates shards of one entity type to regions and moves them (see the module doc)."""
 
@@ -84,6 +93,8 @@ class Coordinator(Actor):
 
     def started(self) -> None:
         self.ctx.timers.start_periodic("rebalance", Tick(), self._settings.rebalance_interval)
+        if self._settings.remember_entities:
+            self.ctx.timers.start_periodic("place", _PlaceAll(), self._settings.retry_interval)
 
     def receive(self, msg: object) -> dict[str, list[int]] | None:
         match msg:
@@ -109,6 +120,8 @@ class Coordinator(Actor):
                     self._continue(shard)
             case Tick():
                 self._rebalance()
+            case _PlaceAll():
+                self._place_all()
             case AllocationQuery():
                 return self.allocation()
             case _:
@@ -191,6 +204,16 @@ class Coordinator(Actor):
                 home.tell(ShardHome(shard, home), self.ctx.ref)
         if answer:
             requester.tell(ShardHome(shard, home), self.ctx.ref)
+
+    def _place_all(self) -> None:
+        if not self._regions or not self._may_allocate():
+            return
+        for shard in range(self._settings.number_of_shards):
+            if shard not in self._homes and shard not in self._hand_offs:
+                candidates = [r for r in self._regions if r not in self._leaving]
+                if not candidates:
+                    return
+                self._get_home(shard, candidates[0], answer=False)
 
     def _may_allocate(self) -> bool:
         """Whether this instance may place shards yet.

@@ -26,6 +26,7 @@ from shoal.runtime import (
 
 from ._errors import BufferFullError, InvalidEntityIdError
 from ._inspection import ShardsQuery
+from ._passivation import ActiveEntities
 from ._protocol import (
     BeginHandOff,
     BeginHandOffAck,
@@ -117,6 +118,8 @@ class Region(Actor):
         self._waiting: dict[int, int] = {}  # shard -> messages stashed for it
         self._serialization = self.ctx.system.serialization
         self._leaving: asyncio.Future[None] | None = None
+        limit = settings.active_entity_limit
+        self._active = ActiveEntities(limit) if limit is not None else None
 
     @property
     def hosting(self) -> bool:
@@ -288,7 +291,8 @@ class Region(Actor):
                 shard,
                 factory,
                 self._metrics,
-                self._settings.passivation_idle_timeout,
+                self._settings,
+                self._active,
             ),
             name=str(shard),
         )

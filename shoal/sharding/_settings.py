@@ -35,6 +35,25 @@ class ShardingSettings:
     message starts it again); ``None`` keeps entities until they passivate
     themselves or move. Checked every quarter of it, so an idle entity stops
     between 1 and 1.25 times the timeout after its last message.
+
+    ``active_entity_limit``: at most this many entities run in this node's
+    region (all its shards together); starting one more passivates the least
+    recently used (the one whose last message is the oldest), the same way
+    as an idle one. ``None``: no limit.
+
+    ``remember_entities``: each shard keeps the ids of its running entities
+    in the system's journal (persistence id ``sharding/<type>/<shard>``,
+    events ``EntityStarted`` / ``EntityStopped``, a snapshot every
+    ``REMEMBER_SNAPSHOT_EVERY`` events) and, wherever the shard starts
+    again (after a hand-off, a crash, a restart of the cluster), restarts
+    them without waiting for a message. Passivation (by the entity, idle or
+    over the limit) forgets an entity; a hand-off or a node stopping does
+    not. With it on, the coordinator places every shard, not only those
+    asked for, so remembered entities come back with no message sent.
+    ``remembered_restarts_per_s``: how fast one shard restarts its
+    remembered entities, in batches of ``ceil(rate / 10)`` every
+    ``batch / rate`` seconds (so a node taking over many shards does not
+    start all their entities in one burst).
     """
 
     number_of_shards: int = 100
@@ -46,6 +65,9 @@ class ShardingSettings:
     hand_off_timeout: float = 10.0
     ready_timeout: float = 30.0
     passivation_idle_timeout: float | None = None
+    active_entity_limit: int | None = None
+    remember_entities: bool = False
+    remembered_restarts_per_s: float = 1000.0
 
     def __post_init__(self) -> None:
         if self.number_of_shards < 1:
@@ -58,6 +80,13 @@ class ShardingSettings:
         idle = self.passivation_idle_timeout
         if idle is not None and idle <= 0:
             raise ValueError(f"passivation_idle_timeout must be positive, not {idle}")
+        limit = self.active_entity_limit
+        if limit is not None and limit < 1:
+            raise ValueError(f"active_entity_limit must be >= 1, not {limit}")
+        if not self.remembered_restarts_per_s > 0:
+            raise ValueError(
+                f"remembered_restarts_per_s must be positive, not {self.remembered_restarts_per_s}"
+            )
 
     @classmethod
     def testing(cls, **overrides: Any) -> ShardingSettings:

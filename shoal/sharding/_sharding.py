@@ -17,6 +17,7 @@ from ._errors import ShardingError
 from ._inspection import AllocationQuery, ShardingCollector, readiness, shards_view
 from ._protocol import WIRE_MESSAGES, Deliver
 from ._region import GracefulStop, Region, RegionMetrics
+from ._remember import REMEMBER_MESSAGES
 from ._settings import ShardingSettings
 from ._shard_id import check_entity_id, shard_id
 from ._singleton_api import ClusterSingleton, SingletonSettings
@@ -122,7 +123,7 @@ class Sharding:
         self._types: dict[str, _Type] = {}
         self._collector: ShardingCollector | None = None
         self._ready_registered = False
-        system.serialization.register(*WIRE_MESSAGES, AllocationQuery)
+        system.serialization.register(*WIRE_MESSAGES, *REMEMBER_MESSAGES, AllocationQuery)
         self._shutdown_task = system.coordinated_shutdown.add_task(
             ShutdownPhase.CLUSTER_SHARDING_SHUTDOWN_REGION, "sharding-hand-off", self._hand_off_all
         )
