@@ -42,10 +42,12 @@ from ._protocol import (
     StopShard,
     Tick,
 )
+from ._routes import ShardRoute
 from ._shard import Shard
 from ._shard_id import shard_id
 
 if TYPE_CHECKING:
+    from ._routes import Routes
     from ._settings import ShardingSettings
 
 
@@ -103,6 +105,7 @@ class Region(Actor):
         coordinator_proxy: ActorRef,
         metrics: RegionMetrics,
         registered: asyncio.Future[None],
+        routes: Routes,
     ) -> None:
         self._type_name = type_name
         self._factory = factory
@@ -120,6 +123,11 @@ class Region(Actor):
         self._leaving: asyncio.Future[None] | None = None
         limit = settings.active_entity_limit
         self._active = ActiveEntities(limit) if limit is not None else None
+        # Direct routes around this actor and its shards (see _routes): kept in
+        # step with _homes, _handing_off and _shards by _sync.
+        self._routes = routes
+        self._shard_routes: dict[int, ShardRoute] = {}
+        routes.clear()  # a restarted region knows no home yet
 
     @property
     def hosting(self) -> bool:
@@ -129,6 +137,9 @@ class Region(Actor):
     def started(self) -> None:
         self._register()
         self.ctx.timers.start_periodic("tick", Tick(), self._settings.retry_interval)
+
+    def stopped(self) -> None:
+        self._routes.clear()
 
     # -- inspection ----------------------------------------------------------------------
 
@@ -159,6 +170,7 @@ class Region(Actor):
                 self._request_homes()
             case BeginHandOff(shard):
                 self._homes.pop(shard, None)
+                self._sync(shard)
                 self._to_coordinator(BeginHandOffAck(shard, self.ctx.ref))
             case HandOff(shard):
                 self._hand_off(shard)
@@ -186,14 +198,22 @@ class Region(Actor):
         home = self._homes.get(shard)
         if home is None or shard in self._handing_off:
             self._buffer(shard, msg)
-        elif home == self.ctx.ref:
+            return
+        if type(msg) is Deliver:
+            self._routes.routed(shard)
+        if home == self.ctx.ref:
             deliver = self._local(msg)
             if deliver is None:
                 return
-            local = self._shards.get(shard)
+            local = self._shard_routes.get(shard)
             if local is None:
                 local = self._start_shard(shard)
-            self.ctx.forward(local, deliver)
+            entity = local.entity(deliver.entity_id)
+            if entity is not None:
+                self.ctx.forward(entity, deliver.message)
+            else:
+                local.pending += 1
+                self.ctx.forward(local.ref, deliver)
         else:
             envelope = self._remote(msg)
             if envelope is not None:
@@ -256,6 +276,8 @@ class Region(Actor):
                     self._to_coordinator(GetShardHome(shard, self.ctx.ref))
                 return
         self._metrics.dropped += 1
+        if type(msg) is Deliver:
+            self._routes.routed(shard)
         self.ctx.reply_later().fail(
             BufferFullError(f"{self._type_name}: the buffer of shard {shard} is full")
         )
@@ -279,12 +301,20 @@ class Region(Actor):
         else:
             self._homes[shard] = region
             self.ctx.watch(region)
+        self._sync(shard)
         if shard in self._waiting:
             self._flush()
 
-    def _start_shard(self, shard: int) -> ActorRef:
+    def _start_shard(self, shard: int) -> ShardRoute:
         factory = self._factory
         assert factory is not None
+        route = ShardRoute(
+            self._routes,
+            shard,
+            self.ctx.clock.now,
+            self._settings.passivation_idle_timeout,
+            self._active,
+        )
         ref = self.ctx.spawn(
             lambda: Shard(
                 self._type_name,
@@ -293,19 +323,39 @@ class Region(Actor):
                 self._metrics,
                 self._settings,
                 self._active,
+                route,
             ),
             name=str(shard),
         )
+        route.ref = ref
         self.ctx.watch(ref)
         self._shards[shard] = ref
+        self._shard_routes[shard] = route
         self._shard_ids[ref] = shard
         self._metrics.shards += 1
-        return ref
+        self._sync(shard)
+        return route
+
+    def _sync(self, shard: int) -> None:
+        """Give ``shard`` the direct route its home allows now, or none (see _routes)."""
+        routes = self._routes
+        routes.remote.pop(shard, None)
+        routes.local.pop(shard, None)
+        home = self._homes.get(shard)
+        if home is None or shard in self._handing_off:
+            return
+        if home != self.ctx.ref:
+            routes.remote[shard] = home
+            return
+        local = self._shard_routes.get(shard)
+        if local is not None:
+            routes.local[shard] = local
 
     def _hand_off(self, shard: int, *, report: bool = True) -> None:
         self._homes.pop(shard, None)
         local = self._shards.get(shard)
         if local is None:
+            self._sync(shard)
             if report:
                 self._to_coordinator(ShardStopped(shard, self.ctx.ref))
             return
@@ -313,15 +363,18 @@ class Region(Actor):
             self._handing_off.add(shard)
             self._metrics.hand_offs += 1
             local.tell(StopShard())
+        self._sync(shard)
 
     def _terminated(self, ref: ActorRef) -> None:
         shard = self._shard_ids.pop(ref, None)
         if shard is not None:
             del self._shards[shard]
+            del self._shard_routes[shard]
             self._metrics.shards -= 1
             self._handing_off.discard(shard)
             if self._homes.get(shard) == self.ctx.ref:
                 del self._homes[shard]
+            self._sync(shard)
             self._to_coordinator(ShardStopped(shard, self.ctx.ref))
             if shard in self._waiting:
                 self._to_coordinator(GetShardHome(shard, self.ctx.ref))
@@ -335,6 +388,7 @@ class Region(Actor):
         for shard_no, home in list(self._homes.items()):
             if home == ref:
                 del self._homes[shard_no]
+                self._sync(shard_no)
 
     def _check_left(self) -> None:
         if self._leaving is not None and not self._shards and not self._leaving.done():
