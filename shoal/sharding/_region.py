@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 
 
 _SHARD_OF_MAX: Final = 100_000  # entity ids whose shard a region remembers
+_UNDECODABLE: Final = object()  # what _local answers for a payload it refused
 
 
 @dataclass(slots=True)
@@ -206,17 +207,18 @@ class Region(Actor):
         if type(msg) is Deliver:
             self._routes.routed(shard)
         if home == self.ctx.ref:
-            deliver = self._local(msg)
-            if deliver is None:
+            payload = self._local(msg)
+            if payload is _UNDECODABLE:
                 return
             local = self._shard_routes.get(shard)
             if local is None:
                 local = self._start_shard(shard)
-            entity = local.entity(deliver.entity_id)
+            entity = local.entity(msg.entity_id)
             if entity is not None:
-                self.ctx.forward(entity, deliver.message)
+                self.ctx.forward(entity, payload)
             else:
                 local.pending += 1
+                deliver = msg if type(msg) is Deliver else Deliver(msg.entity_id, shard, payload)
                 self.ctx.forward(local.ref, deliver)
         else:
             envelope = self._remote(msg)
@@ -251,15 +253,15 @@ class Region(Actor):
         self.ctx.reply_later().fail(error)
         self.ctx.system.dead_letter(msg, self.ctx.sender, self.ctx.ref, "bad-envelope")
 
-    def _local(self, msg: Deliver | EntityEnvelope) -> Deliver | None:
+    def _local(self, msg: Deliver | EntityEnvelope) -> object:
+        """The user message of ``msg`` (``_UNDECODABLE``: refused)."""
         if isinstance(msg, Deliver):
-            return msg
+            return msg.message
         try:
-            payload = self._serialization.deserialize(msg.serializer, msg.manifest, msg.payload)
+            return self._serialization.deserialize(msg.serializer, msg.manifest, msg.payload)
         except SerializationError as exc:  # an unknown manifest, bytes that do not decode
             self._refuse(msg, exc)
-            return None
-        return Deliver(msg.entity_id, msg.shard, payload)
+            return _UNDECODABLE
 
     def _remote(self, msg: Deliver | EntityEnvelope) -> EntityEnvelope | None:
         if isinstance(msg, EntityEnvelope):
