@@ -6,6 +6,8 @@ Tables (in the configured keyspace, created on demand)::
               ser_id, ser_manifest, event,
               PRIMARY KEY ((persistence_id, partition_nr), sequence_nr, writer_uuid))
     metadata (persistence_id PRIMARY KEY, deleted_to)
+    repairs, tag_views, tag_buckets, persistence_ids   (see _cassandra_tags)
+    owners, owner_claims                               (fencing="epoch", see _cassandra_fencing)
 
 Writes: the events of one write all lie in one partition (a write that
 straddles a partition boundary goes whole into its last event's partition;
@@ -33,7 +35,9 @@ node's stale incarnation of an entity is refused, and a late write can never
 take a number a newer incarnation wrote. Across nodes it is only as good as
 the single-writer guarantee above it (cluster sharding runs one incarnation
 per entity; a node that lost its shards is downed): a second node's writer
-is not prevented, and replay repairs what it stored twice.
+is not prevented, and replay repairs what it stored twice. That is
+``CassandraSettings.fencing = "none"``; ``"epoch"`` adds ownership fencing
+across nodes (:mod:`._cassandra_fencing`).
 
 Deletes raise a ``deleted_to`` marker first, then drop the rows with range
 tombstones; the marker keeps the highest sequence number when every event is
@@ -49,18 +53,17 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final
 
-from cassandra import ConsistencyLevel, InvalidRequest
-
 from shoal.runtime import Clock, LoopClock
 
 from ._cassandra_fencing import OwnershipFence, owners_tables
 from ._cassandra_grouping import ROW_OVERHEAD
 from ._cassandra_replay import ChunkQuery, HighestWalk, ReplayWalk
 from ._cassandra_session import CassandraSession, CassandraSettings, Once
+from ._cassandra_statements import Statements, tables
 from ._cassandra_tags import (
     TagStatements,
-    bucket_of,
     ordering_at,
+    read_tag_page,
     tag_rows,
     tag_tables,
 )
@@ -102,99 +105,6 @@ _DELETE_CONCURRENCY: Final = 32  # range deletes in flight at once
 _FUTURE_ORDERINGS_S: Final = 24 * 3600.0
 
 
-def _tables(ks: str) -> tuple[str, ...]:
-    return (
-        f"""CREATE TABLE IF NOT EXISTS {ks}.messages (
-            persistence_id text, partition_nr bigint, sequence_nr bigint, writer_uuid text,
-            timestamp bigint, ser_id int, ser_manifest text, event blob,
-            PRIMARY KEY ((persistence_id, partition_nr), sequence_nr, writer_uuid))
-            WITH CLUSTERING ORDER BY (sequence_nr ASC, writer_uuid ASC)""",
-        f"""CREATE TABLE IF NOT EXISTS {ks}.metadata (
-            persistence_id text PRIMARY KEY, deleted_to bigint)""",
-        f"""CREATE TABLE IF NOT EXISTS {ks}.repairs (
-            persistence_id text, sequence_nr bigint, dropped_writer text, kept_writer text,
-            detected_at bigint,
-            PRIMARY KEY ((persistence_id), sequence_nr, dropped_writer))""",
-    )
-
-
-class _Statements:
-    """The journal's prepared statements (prepared once, on the executor)."""
-
-    def __init__(
-        self,
-        session: Any,
-        settings: CassandraSettings,
-        send: Callable[..., asyncio.Future[list[Any]]],
-    ) -> None:
-        ks = settings.keyspace
-        write_cl = ConsistencyLevel.name_to_value[settings.write_consistency]
-        read_cl = ConsistencyLevel.name_to_value[settings.read_consistency]
-        cols = "sequence_nr, writer_uuid, timestamp, ser_id, ser_manifest, event"
-        where = "persistence_id = ? AND partition_nr = ?"
-
-        def prepare(cql: str, cl: int) -> Any:
-            stmt = session.prepare(cql)
-            stmt.consistency_level = cl
-            return stmt
-
-        self.write_cl = write_cl
-        self.insert = prepare(
-            f"INSERT INTO {ks}.messages (persistence_id, partition_nr, {cols}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            write_cl,
-        )
-        self.insert.is_idempotent = True  # same key, same values: safe to retry
-        self.read_from = prepare(
-            f"SELECT {cols} FROM {ks}.messages WHERE {where} "
-            "AND (sequence_nr) >= (?) AND (sequence_nr) <= (?) LIMIT ?",
-            read_cl,
-        )
-        self.read_after = prepare(
-            f"SELECT {cols} FROM {ks}.messages WHERE {where} "
-            "AND (sequence_nr, writer_uuid) > (?, ?) AND (sequence_nr) <= (?) LIMIT ?",
-            read_cl,
-        )
-        self.largest = prepare(
-            f"SELECT sequence_nr FROM {ks}.messages WHERE {where} "
-            "ORDER BY sequence_nr DESC LIMIT 1",
-            read_cl,
-        )
-        self.deleted_to = prepare(
-            f"SELECT deleted_to FROM {ks}.metadata WHERE persistence_id = ?", read_cl
-        )
-        self.set_deleted_to = prepare(
-            f"UPDATE {ks}.metadata SET deleted_to = ? WHERE persistence_id = ?", write_cl
-        )
-        self.delete_range = prepare(
-            f"DELETE FROM {ks}.messages WHERE {where} AND sequence_nr <= ?", write_cl
-        )
-        # The repairs table is optional (a schema created by hand before it
-        # existed): without it, repairs are only logged and counted.
-        repair_cols = "persistence_id, sequence_nr, dropped_writer, kept_writer, detected_at"
-        self.record_repair: Any = None
-        self.all_repairs: Any = None
-        self.repairs_of: Any = None
-        try:
-            self.record_repair = prepare(
-                f"INSERT INTO {ks}.repairs ({repair_cols}) VALUES (?, ?, ?, ?, ?)", write_cl
-            )
-            self.all_repairs = prepare(f"SELECT {repair_cols} FROM {ks}.repairs", read_cl)
-            self.repairs_of = prepare(
-                f"SELECT {repair_cols} FROM {ks}.repairs WHERE persistence_id = ?", read_cl
-            )
-        except InvalidRequest:  # unconfigured table
-            _log.warning("cassandra journal: no table %s.repairs; repairs are only logged", ks)
-        self.tags: TagStatements | None = None
-        try:
-            self.tags = TagStatements(session, settings)
-        except InvalidRequest:  # unconfigured tables: tagged writes and id listing refused
-            _log.warning("cassandra journal: no tag tables in %s; tagged writes are refused", ks)
-        self.fence: OwnershipFence | None = None
-        if settings.fencing == "epoch":
-            self.fence = OwnershipFence(session, settings, send)
-
-
 class CassandraJournal(Journal):
     """The production journal on Apache Cassandra (module docstring: layout, atomicity, fencing).
 
@@ -224,8 +134,8 @@ class CassandraJournal(Journal):
         self._last_micros = 0
         self._owns_session = session is None
         self._session = session if session is not None else CassandraSession(settings)
-        self._statements: _Statements | None = None
-        self._setup: Once[_Statements] = Once()
+        self._statements: Statements | None = None
+        self._setup: Once[Statements] = Once()
         self._clock = clock
         self._writes = WritePath(settings, self._session.execute, self._get_clock)
         self._repairs_seen: set[tuple[str, int, str]] = set()
@@ -242,26 +152,27 @@ class CassandraJournal(Journal):
         if self._closed:
             raise PluginClosedError("the cassandra journal is closed")
 
-    async def _ready(self) -> _Statements:
+    async def _ready(self) -> Statements:
         """Set up on first use (not checking ``_closed``: writes under way may finish)."""
         statements = self._statements
         if statements is None:
             statements = self._statements = await self._setup.get(self._prepare)
         return statements
 
-    async def _prepare(self) -> _Statements:
+    async def _prepare(self) -> Statements:
         """Create the tables if configured and prepare the statements, once."""
         settings = self.settings
         send = self._session.execute
+        clock = self._get_clock
 
-        def setup(session: Any) -> _Statements:
+        def setup(session: Any) -> Statements:
             if settings.tables_autocreate:
-                for ddl in (*_tables(settings.keyspace), *tag_tables(settings.keyspace)):
+                for ddl in (*tables(settings.keyspace), *tag_tables(settings.keyspace)):
                     session.execute(ddl)
                 if settings.fencing == "epoch":
                     for ddl in owners_tables(settings.keyspace):
                         session.execute(ddl)
-            return _Statements(session, settings, send)
+            return Statements(session, settings, send, clock)
 
         return await self._session.run_blocking(setup)
 
@@ -326,9 +237,9 @@ class CassandraJournal(Journal):
             await fut
             if tagged:
                 self._check_in_time(pid, first, last, taken)
-            self._acknowledged()
             if owners is not None:
                 await owners.after_write(pid, writer, epoch, first, last)
+            self._acknowledged()
         except asyncio.CancelledError:
             if pending is not None:
                 path.orphan(pending)  # its outcome, not this cancellation, decides the claim
@@ -346,7 +257,7 @@ class CassandraJournal(Journal):
 
     def _extra_rows(
         self,
-        st: _Statements,
+        st: Statements,
         pid: str,
         events: Sequence[PersistentRepr],
         writers: list[str],
@@ -426,7 +337,7 @@ class CassandraJournal(Journal):
                 f"cassandra: claiming {persistence_id!r} failed: {exc}"
             ) from exc
 
-    async def _before_first_write(self, pid: str, first: int) -> tuple[_Statements, int]:
+    async def _before_first_write(self, pid: str, first: int) -> tuple[Statements, int]:
         """Set up if needed, and read ``pid``'s highest sequence number if not known yet."""
         try:
             st = await self._ready()
@@ -440,11 +351,11 @@ class CassandraJournal(Journal):
 
     # -- reading ----------------------------------------------------------------------
 
-    async def _deleted_to(self, st: _Statements, pid: str) -> int:
+    async def _deleted_to(self, st: Statements, pid: str) -> int:
         rows = await self._session.execute(st.deleted_to, (pid,))
         return int(rows[0][0]) if rows and rows[0][0] is not None else 0
 
-    async def _read_highest(self, st: _Statements, pid: str, hint: int) -> int:
+    async def _read_highest(self, st: Statements, pid: str, hint: int) -> int:
         deleted = await self._deleted_to(st, pid)
         walk = HighestWalk(max(hint, deleted), self.settings.partition_size)
         probe: int | None = walk.first()
@@ -458,7 +369,7 @@ class CassandraJournal(Journal):
                 await self._session.execute(st.tags.insert_id, (pid,))
         return walk.highest
 
-    async def _stored(self, st: _Statements, pid: str, sequence_nr: int) -> bool:
+    async def _stored(self, st: Statements, pid: str, sequence_nr: int) -> bool:
         """Whether event ``sequence_nr`` is stored, knowing none after it is."""
         nominal = partition_nr(sequence_nr, self.settings.partition_size)
         for partition in (nominal, nominal + 1):  # where a write may have put it
@@ -484,7 +395,7 @@ class CassandraJournal(Journal):
         self._writes.learn(persistence_id, found)
         return found
 
-    def _fetch(self, st: _Statements, pid: str, q: ChunkQuery) -> asyncio.Future[list[Any]]:
+    def _fetch(self, st: Statements, pid: str, q: ChunkQuery) -> asyncio.Future[list[Any]]:
         if q.after is None:
             return self._session.execute(
                 st.read_from, (pid, q.partition_nr, q.lower, q.upper, q.limit)
@@ -645,33 +556,10 @@ class CassandraJournal(Journal):
             if after > end:  # later than any writer's clock could be
                 raise offset_beyond_end(tag, after, end)
             return after, []
-        execute = self._session.execute
         try:
-            low, high = bucket_of(after), bucket_of(upper)
-            if low == high:
-                buckets = [low]
-            else:
-                buckets = [int(r[0]) for r in await execute(tags.buckets, (tag, low, high))]
-            rows: list[Any] = []
-            start = after
-            for bucket in buckets:
-                rows += await execute(tags.read_tag, (tag, bucket, start, upper, limit - len(rows)))
-                if len(rows) >= limit:
-                    break
-            if not rows:
-                return after, []
-            pids = list({str(row[1]) for row in rows})
-            deleted = {
-                str(p): int(d) for p, d in await execute(tags.deleted_to, (pids,)) if d is not None
-            }
+            return await read_tag_page(self._session.execute, tags, tag, after, upper, limit)
         except Exception as exc:
             raise JournalReadError(f"cassandra: tag query {tag!r} failed: {exc}") from exc
-        found = [
-            (ordering, PersistentRepr(pid, seq, ser, man, event, writer, ts, (tag,)))
-            for ordering, pid, seq, writer, ts, ser, man, event in rows
-            if seq > deleted.get(pid, 0)
-        ]
-        return int(rows[-1][0]), found
 
     # -- deleting ---------------------------------------------------------------------
 
@@ -707,5 +595,7 @@ class CassandraJournal(Journal):
     async def close(self) -> None:
         self._closed = True
         await self._writes.close()
+        if self._statements is not None and self._statements.fence is not None:
+            await self._statements.fence.close()
         if self._owns_session:
             await self._session.close()

@@ -119,10 +119,18 @@ class CassandraSettings:
     incarnation on the same node is refused); a second node's writer is not
     prevented, and replay repairs numbers stored twice (newer writer wins).
     ``"epoch"``: an incarnation claims its persistence id when it starts (one
-    lightweight transaction), and every write is checked against the claim
-    after it is stored (one shared read per event-loop turn), so a stale
+    lightweight transaction, then ``fencing_lease_s`` of waiting), and a
+    write is acknowledged only while a recent confirmation of its writer's
+    ownership covers it (background reads, a few per second), so a stale
     owner on any node is never acknowledged a write. Needs the ``owners``
-    table."""
+    and ``owner_claims`` tables (created with ``tables_autocreate``)."""
+
+    fencing_lease_s: float = 1.0
+    """With ``fencing="epoch"``: how long a confirmation of ownership covers
+    the acknowledgements of an owner's writes, and how long a new owner
+    waits after claiming before it recovers (so each activation takes this
+    much longer). Rounds of confirmation run every third of it while writes
+    come (``_cassandra_fencing``)."""
 
     def __post_init__(self) -> None:
         if not _IDENT.fullmatch(self.keyspace):
@@ -142,6 +150,8 @@ class CassandraSettings:
             raise ValueError("max_in_flight must be positive")
         if not 0 <= self.tag_delay_s < float("inf"):
             raise ValueError("tag_delay_s must be >= 0 and finite")
+        if not 0 < self.fencing_lease_s < float("inf"):
+            raise ValueError("fencing_lease_s must be positive and finite")
         if self.fencing not in ("none", "epoch"):
             raise ValueError(f"fencing is 'none' or 'epoch', not {self.fencing!r}")
         if not 0 <= self.settle_timeout_s < float("inf"):

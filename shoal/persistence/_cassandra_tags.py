@@ -40,6 +40,8 @@ single node (or a test) has.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any, Final
 
 from cassandra import ConsistencyLevel
@@ -53,6 +55,7 @@ __all__ = [
     "bucket_of",
     "micros_of",
     "ordering_at",
+    "read_tag_page",
     "tag_rows",
     "tag_tables",
 ]
@@ -159,3 +162,40 @@ def tag_rows(
             buckets.add((tag, bucket))
     bound += [st.insert_bucket.bind(key) for key in sorted(buckets)]
     return bound
+
+
+async def read_tag_page(
+    execute: Callable[..., asyncio.Future[list[Any]]],
+    st: TagStatements,
+    tag: str,
+    after: int,
+    upper: int,
+    limit: int,
+) -> tuple[int, list[tuple[int, PersistentRepr]]]:
+    """Up to ``limit`` events of ``tag`` ordered in ``(after, upper]``, deleted ones skipped.
+
+    Returns the last ordering read (``after`` if none) and the events still
+    stored with their orderings: the contract of :meth:`Journal.tagged_events`.
+    Reads the buckets in order (listing them from ``tag_buckets`` when the
+    range spans several), then the ``deleted_to`` markers of the page's ids.
+    """
+    low, high = bucket_of(after), bucket_of(upper)
+    if low == high:
+        buckets = [low]
+    else:
+        buckets = [int(r[0]) for r in await execute(st.buckets, (tag, low, high))]
+    rows: list[Any] = []
+    for bucket in buckets:
+        rows += await execute(st.read_tag, (tag, bucket, after, upper, limit - len(rows)))
+        if len(rows) >= limit:
+            break
+    if not rows:
+        return after, []
+    pids = list({str(row[1]) for row in rows})
+    deleted = {str(p): int(d) for p, d in await execute(st.deleted_to, (pids,)) if d is not None}
+    found = [
+        (ordering, PersistentRepr(pid, seq, ser, man, event, writer, ts, (tag,)))
+        for ordering, pid, seq, writer, ts, ser, man, event in rows
+        if seq > deleted.get(pid, 0)
+    ]
+    return int(rows[-1][0]), found

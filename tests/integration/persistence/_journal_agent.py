@@ -13,8 +13,10 @@ the journal the config names (``sqlite`` with ``path``, or ``cassandra`` with
   writer], ...]``);
 * ``{"op": "burst", "prefix": p, "ids": n, "events": m, "writer": w}``: ``n``
   writers at once, each appending ``m`` one-event writes to ``prefix-i``
-  (continuing from the highest stored); answers the number of acknowledged
-  events, the failures by error class, and the slowest write in seconds;
+  (continuing from the highest stored), and with ``snapshot_every`` k > 0
+  saving a ~10 KB snapshot (SQLite: in the same file) after every k-th event;
+  answers the number of acknowledged events, the failures by error class,
+  and the slowest write in seconds;
 * ``{"op": "quit"}``.
 
 A command that raises answers ``{"error": [class name, message]}``. Commands run concurrently: each
@@ -35,8 +37,12 @@ from shoal.persistence import (
     CassandraSettings,
     Journal,
     PersistentRepr,
+    SnapshotMetadata,
+    SnapshotRecord,
+    SnapshotStore,
     SqliteJournal,
     SqliteSettings,
+    SqliteSnapshotStore,
 )
 
 
@@ -76,9 +82,12 @@ def _failure(exc: BaseException) -> list[str]:
     return [type(exc).__name__, str(exc)]
 
 
-async def _burst(journal: Journal, command: dict[str, object]) -> dict[str, object]:
+async def _burst(
+    journal: Journal, snapshots: SnapshotStore | None, command: dict[str, object]
+) -> dict[str, object]:
     prefix, writer = str(command["prefix"]), str(command["writer"])
     ids, events = int(str(command["ids"])), int(str(command["events"]))
+    snapshot_every = int(str(command.get("snapshot_every", 0)))
     failures: Counter[str] = Counter()
     acked = 0
     slowest = 0.0
@@ -96,13 +105,23 @@ async def _burst(journal: Journal, command: dict[str, object]) -> dict[str, obje
             else:
                 acked += 1
                 seq += 1
+                if snapshots is not None and snapshot_every and seq % snapshot_every == 0:
+                    state = payload(pid, seq, writer) * 500  # about 10 KB
+                    try:
+                        await snapshots.save(
+                            SnapshotRecord(SnapshotMetadata(pid, seq, seq), 1, "", state)
+                        )
+                    except Exception as exc:
+                        failures[type(exc).__name__] += 1
             slowest = max(slowest, time.monotonic() - began)
 
     await asyncio.gather(*(one(f"{prefix}-{i}") for i in range(ids)))
     return {"acked": acked, "failures": dict(failures), "slowest_s": slowest}
 
 
-async def _handle(journal: Journal, command: dict[str, object]) -> dict[str, object]:
+async def _handle(
+    journal: Journal, snapshots: SnapshotStore | None, command: dict[str, object]
+) -> dict[str, object]:
     op = command["op"]
     if op == "writes":
         writer = str(command["writer"])
@@ -122,13 +141,15 @@ async def _handle(journal: Journal, command: dict[str, object]) -> dict[str, obj
         stored = await journal.events(str(command["pid"]))
         return {"events": [[e.sequence_nr, e.writer_uuid] for e in stored]}
     if op == "burst":
-        return await _burst(journal, command)
+        return await _burst(journal, snapshots, command)
     raise ValueError(f"unknown op {op!r}")
 
 
-async def _answer(journal: Journal, command: dict[str, object]) -> None:
+async def _answer(
+    journal: Journal, snapshots: SnapshotStore | None, command: dict[str, object]
+) -> None:
     try:
-        answer = await _handle(journal, command)
+        answer = await _handle(journal, snapshots, command)
     except Exception as exc:
         answer = {"error": _failure(exc)}
     answer["id"] = command["id"]
@@ -137,6 +158,8 @@ async def _answer(journal: Journal, command: dict[str, object]) -> None:
 
 async def main(config: dict[str, object]) -> None:
     journal = open_journal(config)
+    # Snapshots in the journal's file, as the Persistence extension keeps them by default.
+    snapshots = SqliteSnapshotStore(str(config["path"])) if config["plugin"] == "sqlite" else None
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
@@ -147,12 +170,16 @@ async def main(config: dict[str, object]) -> None:
             command = json.loads(line)
             if command["op"] == "quit":
                 break
-            task = asyncio.create_task(_answer(journal, command))  # commands run concurrently
+            task = asyncio.create_task(
+                _answer(journal, snapshots, command)
+            )  # commands run concurrently
             running.add(task)
             task.add_done_callback(running.discard)
         await asyncio.gather(*running)
     finally:
         await journal.close()
+        if snapshots is not None:
+            await snapshots.close()
 
 
 if __name__ == "__main__":

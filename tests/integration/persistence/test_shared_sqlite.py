@@ -58,7 +58,9 @@ async def test_three_processes_write_one_file_while_an_id_moves_between_them(
     async with agents(config, 3) as nodes:
         bursts = [
             asyncio.ensure_future(
-                node.ask(op="burst", prefix=f"n{i}", ids=50, events=40, writer=f"w{i}")
+                node.ask(
+                    op="burst", prefix=f"n{i}", ids=50, events=40, writer=f"w{i}", snapshot_every=10
+                )
             )
             for i, node in enumerate(nodes)
         ]
