@@ -201,7 +201,7 @@ def test_rebalance_on_join_and_a_graceful_leave_under_load_lose_nothing(
     eventually(lambda: balanced(a, 2), WITHIN)
     time.sleep(1.0)  # load on the two after the leave
     loads = harness.finish_load([a, b])
-    assert failures(loads) == {}
+    assert failures(loads) == {}, [load["samples"] for load in loads]
     persisted = harness.persisted()
     ok = successes(loads)
     assert sum(ok.values()) > 0
