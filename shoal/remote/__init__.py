@@ -10,7 +10,8 @@ reached exactly like local ones::
         total = await counter.ask(Get())
 
 One ordered gRPC stream carries everything from one node to another;
-envelopes are batched per peer and flushed at the end of the loop turn. A
+envelopes are batched per peer and flushed at the end of the loop turn (a
+small batch that keeps growing waits a few turns more). A
 node whose peer already has a call open to it writes on that call's server
 side instead of opening its own, so two nodes usually share one connection.
 Refs inside messages travel as paths, so replies and forwarding work across

@@ -71,7 +71,8 @@ class RemoteSettings:
 
     batch_max_envelopes: int = 1_000
     """Envelopes per batch. A batch is flushed at the end of the loop turn in
-    which its first envelope was queued, or as soon as it holds this many."""
+    which its first envelope was queued (a small one still growing then waits
+    a few turns more), or as soon as it holds this many."""
 
     batch_max_bytes: int = 256 * 1024
     """Payload bytes per batch before it is flushed early (same rule)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from shoal.runtime import (
     Actor,
@@ -42,11 +42,17 @@ from ._protocol import (
     StopShard,
     Tick,
 )
+from ._routes import ShardRoute
 from ._shard import Shard
 from ._shard_id import shard_id
 
 if TYPE_CHECKING:
+    from ._routes import Routes
     from ._settings import ShardingSettings
+
+
+_SHARD_OF_MAX: Final = 100_000  # entity ids whose shard a region remembers
+_UNDECODABLE: Final = object()  # what _local answers for a payload it refused
 
 
 @dataclass(slots=True)
@@ -111,6 +117,7 @@ class Region(Actor):
         coordinator_proxy: ActorRef,
         metrics: RegionMetrics,
         registered: asyncio.Future[None],
+        routes: Routes,
     ) -> None:
         self._type_name = type_name
         self._factory = factory
@@ -129,6 +136,12 @@ class Region(Actor):
         self._leaving_hands_off = True
         limit = settings.active_entity_limit
         self._active = ActiveEntities(limit) if limit is not None else None
+        # Direct routes around this actor and its shards (see _routes): kept in
+        # step with _homes, _handing_off and _shards by _sync.
+        self._routes = routes
+        self._shard_routes: dict[int, ShardRoute] = {}
+        self._shard_of: dict[str, int] = {}  # the shard of ids seen lately (hashing costs)
+        routes.clear()  # a restarted region knows no home yet
 
     @property
     def hosting(self) -> bool:
@@ -138,6 +151,9 @@ class Region(Actor):
     def started(self) -> None:
         self._register()
         self.ctx.timers.start_periodic("tick", Tick(), self._settings.retry_interval)
+
+    def stopped(self) -> None:
+        self._routes.clear()
 
     # -- inspection ----------------------------------------------------------------------
 
@@ -200,14 +216,23 @@ class Region(Actor):
         home = self._homes.get(shard)
         if home is None or shard in self._handing_off:
             self._buffer(shard, msg)
-        elif home == self.ctx.ref:
-            deliver = self._local(msg)
-            if deliver is None:
+            return
+        if type(msg) is Deliver:
+            self._routes.routed(shard)
+        if home == self.ctx.ref:
+            payload = self._local(msg)
+            if payload is _UNDECODABLE:
                 return
-            local = self._shards.get(shard)
+            local = self._shard_routes.get(shard)
             if local is None:
                 local = self._start_shard(shard)
-            self.ctx.forward(local, deliver)
+            entity = local.entity(msg.entity_id)
+            if entity is not None:
+                self.ctx.forward(entity, payload)
+            else:
+                local.pending += 1
+                deliver = msg if type(msg) is Deliver else Deliver(msg.entity_id, shard, payload)
+                self.ctx.forward(local.ref, deliver)
         else:
             envelope = self._remote(msg)
             if envelope is not None:
@@ -220,10 +245,18 @@ class Region(Actor):
         not exist, nor run an entity in the wrong shard: refused envelopes
         go to dead letters (``bad-envelope``) and fail their ask.
         """
-        try:
-            valid = msg.shard == shard_id(msg.entity_id, self._settings.number_of_shards)
-        except (InvalidEntityIdError, TypeError):
-            valid = False
+        entity_id = msg.entity_id
+        shard = self._shard_of.get(entity_id) if type(entity_id) is str else None
+        if shard is None:
+            try:
+                shard = shard_id(entity_id, self._settings.number_of_shards)
+            except (InvalidEntityIdError, TypeError):
+                shard = -1
+            else:
+                if len(self._shard_of) >= _SHARD_OF_MAX:
+                    self._shard_of.clear()
+                self._shard_of[entity_id] = shard
+        valid = msg.shard == shard
         if not valid:
             self._refuse(msg, InvalidEntityIdError(f"bad envelope for {self._type_name}"))
         return valid
@@ -233,15 +266,15 @@ class Region(Actor):
         self.ctx.reply_later().fail(error)
         self.ctx.system.dead_letter(msg, self.ctx.sender, self.ctx.ref, "bad-envelope")
 
-    def _local(self, msg: Deliver | EntityEnvelope) -> Deliver | None:
+    def _local(self, msg: Deliver | EntityEnvelope) -> object:
+        """The user message of ``msg`` (``_UNDECODABLE``: refused)."""
         if isinstance(msg, Deliver):
-            return msg
+            return msg.message
         try:
-            payload = self._serialization.deserialize(msg.serializer, msg.manifest, msg.payload)
+            return self._serialization.deserialize(msg.serializer, msg.manifest, msg.payload)
         except SerializationError as exc:  # an unknown manifest, bytes that do not decode
             self._refuse(msg, exc)
-            return None
-        return Deliver(msg.entity_id, msg.shard, payload)
+            return _UNDECODABLE
 
     def _remote(self, msg: Deliver | EntityEnvelope) -> EntityEnvelope | None:
         if isinstance(msg, EntityEnvelope):
@@ -270,6 +303,8 @@ class Region(Actor):
                     self._to_coordinator(GetShardHome(shard, self.ctx.ref))
                 return
         self._metrics.dropped += 1
+        if type(msg) is Deliver:
+            self._routes.routed(shard)
         self.ctx.reply_later().fail(
             BufferFullError(f"{self._type_name}: the buffer of shard {shard} is full")
         )
@@ -293,12 +328,20 @@ class Region(Actor):
         else:
             self._homes[shard] = region
             self.ctx.watch(region)
+        self._sync(shard)
         if shard in self._waiting:
             self._flush()
 
-    def _start_shard(self, shard: int) -> ActorRef:
+    def _start_shard(self, shard: int) -> ShardRoute:
         factory = self._factory
         assert factory is not None
+        route = ShardRoute(
+            self._routes,
+            shard,
+            self.ctx.clock.now,
+            self._settings.passivation_idle_timeout,
+            self._active,
+        )
         ref = self.ctx.spawn(
             lambda: Shard(
                 self._type_name,
@@ -307,14 +350,33 @@ class Region(Actor):
                 self._metrics,
                 self._settings,
                 self._active,
+                route,
             ),
             name=str(shard),
         )
+        route.ref = ref
         self.ctx.watch(ref)
         self._shards[shard] = ref
+        self._shard_routes[shard] = route
         self._shard_ids[ref] = shard
         self._metrics.shards += 1
-        return ref
+        self._sync(shard)
+        return route
+
+    def _sync(self, shard: int) -> None:
+        """Give ``shard`` the direct route its home allows now, or none (see _routes)."""
+        routes = self._routes
+        routes.remote.pop(shard, None)
+        routes.local.pop(shard, None)
+        home = self._homes.get(shard)
+        if home is None or shard in self._handing_off:
+            return
+        if home != self.ctx.ref:
+            routes.remote[shard] = home
+            return
+        local = self._shard_routes.get(shard)
+        if local is not None:
+            routes.local[shard] = local
 
     def _begin_hand_off(self, shard: int) -> None:
         """Buffer ``shard``'s messages from now on, and acknowledge through its owner.
@@ -332,6 +394,7 @@ class Region(Actor):
             self._to_coordinator(ack)
             return
         self._homes.pop(shard, None)
+        self._sync(shard)
         if owner is None:
             self._to_coordinator(ack)
         else:
@@ -341,6 +404,7 @@ class Region(Actor):
         self._homes.pop(shard, None)
         local = self._shards.get(shard)
         if local is None:
+            self._sync(shard)
             if report:
                 self._to_coordinator(ShardStopped(shard, self.ctx.ref))
             return
@@ -348,15 +412,18 @@ class Region(Actor):
             self._handing_off.add(shard)
             self._metrics.hand_offs += 1
             local.tell(StopShard())
+        self._sync(shard)
 
     def _terminated(self, ref: ActorRef) -> None:
         shard = self._shard_ids.pop(ref, None)
         if shard is not None:
             del self._shards[shard]
+            del self._shard_routes[shard]
             self._metrics.shards -= 1
             self._handing_off.discard(shard)
             if self._homes.get(shard) == self.ctx.ref:
                 del self._homes[shard]
+            self._sync(shard)
             self._to_coordinator(ShardStopped(shard, self.ctx.ref))
             if shard in self._waiting:
                 self._to_coordinator(GetShardHome(shard, self.ctx.ref))
@@ -370,6 +437,7 @@ class Region(Actor):
         for shard_no, home in list(self._homes.items()):
             if home == ref:
                 del self._homes[shard_no]
+                self._sync(shard_no)
 
     def _check_left(self) -> None:
         # Checked behind what the mailbox holds: messages just unstashed for a new

@@ -47,6 +47,7 @@ from ._shard_id import entity_actor_name
 
 if TYPE_CHECKING:
     from ._region import RegionMetrics
+    from ._routes import ShardRoute
     from ._settings import ShardingSettings
 
 STORE_NAME = "@remember"
@@ -82,7 +83,8 @@ class Shard(Actor):
         factory: Callable[[str], Actor],
         metrics: RegionMetrics,
         settings: ShardingSettings,
-        active: ActiveEntities | None = None,
+        active: ActiveEntities | None,
+        route: ShardRoute,
     ) -> None:
         self._type_name = type_name
         self._shard = shard
@@ -94,8 +96,10 @@ class Shard(Actor):
         self._stashed = 0
         self._stopping = False
         self._idle_timeout = settings.passivation_idle_timeout
-        self._last_seen: dict[str, float] = {}
         self._active = active
+        self._route = route  # shared with the region and its handles (see _routes)
+        route.entities.clear()  # a restarted shard has no running entity yet
+        self._last_seen = route.last_seen
         self._remember = settings.remember_entities
         self._restart_rate = settings.remembered_restarts_per_s
         self._store: ActorRef | None = None
@@ -125,6 +129,7 @@ class Shard(Actor):
                     # Handing off: back to the region, which buffers it for the new owner.
                     parent = self.ctx.parent
                     if parent is not None:
+                        self._route.bounced()
                         self.ctx.forward(parent, msg)
                 else:
                     self._deliver(entity_id, payload)
@@ -146,6 +151,7 @@ class Shard(Actor):
                 self._flush()
             case StopShard():
                 self._stopping = True
+                self._route.entities.clear()
                 self._to_restart.clear()
                 self.ctx.timers.cancel("restart")
                 for entity in self._entities.values():
@@ -164,6 +170,7 @@ class Shard(Actor):
             try:
                 self.ctx.stash()
             except StashOverflowError:
+                self._route.handed_on()
                 self.ctx.reply_later().fail(
                     BufferFullError(f"entity {entity_id!r} is passivating and its buffer is full")
                 )
@@ -171,6 +178,7 @@ class Shard(Actor):
             else:
                 self._stashed += 1
             return
+        self._route.handed_on()
         entity = self._entities.get(entity_id)
         if entity is None:
             entity = self._start(entity_id)
@@ -186,6 +194,7 @@ class Shard(Actor):
         if entity_id in self._passivating or self._stopping:
             return
         self._passivating.add(entity_id)
+        self._route.entities.pop(entity_id, None)  # later messages: through this shard
         self._metrics.passivations += 1
         if self._active is not None:
             self._active.remove(self.ctx.ref, entity_id)
@@ -213,6 +222,7 @@ class Shard(Actor):
             return None
         self.ctx.watch(entity)
         self._entities[entity_id] = entity
+        self._route.entities[entity_id] = entity
         self._ids[entity] = entity_id
         self._metrics.entities += 1
         self._metrics.activations += 1
@@ -285,6 +295,7 @@ class Shard(Actor):
                 self._stop_if_done()
             return
         del self._entities[entity_id]
+        self._route.entities.pop(entity_id, None)
         self._last_seen.pop(entity_id, None)
         self._metrics.entities -= 1
         if self._active is not None:

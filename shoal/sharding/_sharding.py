@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,14 +11,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from shoal.cluster import Cluster, MemberExited, MemberLeft, MemberStatus, Subscription
 from shoal.management import Management, ManagementError
-from shoal.runtime import ActorRef, ShutdownPhase
+from shoal.runtime import ActorRef, SerializationError, ShutdownPhase
 
 from ._coordinator import Coordinator
 from ._errors import ShardingError
 from ._inspection import AllocationQuery, ShardingCollector, readiness, shards_view
-from ._protocol import WIRE_MESSAGES, Deliver
+from ._protocol import WIRE_MESSAGES, Deliver, EntityEnvelope
 from ._region import GracefulStop, Region, RegionMetrics
 from ._remember import REMEMBER_MESSAGES
+from ._routes import Routes
 from ._settings import ShardingSettings
 from ._shard_id import check_entity_id, shard_id
 from ._singleton_api import ClusterSingleton, SingletonSettings
@@ -37,30 +39,60 @@ class EntityRef:
     """A handle on one entity, wherever it runs: ``region.entity("alice")``.
 
     Cheap to create and to keep; holds no state but the id. ``tell`` and
-    ``ask`` go through this node's region, like ``ActorRef``'s.
+    ``ask`` go through this node's region, like ``ActorRef``'s, or straight
+    to the entity's home once the region knows it (see ``_routes``).
     """
 
-    __slots__ = ("_region", "entity_id", "shard_id")
+    __slots__ = ("_region", "_routes", "entity_id", "shard_id")
 
-    def __init__(self, region: ShardRegion, entity_id: str) -> None:
+    def __init__(self, region: ShardRegion, entity_id: str, routes: Routes) -> None:
         self._region = region
+        self._routes = routes
         self.entity_id: Final = check_entity_id(entity_id)
         self.shard_id: Final = shard_id(entity_id, region.settings.number_of_shards)
 
     def tell(self, message: object, sender: ActorRef | None = None) -> None:
         """Send ``message`` to the entity; never raises (undeliverable: dead letters)."""
-        self._region.ref.tell(_deliver(self, message), sender)
+        target, routed = self._target(message)
+        target.tell(routed, sender)
 
     def ask(self, message: object, timeout: float | None = None) -> asyncio.Future[Any]:
-        """Send ``message`` and get the entity's answer (``AskTimeout`` after ``timeout``)."""
-        return self._region.ref.ask(_deliver(self, message), timeout)
+        """Send ``message`` and get the entity's answer (``AskTimeout`` after ``timeout``).
+
+        A ``timeout`` that is not positive and finite raises ``ValueError``
+        before anything is sent.
+        """
+        if timeout is not None and not 0 < timeout < math.inf:
+            raise ValueError(f"ask timeout must be positive and finite, not {timeout}")
+        target, routed = self._target(message)
+        return target.ask(routed, timeout)
+
+    def _target(self, message: object) -> tuple[ActorRef, object]:
+        """Where ``message`` goes and in which form; counts it where it must wait its turn."""
+        routes = self._routes
+        shard = self.shard_id
+        if shard not in routes.pending:
+            local = routes.local.get(shard)
+            if local is not None:
+                entity = local.entity(self.entity_id)
+                if entity is not None:
+                    return entity, message
+                local.pending += 1
+                return local.ref, Deliver(self.entity_id, shard, message)
+            home = routes.remote.get(shard)
+            if home is not None:
+                try:
+                    serializer, manifest, payload = routes.serialize(message)
+                except SerializationError:
+                    pass  # the region fails the ask and dead-letters it, as for any other
+                else:
+                    envelope = EntityEnvelope(self.entity_id, shard, serializer, manifest, payload)
+                    return home, envelope
+        routes.queued(shard)
+        return self._region.ref, Deliver(self.entity_id, shard, message)
 
     def __repr__(self) -> str:
         return f"<EntityRef {self._region.type_name}:{self.entity_id} shard={self.shard_id}>"
-
-
-def _deliver(ref: EntityRef, message: object) -> object:
-    return Deliver(ref.entity_id, ref.shard_id, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +111,12 @@ class ShardRegion:
     metrics: RegionMetrics
     coordinator: ActorRef
     _registered: asyncio.Future[None] = field(repr=False)
+    _routes: Routes = field(repr=False)
 
     def entity(self, entity_id: str) -> EntityRef:
         """The entity ``entity_id`` (:class:`InvalidEntityIdError` for an empty, long or
         non-str id)."""
-        return EntityRef(self, entity_id)
+        return EntityRef(self, entity_id, self._routes)
 
     async def wait_registered(self) -> None:
         """Wait until the type's coordinator has acknowledged this region (the first time).
@@ -198,12 +231,13 @@ class Sharding:
                 retry_interval=settings.retry_interval,
             ),
         )
+        routes = Routes(self.system.serialization.serialize)
         ref = self.system.spawn(
-            lambda: Region(type_name, factory, settings, coordinator, metrics, registered),
+            lambda: Region(type_name, factory, settings, coordinator, metrics, registered, routes),
             name=region_name(type_name),
         )
         region = ShardRegion(
-            type_name, ref, settings, factory is not None, metrics, coordinator, registered
+            type_name, ref, settings, factory is not None, metrics, coordinator, registered, routes
         )
         self._types[type_name] = _Type(region, declared)
         self._expose(region)
