@@ -6,8 +6,11 @@ recently used entity."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter as Tally
 from dataclasses import dataclass, replace
+
+import pytest
 
 from shoal.cluster import Cluster, ClusterSettings
 from shoal.cluster.testing import advance_until, run_for, start_node
@@ -17,6 +20,7 @@ from shoal.persistence import (
     Persistence,
     PersistenceSettings,
     PersistentActor,
+    PersistentRepr,
 )
 from shoal.runtime import Actor, message
 from shoal.sharding import Sharding, ShardingSettings, ShardRegion, passivate
@@ -245,3 +249,26 @@ async def test_a_region_over_its_entity_limit_passivates_the_least_recently_used
         assert probe.received["c"] == [1, 1, 1, 1, 1, 1, 1]
         assert region.metrics.entities == 3
         probe.assert_never_two()
+
+
+async def test_a_shard_whose_remember_store_cannot_recover_runs_its_entities_anyway(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with sharded(1) as (clock, _net, nodes):
+        store = new_store()
+        store.attach(nodes[0])
+        # Not an event this system can decode: the store's recovery fails.
+        await store.journal.write(
+            [PersistentRepr(remember_persistence_id("counter", 0), 1, 4, "no.such.Event", b"\x00")]
+        )
+        probe = Probe(clock)
+        settings = replace(REMEMBER, number_of_shards=1)
+        (region,) = await start_type(nodes, probe, settings)
+        with caplog.at_level(logging.WARNING):
+            answers = await ask_all(clock, [region.entity(e).ask(Add(2), timeout=5) for e in "xy"])
+            await run_for(clock, 1.0)
+        assert answers == [2, 2]
+        assert "no longer remembered" in caplog.text
+        assert set(probe.active()) == {"x", "y"}
+        # Nothing was written after the bad record: the store is not running.
+        assert await store.journal.highest_sequence_nr(remember_persistence_id("counter", 0)) == 1
