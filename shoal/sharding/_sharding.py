@@ -302,6 +302,12 @@ class Sharding:
         only after the removal margin. The system's shutdown calls it too
         (time-boxed by its phase), so it is only needed before a leave.
         """
+        cluster = Cluster.get(self.system)
+        me = cluster.self_address
+        if not any(
+            m.status is MemberStatus.UP and m.unique_address != me for m in cluster.state.members
+        ):
+            return  # no other node to take the shards: they stop with the system
         await self._hand_off_all()
 
     async def _hand_off_all(self) -> None:

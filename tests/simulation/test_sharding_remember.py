@@ -272,3 +272,37 @@ async def test_a_shard_whose_remember_store_cannot_recover_runs_its_entities_any
         assert set(probe.active()) == {"x", "y"}
         # Nothing was written after the bad record: the store is not running.
         assert await store.journal.highest_sequence_nr(remember_persistence_id("counter", 0)) == 1
+
+
+async def test_hand_off_moves_every_shard_away_before_a_leave_and_loses_nothing() -> None:
+    async with sharded(2) as (clock, _net, nodes):
+        probe = Probe(clock)
+        regions = await start_type(nodes, probe, ShardingSettings.testing(number_of_shards=12))
+        ids = [f"h{i}" for i in range(24)]
+        await ask_all(clock, [regions[0].entity(e).ask(Add(0), timeout=20) for e in ids])
+        assert regions[1].metrics.shards > 0
+        moving = asyncio.ensure_future(Sharding.get(nodes[1].system).hand_off())
+        sent = 1
+        while not moving.done():
+            for e in ids:
+                regions[0].entity(e).tell(Add(sent))
+            sent += 1
+            await run_for(clock, 0.05)
+            assert clock.now() < 60
+        await moving
+        assert regions[1].metrics.shards == 0
+        assert nodes[1].system.is_running  # still a member: it may leave now
+        answers = await ask_all(clock, [regions[0].entity(e).ask(Get(), timeout=20) for e in ids])
+        assert {node for _, node, _ in answers} == {nodes[0].system.address}
+        for e in ids:
+            assert probe.received[e] == list(range(sent)), e
+        probe.assert_never_two()
+
+
+async def test_hand_off_on_the_last_node_returns_at_once() -> None:
+    async with sharded(1) as (clock, _net, nodes):
+        probe = Probe(clock)
+        (region,) = await start_type(nodes, probe, ShardingSettings.testing(number_of_shards=4))
+        await ask_all(clock, [region.entity("x").ask(Add(1), timeout=5)])
+        await Sharding.get(nodes[0].system).hand_off()
+        assert region.metrics.shards > 0  # nowhere to go: they stop with the system
