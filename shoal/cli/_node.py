@@ -36,6 +36,7 @@ from shoal.persistence import Persistence
 from shoal.pubsub import DistributedPubSub
 from shoal.remote import Remoting, RemotingStartError
 from shoal.runtime import ActorSystem, ShutdownPhase
+from shoal.sharding import Sharding
 
 from ._exit import EXIT_DOWNED, EXIT_OK, EXIT_START_FAILED
 
@@ -222,6 +223,14 @@ async def _serve(config: NodeConfig, app: App | None, *, events: bool = False) -
         timeout = system.coordinated_shutdown.timeout(
             ShutdownPhase.CLUSTER_LEAVE
         ) + system.coordinated_shutdown.timeout(ShutdownPhase.CLUSTER_EXITING)
+        try:
+            # Shards first, while this node is still a member: its removal does not wait.
+            await asyncio.wait_for(
+                Sharding.get(system).hand_off(),
+                system.coordinated_shutdown.timeout(ShutdownPhase.CLUSTER_SHARDING_SHUTDOWN_REGION),
+            )
+        except TimeoutError:
+            _log.warning("handing the shards off took too long; leaving without it")
         try:
             await asyncio.wait_for(cluster.leave(), timeout)
         except TimeoutError:

@@ -186,9 +186,9 @@ class Region(Actor):
                     self._registered.set_result(None)
                 self._request_homes()
             case BeginHandOff(shard):
-                self._homes.pop(shard, None)
-                self._sync(shard)
-                self._to_coordinator(BeginHandOffAck(shard, self.ctx.ref))
+                self._begin_hand_off(shard)
+            case BeginHandOffAck():
+                self._to_coordinator(msg)  # relayed for a region that sent us messages
             case HandOff(shard):
                 self._hand_off(shard)
             case Terminated(ref):
@@ -377,6 +377,28 @@ class Region(Actor):
         local = self._shard_routes.get(shard)
         if local is not None:
             routes.local[shard] = local
+
+    def _begin_hand_off(self, shard: int) -> None:
+        """Buffer ``shard``'s messages from now on, and acknowledge through its owner.
+
+        The owner keeps delivering to its shard until ``HandOff`` (its entities
+        drain what they got). Another region sends its acknowledgement to the
+        owner, which relays it to the coordinator: it arrives after every
+        message this region sent the owner before, so by the time all are in
+        and the coordinator says ``HandOff``, the owner's shard has been given
+        every message sent to it; none reaches the owner after it stopped.
+        """
+        ack = BeginHandOffAck(shard, self.ctx.ref)
+        owner = self._homes.get(shard)
+        if owner == self.ctx.ref:
+            self._to_coordinator(ack)
+            return
+        self._homes.pop(shard, None)
+        self._sync(shard)
+        if owner is None:
+            self._to_coordinator(ack)
+        else:
+            owner.tell(ack, self.ctx.ref)
 
     def _hand_off(self, shard: int, *, report: bool = True) -> None:
         self._homes.pop(shard, None)

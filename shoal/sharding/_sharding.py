@@ -291,6 +291,25 @@ class Sharding:
             self._subscription.cancel()
             self._subscription = None
 
+    async def hand_off(self) -> None:
+        """Move every shard hosted on this node to the other nodes; returns once done.
+
+        Messages sent meanwhile are buffered and delivered on the new nodes,
+        none lost. For a graceful leave, call it before ``Cluster.leave()``
+        (``shoal node`` does on SIGTERM): a node's removal from the cluster
+        does not wait for its hand-off, and a removed node can no longer
+        hand anything off, so its entities just stop and come back elsewhere
+        only after the removal margin. The system's shutdown calls it too
+        (time-boxed by its phase), so it is only needed before a leave.
+        """
+        cluster = Cluster.get(self.system)
+        me = cluster.self_address
+        if not any(
+            m.status is MemberStatus.UP and m.unique_address != me for m in cluster.state.members
+        ):
+            return  # no other node to take the shards: they stop with the system
+        await self._hand_off_all()
+
     async def _hand_off_all(self) -> None:
         # The node is going away: every hosting region moves its shards off
         # first, while remoting still runs (the phase is time-boxed). A node

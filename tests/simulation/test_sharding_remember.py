@@ -6,8 +6,11 @@ recently used entity."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import Counter as Tally
 from dataclasses import dataclass, replace
+
+import pytest
 
 from shoal.cluster import Cluster, ClusterSettings
 from shoal.cluster.testing import advance_until, run_for, start_node
@@ -17,6 +20,7 @@ from shoal.persistence import (
     Persistence,
     PersistenceSettings,
     PersistentActor,
+    PersistentRepr,
 )
 from shoal.runtime import Actor, message
 from shoal.sharding import Sharding, ShardingSettings, ShardRegion, passivate
@@ -245,3 +249,60 @@ async def test_a_region_over_its_entity_limit_passivates_the_least_recently_used
         assert probe.received["c"] == [1, 1, 1, 1, 1, 1, 1]
         assert region.metrics.entities == 3
         probe.assert_never_two()
+
+
+async def test_a_shard_whose_remember_store_cannot_recover_runs_its_entities_anyway(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with sharded(1) as (clock, _net, nodes):
+        store = new_store()
+        store.attach(nodes[0])
+        # Not an event this system can decode: the store's recovery fails.
+        await store.journal.write(
+            [PersistentRepr(remember_persistence_id("counter", 0), 1, 4, "no.such.Event", b"\x00")]
+        )
+        probe = Probe(clock)
+        settings = replace(REMEMBER, number_of_shards=1)
+        (region,) = await start_type(nodes, probe, settings)
+        with caplog.at_level(logging.WARNING):
+            answers = await ask_all(clock, [region.entity(e).ask(Add(2), timeout=5) for e in "xy"])
+            await run_for(clock, 1.0)
+        assert answers == [2, 2]
+        assert "no longer remembered" in caplog.text
+        assert set(probe.active()) == {"x", "y"}
+        # Nothing was written after the bad record: the store is not running.
+        assert await store.journal.highest_sequence_nr(remember_persistence_id("counter", 0)) == 1
+
+
+async def test_hand_off_moves_every_shard_away_before_a_leave_and_loses_nothing() -> None:
+    async with sharded(2) as (clock, _net, nodes):
+        probe = Probe(clock)
+        regions = await start_type(nodes, probe, ShardingSettings.testing(number_of_shards=12))
+        ids = [f"h{i}" for i in range(24)]
+        await ask_all(clock, [regions[0].entity(e).ask(Add(0), timeout=20) for e in ids])
+        assert regions[1].metrics.shards > 0
+        moving = asyncio.ensure_future(Sharding.get(nodes[1].system).hand_off())
+        sent = 1
+        while not moving.done():
+            for e in ids:
+                regions[0].entity(e).tell(Add(sent))
+            sent += 1
+            await run_for(clock, 0.05)
+            assert clock.now() < 60
+        await moving
+        assert regions[1].metrics.shards == 0
+        assert nodes[1].system.is_running  # still a member: it may leave now
+        answers = await ask_all(clock, [regions[0].entity(e).ask(Get(), timeout=20) for e in ids])
+        assert {node for _, node, _ in answers} == {nodes[0].system.address}
+        for e in ids:
+            assert probe.received[e] == list(range(sent)), e
+        probe.assert_never_two()
+
+
+async def test_hand_off_on_the_last_node_returns_at_once() -> None:
+    async with sharded(1) as (clock, _net, nodes):
+        probe = Probe(clock)
+        (region,) = await start_type(nodes, probe, ShardingSettings.testing(number_of_shards=4))
+        await ask_all(clock, [region.entity("x").ask(Add(1), timeout=5)])
+        await Sharding.get(nodes[0].system).hand_off()
+        assert region.metrics.shards > 0  # nowhere to go: they stop with the system

@@ -118,6 +118,7 @@ async def start(system: ActorSystem) -> None:
     late = 0
     rng = random.Random(os.getpid())
     flags = {"stop": False, "settled": False}
+    samples: list[str] = []
 
     async def watch_files() -> None:
         while not flags["stop"]:
@@ -136,6 +137,8 @@ async def start(system: ActorSystem) -> None:
                 raise
             except Exception as exc:
                 errors[type(exc).__name__] += 1
+                if len(samples) < 5:
+                    samples.append(f"{entity} at {time.time()}: {exc!r}")
                 late += after_settling
                 await asyncio.sleep(0.05)
             else:
@@ -153,6 +156,7 @@ async def start(system: ActorSystem) -> None:
             "event": "load",
             "ok": dict(ok),
             "errors": dict(errors),
+            "samples": samples,
             "late_errors": late,
             "totals": totals,
         }

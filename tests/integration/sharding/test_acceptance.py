@@ -201,13 +201,18 @@ def test_rebalance_on_join_and_a_graceful_leave_under_load_lose_nothing(
     eventually(lambda: balanced(a, 2), WITHIN)
     time.sleep(1.0)  # load on the two after the leave
     loads = harness.finish_load([a, b])
-    assert failures(loads) == {}
+    assert failures(loads) == {}, [load["samples"] for load in loads]
     persisted = harness.persisted()
     ok = successes(loads)
     assert sum(ok.values()) > 0
     assert {e: n for e, n in persisted.items() if n} == dict(ok)
     assert_state_recovered(loads, persisted)
     harness.assert_never_two()
+    # Bad input to the running node: an unknown type is a clear error, nothing else changes.
+    unknown = shoal("shards", "nope", "--node", a.http)
+    assert unknown.returncode != 0
+    assert "nope" in unknown.stderr
+    assert balanced(a, 2)
 
 
 def test_a_sigkilled_nodes_entities_come_back_with_their_state(harness: Harness) -> None:
