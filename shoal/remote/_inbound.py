@@ -87,10 +87,10 @@ if TYPE_CHECKING:
 
 _log: Final = logging.getLogger("shoal.remote")
 
-# Remote failures re-raised as the runtime's own errors: ask callers handle
-# them the same way whether the target is local or not.
 _USER_TARGETS_MAX: Final = 4096  # user actors whose addressability an inbound remembers
 
+# Remote failures re-raised as the runtime's own errors: ask callers handle
+# them the same way whether the target is local or not.
 _RUNTIME_ERRORS: Final[dict[str, type[Exception]]] = {
     "ActorStoppedError": ActorStoppedError,
     "MailboxFullError": MailboxFullError,
