@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SOURCES := shoal tests benchmarks scripts $(wildcard examples)
 
-.PHONY: test lint typecheck pytest proto proto-check config-docs config-check bench clean
+.PHONY: test lint typecheck pytest proto proto-check config-docs config-check bench chat clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ config-check: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/local.py
+
+## chat: the chat cluster, three nodes on 127.0.0.1 sharing one SQLite journal (Ctrl-C stops it);
+## options as CHAT_ARGS, e.g. make chat CHAT_ARGS="--journal cassandra --contact-points h:9042"
+chat: $(VENV)/.installed
+	$(PY) -m examples.chat $(CHAT_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

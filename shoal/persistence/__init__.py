@@ -25,6 +25,7 @@ from ._errors import JournalCorruptionError as JournalCorruptionError
 from ._errors import JournalError as JournalError
 from ._errors import JournalReadError as JournalReadError
 from ._errors import JournalWriteError as JournalWriteError
+from ._errors import OwnershipLostError as OwnershipLostError
 from ._errors import PersistenceError as PersistenceError
 from ._errors import PluginClosedError as PluginClosedError
 from ._errors import RecoveryError as RecoveryError
@@ -97,6 +98,7 @@ __all__ = [
     "JournalError",
     "JournalWriteError",
     "SequenceConflictError",
+    "OwnershipLostError",
     "JournalReadError",
     "JournalCorruptionError",
     "EventDecodeError",

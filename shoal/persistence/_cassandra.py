@@ -44,17 +44,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any, Final
 
 from cassandra import ConsistencyLevel, InvalidRequest
 
 from shoal.runtime import Clock, LoopClock
 
+from ._cassandra_fencing import OwnershipFence, owners_tables
 from ._cassandra_grouping import ROW_OVERHEAD
 from ._cassandra_replay import ChunkQuery, HighestWalk, ReplayWalk
 from ._cassandra_session import CassandraSession, CassandraSettings, Once
+from ._cassandra_tags import (
+    TagStatements,
+    bucket_of,
+    ordering_at,
+    tag_rows,
+    tag_tables,
+)
 from ._cassandra_writes import PendingWrite, Row, WritePath, check_key_sizes
 from ._errors import (
     EventRejectedError,
@@ -67,13 +76,16 @@ from ._journal import (
     MAX_SEQUENCE_NR,
     Journal,
     PersistentRepr,
+    check_ids_page,
     check_persistence_id,
+    check_tag,
     check_write,
     fence,
+    offset_beyond_end,
     validate_chunk,
 )
 from ._partitions import partition_nr, write_partition
-from ._replay_filter import Repair, ReplayFilter
+from ._replay_filter import EPOCH_MARK, Repair, ReplayFilter
 
 __all__ = ["CassandraJournal"]
 
@@ -86,6 +98,8 @@ def _log_record_failure(sent: asyncio.Future[list[Any]]) -> None:
 
 
 _DELETE_CONCURRENCY: Final = 32  # range deletes in flight at once
+# Tag offsets later than this past the reader's clock come from no writer (see tagged_events).
+_FUTURE_ORDERINGS_S: Final = 24 * 3600.0
 
 
 def _tables(ks: str) -> tuple[str, ...]:
@@ -107,7 +121,12 @@ def _tables(ks: str) -> tuple[str, ...]:
 class _Statements:
     """The journal's prepared statements (prepared once, on the executor)."""
 
-    def __init__(self, session: Any, settings: CassandraSettings) -> None:
+    def __init__(
+        self,
+        session: Any,
+        settings: CassandraSettings,
+        send: Callable[..., asyncio.Future[list[Any]]],
+    ) -> None:
         ks = settings.keyspace
         write_cl = ConsistencyLevel.name_to_value[settings.write_consistency]
         read_cl = ConsistencyLevel.name_to_value[settings.read_consistency]
@@ -166,6 +185,14 @@ class _Statements:
             )
         except InvalidRequest:  # unconfigured table
             _log.warning("cassandra journal: no table %s.repairs; repairs are only logged", ks)
+        self.tags: TagStatements | None = None
+        try:
+            self.tags = TagStatements(session, settings)
+        except InvalidRequest:  # unconfigured tables: tagged writes and id listing refused
+            _log.warning("cassandra journal: no tag tables in %s; tagged writes are refused", ks)
+        self.fence: OwnershipFence | None = None
+        if settings.fencing == "epoch":
+            self.fence = OwnershipFence(session, settings, send)
 
 
 class CassandraJournal(Journal):
@@ -189,8 +216,12 @@ class CassandraJournal(Journal):
         *,
         session: CassandraSession | None = None,
         clock: Clock | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self._wall = wall_clock
+        self._instance = random.getrandbits(8)  # the low bits of this instance's tag orderings
+        self._last_micros = 0
         self._owns_session = session is None
         self._session = session if session is not None else CassandraSession(settings)
         self._statements: _Statements | None = None
@@ -221,12 +252,16 @@ class CassandraJournal(Journal):
     async def _prepare(self) -> _Statements:
         """Create the tables if configured and prepare the statements, once."""
         settings = self.settings
+        send = self._session.execute
 
         def setup(session: Any) -> _Statements:
             if settings.tables_autocreate:
-                for ddl in _tables(settings.keyspace):
+                for ddl in (*_tables(settings.keyspace), *tag_tables(settings.keyspace)):
                     session.execute(ddl)
-            return _Statements(session, settings)
+                if settings.fencing == "epoch":
+                    for ddl in owners_tables(settings.keyspace):
+                        session.execute(ddl)
+            return _Statements(session, settings, send)
 
         return await self._session.run_blocking(setup)
 
@@ -246,17 +281,17 @@ class CassandraJournal(Journal):
         pid = check_write(events)
         self._check_open()
         check_key_sizes(pid, events)
-        if any(e.tags for e in events):
-            # Refused rather than stored without them: a tag query would miss them.
-            raise EventRejectedError(
-                f"the Cassandra journal does not store event tags yet ({pid!r}); "
-                "tag events on the SQLite or memory journal, or drop tags_for"
-            )
+        tagged = any(e.tags for e in events)
         first, last = events[0].sequence_nr, events[-1].sequence_nr
         path = self._writes
         path.enter()
         pending: PendingWrite | None = None
+        owners: OwnershipFence | None = None
+        epoch = 0
+        writer = events[0].writer_uuid
         try:
+            if self.settings.fencing == "epoch":
+                owners, epoch = await self._owner_epoch(pid, writer)
             partition = write_partition(first, last, self.settings.partition_size)
             if path.unsettled and pid in path.unsettled:
                 await path.settled(pid)  # an earlier write's outcome decides the fence
@@ -264,18 +299,36 @@ class CassandraJournal(Journal):
             known = path.highest.get(pid)
             if st is None or known is None:
                 st, known = await self._before_first_write(pid, first)
+            if first == 1 and known == 0 and st.tags is not None:
+                # A new id: listed before its first event is sent, so persistence_ids()
+                # holds every id with an event (and, should this write fail, maybe one
+                # without). Its own request: it would make a large event's batch span
+                # two partitions, which the server's batch size limit then applies to.
+                await self._session.execute(st.tags.insert_id, (pid,))
+                known = path.highest.get(pid, known)  # another write went first meanwhile?
             fence(pid, known, first)
+            writers = [
+                e.writer_uuid if owners is None else f"{e.writer_uuid}{EPOCH_MARK}{epoch}"
+                for e in events
+            ]
+            extra, taken = self._extra_rows(st, pid, events, writers, tagged=tagged)
             path.claim(pid, last)  # claimed now, so a concurrent stale write is refused
             rows: list[Row] = []
             size = 0
-            for e in events:
-                rows.append((pid, partition, e.sequence_nr, e.writer_uuid, e.timestamp,
+            for e, stored in zip(events, writers, strict=True):
+                rows.append((pid, partition, e.sequence_nr, stored, e.timestamp,
                              e.serializer_id, e.manifest, e.payload))  # fmt: skip
-                size += len(pid) + len(e.manifest) + len(e.payload) + len(e.writer_uuid)
+                size += len(pid) + len(e.manifest) + len(e.payload) + len(stored)
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            pending = PendingWrite(pid, first, last, rows, size + ROW_OVERHEAD * len(rows), fut)
+            size += ROW_OVERHEAD * len(rows)
+            pending = PendingWrite(pid, first, last, rows, size, fut, extra, logged=tagged)
             path.enqueue(st, pending)
             await fut
+            if tagged:
+                self._check_in_time(pid, first, last, taken)
+            self._acknowledged()
+            if owners is not None:
+                await owners.after_write(pid, writer, epoch, first, last)
         except asyncio.CancelledError:
             if pending is not None:
                 path.orphan(pending)  # its outcome, not this cancellation, decides the claim
@@ -290,6 +343,88 @@ class CassandraJournal(Journal):
         finally:
             if pending is None:
                 path.leave()  # nothing was queued: nothing to settle
+
+    def _extra_rows(
+        self,
+        st: _Statements,
+        pid: str,
+        events: Sequence[PersistentRepr],
+        writers: list[str],
+        *,
+        tagged: bool,
+    ) -> tuple[list[Any], int]:
+        """The bound rows written with ``events``: their tags' (in one LOGGED batch).
+
+        Returns them and the wall-clock microsecond the orderings were taken
+        at. Raises :class:`EventRejectedError` if one cannot be bound (nothing
+        was sent or claimed).
+        """
+        tags = st.tags
+        extra: list[Any] = []
+        micros = 0
+        if tags is None:
+            if tagged:  # refused rather than stored without them: a tag query would miss them
+                raise EventRejectedError(
+                    f"cannot store the tags of {pid!r}: keyspace {self.settings.keyspace} has no "
+                    "tag tables (tag_views, tag_buckets; see docs/persistence.md)"
+                )
+            return extra, micros
+        try:
+            if tagged:
+                micros = max(int(self._wall() * 1_000_000), self._last_micros + 1)
+                chosen = [e for e in events if e.tags]
+                orderings = [ordering_at(micros + i, self._instance) for i in range(len(chosen))]
+                self._last_micros = micros + len(chosen) - 1
+                stored = [w for e, w in zip(events, writers, strict=True) if e.tags]
+                extra += tag_rows(tags, chosen, stored, orderings)
+        except Exception as exc:  # a value the driver cannot bind: nothing was sent
+            raise EventRejectedError(
+                f"cassandra journal cannot store the events {events[0].sequence_nr}.."
+                f"{events[-1].sequence_nr} of {pid!r} (nothing stored): {exc}"
+            ) from exc
+        return extra, micros
+
+    def _check_in_time(self, pid: str, first: int, last: int, micros: int) -> None:
+        """Fail a tagged write acknowledged too late for tag queries (see ``_cassandra_tags``)."""
+        delay = self.settings.tag_delay_s
+        if delay > 0 and self._wall() * 1_000_000 - micros > delay * 1_000_000:
+            raise JournalWriteError(
+                f"cassandra write of {pid!r} sequence numbers {first}..{last} is stored, but "
+                f"was acknowledged more than tag_delay_s ({delay} s) after its tag orderings "
+                "were taken: a tag query may have passed them, so it is not acknowledged"
+            )
+
+    async def _owner_epoch(self, pid: str, writer: str) -> tuple[OwnershipFence, int]:
+        """The fence and the epoch ``writer`` owns ``pid`` under (it claims if it never did)."""
+        try:
+            fence = (await self._ready()).fence
+            assert fence is not None
+            return fence, await fence.before_write(pid, writer)
+        except JournalError:
+            raise
+        except Exception as exc:
+            raise JournalWriteError(f"cassandra: claiming {pid!r} failed: {exc}") from exc
+
+    async def claim_writer(self, persistence_id: str, writer_uuid: str) -> None:
+        """With ``fencing="epoch"``, make ``writer_uuid`` the owner (a lightweight transaction).
+
+        See :mod:`._cassandra_fencing`. Without fencing it does nothing.
+        Raises :class:`JournalWriteError` if the claim fails.
+        """
+        check_persistence_id(persistence_id)
+        self._check_open()
+        if self.settings.fencing != "epoch":
+            return
+        try:
+            fence = (await self._ready()).fence
+            assert fence is not None
+            await fence.claim(persistence_id, writer_uuid)
+        except JournalError:
+            raise
+        except Exception as exc:
+            raise JournalWriteError(
+                f"cassandra: claiming {persistence_id!r} failed: {exc}"
+            ) from exc
 
     async def _before_first_write(self, pid: str, first: int) -> tuple[_Statements, int]:
         """Set up if needed, and read ``pid``'s highest sequence number if not known yet."""
@@ -319,6 +454,8 @@ class CassandraJournal(Journal):
         if walk.highest == hint > deleted and not await self._stored(st, pid, hint):
             # Covered by the caller's snapshot, but not in the journal: see Journal.
             await self._session.execute(st.set_deleted_to, (hint, pid))
+            if st.tags is not None:  # the id is held now: listed by persistence_ids()
+                await self._session.execute(st.tags.insert_id, (pid,))
         return walk.highest
 
     async def _stored(self, st: _Statements, pid: str, sequence_nr: int) -> bool:
@@ -467,6 +604,74 @@ class CassandraJournal(Journal):
         except Exception as exc:
             raise JournalReadError(f"cassandra: listing repairs failed: {exc}") from exc
         return sorted(Repair(*row) for row in rows) if rows else []
+
+    # -- queries ----------------------------------------------------------------------
+
+    async def _tag_statements(self, what: str) -> TagStatements:
+        self._check_open()
+        try:
+            st = await self._ready()
+        except Exception as exc:
+            raise JournalReadError(f"cassandra: {what} failed: {exc}") from exc
+        if st.tags is None:
+            raise NotImplementedError(
+                f"keyspace {self.settings.keyspace} has no tag tables: cannot do {what}"
+            )
+        return st.tags
+
+    async def persistence_ids(self, after: str = "", limit: int = 1000) -> list[str]:
+        """See :meth:`Journal.persistence_ids`; ids are listed from the ``persistence_ids``
+        table (written with an id's first event or its deletion marker)."""
+        check_ids_page(after, limit)
+        tags = await self._tag_statements("listing persistence ids")
+        try:
+            rows = await self._session.execute(tags.ids, (after, limit))
+        except Exception as exc:
+            raise JournalReadError(f"cassandra: listing persistence ids failed: {exc}") from exc
+        return [str(row[0]) for row in rows]
+
+    async def tagged_events(
+        self, tag: str, after: int, limit: int
+    ) -> tuple[int, list[tuple[int, PersistentRepr]]]:
+        """See :meth:`Journal.tagged_events`; only events ordered at least
+        ``CassandraSettings.tag_delay_s`` ago are read (see ``_cassandra_tags``)."""
+        check_tag(tag)
+        check_ids_page("", limit)
+        tags = await self._tag_statements(f"tag query {tag!r}")
+        now = self._wall()
+        upper = ordering_at(int((now - self.settings.tag_delay_s) * 1_000_000), 0xFF)
+        if upper <= after:
+            end = ordering_at(int((now + _FUTURE_ORDERINGS_S) * 1_000_000), 0xFF)
+            if after > end:  # later than any writer's clock could be
+                raise offset_beyond_end(tag, after, end)
+            return after, []
+        execute = self._session.execute
+        try:
+            low, high = bucket_of(after), bucket_of(upper)
+            if low == high:
+                buckets = [low]
+            else:
+                buckets = [int(r[0]) for r in await execute(tags.buckets, (tag, low, high))]
+            rows: list[Any] = []
+            start = after
+            for bucket in buckets:
+                rows += await execute(tags.read_tag, (tag, bucket, start, upper, limit - len(rows)))
+                if len(rows) >= limit:
+                    break
+            if not rows:
+                return after, []
+            pids = list({str(row[1]) for row in rows})
+            deleted = {
+                str(p): int(d) for p, d in await execute(tags.deleted_to, (pids,)) if d is not None
+            }
+        except Exception as exc:
+            raise JournalReadError(f"cassandra: tag query {tag!r} failed: {exc}") from exc
+        found = [
+            (ordering, PersistentRepr(pid, seq, ser, man, event, writer, ts, (tag,)))
+            for ordering, pid, seq, writer, ts, ser, man, event in rows
+            if seq > deleted.get(pid, 0)
+        ]
+        return int(rows[-1][0]), found
 
     # -- deleting ---------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
 from ._cassandra_grouping import MAX_GROUP_BYTES, MAX_GROUP_PARTITIONS
 
@@ -105,6 +105,25 @@ class CassandraSettings:
     writes wait; past it the claim is dropped with a warning (see
     ``CassandraJournal``)."""
 
+    tag_delay_s: float = 1.0
+    """Tag queries read only events whose orderings (the writer's wall clock)
+    are at least this old, and a tagged write acknowledged later than this
+    after its orderings were taken fails with ``JournalWriteError``. So a
+    tag query never misses an acknowledged event while the writers' clocks
+    lag the reader's by less than this minus the writes' latency. ``0``
+    reads up to the present: exact for a single journal instance."""
+
+    fencing: Literal["none", "epoch"] = "none"
+    """How writers on different nodes are kept apart (``docs/persistence.md``).
+    ``"none"``: each journal instance fences its own writers (a stale
+    incarnation on the same node is refused); a second node's writer is not
+    prevented, and replay repairs numbers stored twice (newer writer wins).
+    ``"epoch"``: an incarnation claims its persistence id when it starts (one
+    lightweight transaction), and every write is checked against the claim
+    after it is stored (one shared read per event-loop turn), so a stale
+    owner on any node is never acknowledged a write. Needs the ``owners``
+    table."""
+
     def __post_init__(self) -> None:
         if not _IDENT.fullmatch(self.keyspace):
             raise ValueError(f"invalid keyspace name {self.keyspace!r}")
@@ -121,6 +140,10 @@ class CassandraSettings:
             raise ValueError("group_max_partitions and group_max_bytes must be positive")
         if self.max_in_flight < 1:
             raise ValueError("max_in_flight must be positive")
+        if not 0 <= self.tag_delay_s < float("inf"):
+            raise ValueError("tag_delay_s must be >= 0 and finite")
+        if self.fencing not in ("none", "epoch"):
+            raise ValueError(f"fencing is 'none' or 'epoch', not {self.fencing!r}")
         if not 0 <= self.settle_timeout_s < float("inf"):
             raise ValueError("settle_timeout_s must be >= 0 and finite")
 

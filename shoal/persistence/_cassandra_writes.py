@@ -94,12 +94,24 @@ def check_key_sizes(pid: str, events: Sequence[PersistentRepr]) -> None:
 class PendingWrite:
     """One accepted write, from its claim until its outcome is known."""
 
-    __slots__ = ("bound", "first", "fut", "last", "orphaned", "pid", "rows", "settled", "size")
+    __slots__ = ("bound", "extra", "first", "fut", "last", "logged", "orphaned", "pid", "rows",
+                 "settled", "size")  # fmt: skip
 
     def __init__(
-        self, pid: str, first: int, last: int, rows: list[Row], size: int, fut: asyncio.Future[None]
+        self,
+        pid: str,
+        first: int,
+        last: int,
+        rows: list[Row],
+        size: int,
+        fut: asyncio.Future[None],
+        extra: list[Any] | None = None,
+        *,
+        logged: bool = False,
     ) -> None:
         self.pid = pid
+        self.extra = extra or []  # bound statements sent with the rows (tags, the id)
+        self.logged = logged  # sent alone, as a LOGGED batch (rows in several partitions)
         self.first = first
         self.last = last
         self.rows = rows
@@ -239,7 +251,7 @@ class WritePath:
         ready: list[PendingWrite] = []
         for write in queued:
             try:
-                write.bound = [st.insert.bind(row) for row in write.rows]
+                write.bound = [st.insert.bind(row) for row in write.rows] + write.extra
             except Exception as exc:  # e.g. a str that is not valid text: nothing was sent
                 rejected = EventRejectedError(
                     f"cassandra journal cannot store events {write.first}..{write.last} of "
@@ -248,7 +260,10 @@ class WritePath:
                 rejected.__cause__ = exc
                 self._outcome(write, rejected)
                 continue
-            ready.append(write)
+            if write.logged:
+                self._send_group(st, [write])
+            else:
+                ready.append(write)
         settings = self.settings
         sizes = [w.size for w in ready]
         for group in group_writes(sizes, settings.group_max_partitions, settings.group_max_bytes):
@@ -258,7 +273,8 @@ class WritePath:
         if len(writes) == 1 and len(writes[0].bound) == 1:
             statement = writes[0].bound[0]
         else:
-            statement = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=st.write_cl)
+            kind = BatchType.LOGGED if writes[0].logged else BatchType.UNLOGGED
+            statement = BatchStatement(batch_type=kind, consistency_level=st.write_cl)
             for write in writes:
                 for bound in write.bound:
                     statement.add(bound)
@@ -368,7 +384,8 @@ class WritePath:
 
     def _batch(self, write: PendingWrite) -> BatchStatement:
         consistency = write.bound[0].consistency_level
-        statement = BatchStatement(batch_type=BatchType.UNLOGGED, consistency_level=consistency)
+        kind = BatchType.LOGGED if write.logged else BatchType.UNLOGGED
+        statement = BatchStatement(batch_type=kind, consistency_level=consistency)
         for bound in write.bound:
             statement.add(bound)
         return statement

@@ -54,6 +54,19 @@ class SequenceConflictError(JournalError):
         self.got = got
 
 
+class OwnershipLostError(JournalWriteError):
+    """A write by an incarnation that no longer owns its persistence id.
+
+    Raised by :meth:`Journal.write` of the Cassandra journal with
+    ``CassandraSettings.fencing = "epoch"`` when another writer claimed the
+    id (:meth:`Journal.claim_writer`) after this one: found before sending
+    (nothing stored) or by the check after the write was stored (then it may
+    be stored, and the new owner's events supersede it; see
+    ``docs/persistence.md``). Either way the write is not acknowledged, and
+    a :class:`PersistentActor` stops on it, like on any journal failure.
+    """
+
+
 class JournalReadError(JournalError):
     """Reading the journal (replay, highest sequence number) failed in the storage layer.
 

@@ -18,6 +18,7 @@ that is not a non-empty, valid text ``str`` with ``ValueError`` (see
 from __future__ import annotations
 
 import abc
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Final
 
@@ -35,6 +36,7 @@ __all__ = [
     "check_tags",
     "check_write",
     "fence",
+    "offset_beyond_end",
     "validate_chunk",
 ]
 
@@ -173,6 +175,15 @@ def fence(persistence_id: str, highest: int, first_sequence_nr: int) -> None:
         raise SequenceConflictError(persistence_id, highest + 1, first_sequence_nr)
 
 
+def offset_beyond_end(tag: str, after: int, end: int) -> ValueError:
+    """The error of a tag query started after ``after`` when the journal's orderings end at
+    ``end``."""
+    return ValueError(
+        f"offset {after} is beyond the end of the journal's tag orderings ({end}) for tag "
+        f"{tag!r}: an Offset is only valid for the journal that yielded it"
+    )
+
+
 def validate_chunk(persistence_id: str, expected: int, chunk: Sequence[PersistentRepr]) -> int:
     """Check that a replayed chunk continues at ``expected`` without gaps or duplicates.
 
@@ -290,6 +301,29 @@ class Journal(abc.ABC):
         Idempotent. Any later call raises :class:`PluginClosedError`.
         """
 
+    _next_write: asyncio.Future[None] | None = None
+
+    def next_write(self) -> asyncio.Future[None]:
+        """A future done when this instance next acknowledges a write (of any id).
+
+        Live queries wait on it besides their poll timer, so they see a write
+        made through the same journal instance at once; writes of other
+        processes are seen at the next poll. Never fails; do not cancel it
+        (it is shared). Call it from the journal's event loop.
+        """
+        fut = self._next_write
+        if fut is None or fut.done():
+            fut = self._next_write = asyncio.get_running_loop().create_future()
+        return fut
+
+    def _acknowledged(self) -> None:
+        """Plugins call it after acknowledging writes: wakes :meth:`next_write` waiters."""
+        fut = self._next_write
+        if fut is not None:
+            self._next_write = None
+            if not fut.done():
+                fut.set_result(None)
+
     async def claim_writer(self, persistence_id: str, writer_uuid: str) -> None:
         """Make ``writer_uuid`` the only incarnation allowed to write ``persistence_id``.
 
@@ -321,8 +355,10 @@ class Journal(abc.ABC):
         acknowledged before it, so reading on from the last ordering seen
         never misses an acknowledged event nor repeats one. Returns the last
         ordering examined (``after`` if none; deleted events are examined but
-        not returned) and the ``(ordering, event)`` pairs found. Plugins that
-        do not store tags raise ``NotImplementedError`` (the default).
+        not returned) and the ``(ordering, event)`` pairs found. ``after``
+        beyond every ordering the journal has given out (an offset from
+        another journal, or made up) raises ``ValueError``. Plugins that do
+        not store tags raise ``NotImplementedError`` (the default).
         """
         raise NotImplementedError(f"{type(self).__qualname__} cannot query tags")
 

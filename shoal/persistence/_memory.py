@@ -24,6 +24,7 @@ from ._journal import (
     check_tag,
     check_write,
     fence,
+    offset_beyond_end,
 )
 from ._snapshot import LATEST, SnapshotRecord, SnapshotSelectionCriteria, SnapshotStore
 
@@ -68,6 +69,7 @@ class MemoryJournal(Journal):
             for tag in event.tags:
                 self._ordering += 1
                 self._tags.setdefault(tag, []).append((self._ordering, pid, event.sequence_nr))
+        self._acknowledged()
 
     async def replay(
         self,
@@ -125,6 +127,8 @@ class MemoryJournal(Journal):
         check_tag(tag)
         check_ids_page("", limit)
         self._check_open()
+        if after > self._ordering:
+            raise offset_beyond_end(tag, after, self._ordering)
         rows = self._tags.get(tag, [])
         start = bisect.bisect_right(rows, after, key=lambda row: row[0])
         last = after

@@ -1,10 +1,13 @@
 """Read-side queries over a journal: events by persistence id or by tag, all ids; current, live.
 
 A *current* query yields what is stored when it runs, then ends. A *live*
-query yields the same, then keeps following the persistence id: it polls the
-journal every ``poll_interval`` seconds (on the given clock) and yields each
-newly stored event, until it reaches ``to_sequence_nr`` or the consumer stops
-iterating. Either kind yields every event exactly once, in sequence order: it
+query yields the same, then keeps following the persistence id: it reads
+again as soon as the journal instance it reads acknowledges a write
+(:meth:`Journal.next_write`: writes made in this process through that
+instance), and otherwise every ``poll_interval`` seconds (on the given
+clock: writes of other processes), and yields each newly stored event,
+until it reaches ``to_sequence_nr`` or the consumer stops iterating.
+Either kind yields every event exactly once, in sequence order: it
 resumes each poll after the last sequence number it yielded, and journals
 store a persistence id's events gap-free and apply its writes whole and in
 order. Deleted events are skipped.
@@ -186,15 +189,16 @@ class JournalQueries:
         ahead: asyncio.Future[_Page] | None = None
         try:
             while True:
+                written = journal.next_write() if live else None  # before the read: no miss
                 if ahead is None:
                     last, found = await journal.tagged_events(tag, after, page_size)
                 else:
                     last, found = await ahead
                     ahead = None
                 if last == after:  # nothing new
-                    if not live:
+                    if written is None:
                         return
-                    await clock.sleep(self._poll_interval)
+                    await self._wait(clock, written)
                     continue
                 after = last
                 # Read the next page while the consumer handles this one.
@@ -230,6 +234,7 @@ class JournalQueries:
         clock = self._clock if self._clock is not None else LoopClock()
         seen: set[str] = set()
         while True:
+            written = self._journal.next_write() if live else None
             after = ""
             while True:
                 page = await self._journal.persistence_ids(after, page_size)
@@ -241,9 +246,19 @@ class JournalQueries:
                 if len(page) < page_size:
                     break
                 after = page[-1]
-            if not live:
+            if written is None:
                 return
-            await clock.sleep(self._poll_interval)
+            await self._wait(clock, written)
+
+    async def _wait(self, clock: Clock, written: asyncio.Future[None]) -> None:
+        """Until the next poll, or sooner if this journal instance acknowledges a write."""
+        if written.done():
+            return
+        timer = asyncio.ensure_future(clock.sleep(self._poll_interval))
+        try:
+            await asyncio.wait({timer, written}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
 
     @staticmethod
     def _check(persistence_id: str, from_sequence_nr: int, to_sequence_nr: int) -> None:
@@ -258,6 +273,7 @@ class JournalQueries:
         clock = self._clock if self._clock is not None else LoopClock()
         bounded = live and to_sequence_nr < MAX_SEQUENCE_NR
         while next_nr <= to_sequence_nr:
+            written = self._journal.next_write() if live else None  # before the read: no miss
             # Read before the replay: if the end was already stored then, this replay
             # covers it, and what it did not yield up to the end is deleted.
             end_stored = (
@@ -271,9 +287,9 @@ class JournalQueries:
                     for event in chunk:
                         yield event
                     next_nr = chunk[-1].sequence_nr + 1
-            if not live or end_stored:
+            if written is None or end_stored:
                 return
-            await clock.sleep(self._poll_interval)
+            await self._wait(clock, written)
 
 
 async def _chunks(

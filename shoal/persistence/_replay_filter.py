@@ -7,8 +7,10 @@ the same numbers. Both rows stay (``writer_uuid`` is part of the key).
 
 The rule, applied identically by every replay so every recovery sees the same
 events: at the first sequence number two writers share, the *newer* writer is
-the one whose event there has the later ``(timestamp, writer_uuid)`` (the
-timestamp is its writer's wall clock when it persisted; the newer incarnation
+the one whose event there has the later ``(epoch, timestamp, writer_uuid)``:
+the ownership epoch its writer claimed (with ``fencing="epoch"``, carried in
+the stored writer id, see :func:`writer_epoch`; 0 otherwise), then the
+timestamp, its writer's wall clock when it persisted (the newer incarnation
 persisted after recovering, so after the old one's event). The newer writer's
 events are kept; the older writer's events from that number on are dropped,
 each reported as a :class:`Repair` (the journal logs a warning, counts them
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from ._errors import JournalCorruptionError
 from ._journal import PersistentRepr
 
-__all__ = ["Repair", "ReplayFilter"]
+__all__ = ["EPOCH_MARK", "Repair", "ReplayFilter", "writer_epoch"]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -48,8 +50,24 @@ class Repair:
     detected_at: int = 0
 
 
+EPOCH_MARK = "#epoch="
+"""With ownership fencing, a stored writer id ends with this and the writer's epoch."""
+
+
+def writer_epoch(writer_uuid: str) -> int:
+    """The ownership epoch a stored writer id carries (``<writer>#epoch=<n>``), 0 if none."""
+    if EPOCH_MARK not in writer_uuid:
+        return 0
+    digits = writer_uuid.rpartition(EPOCH_MARK)[2]
+    return int(digits) if digits.isdigit() and digits.isascii() else 0
+
+
 def _newer(a: PersistentRepr, b: PersistentRepr) -> bool:
-    return (a.timestamp, a.writer_uuid) > (b.timestamp, b.writer_uuid)
+    return (writer_epoch(a.writer_uuid), a.timestamp, a.writer_uuid) > (
+        writer_epoch(b.writer_uuid),
+        b.timestamp,
+        b.writer_uuid,
+    )
 
 
 class ReplayFilter:

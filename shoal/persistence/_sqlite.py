@@ -182,6 +182,7 @@ class SqliteJournal(Journal):
     def _committed(self, batch: list[_Pending], outcomes: Sequence[Exception | None]) -> None:
         """On the loop: acknowledge a flush; have the WAL emptied within the interval."""
         _complete(batch, outcomes)
+        self._acknowledged()
         # Armed after a commit, not at a write: a flush still running when the
         # timer fires arms the next one, so the last commit is always followed
         # by a checkpoint. One timer per interval, not one per flush.

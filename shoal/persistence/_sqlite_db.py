@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from ._errors import EventRejectedError, JournalWriteError, SequenceConflictError
-from ._journal import PersistentRepr
+from ._journal import PersistentRepr, offset_beyond_end
 
 __all__ = [
     "GroupCommitter",
@@ -185,7 +185,15 @@ def read_tag(
             found.append(
                 (ordering, PersistentRepr(pid, seq, ser, man, payload, writer, ts, (tag,)))
             )
+    if last == after and after > 0:  # nothing past it: is it past every ordering given out?
+        row = conn.execute(_LAST_ORDERING).fetchone()
+        end = int(row[0]) if row is not None else 0
+        if after > end:
+            raise offset_beyond_end(tag, after, end)
     return last, found
+
+
+_LAST_ORDERING: Final = "SELECT seq FROM sqlite_sequence WHERE name = 'journal_tags'"
 
 
 _DELETED_TO: Final = "SELECT deleted_to FROM journal_meta WHERE persistence_id = ?"

@@ -318,6 +318,9 @@ class FaultyJournal(Journal):
     async def claim_writer(self, persistence_id: str, writer_uuid: str) -> None:
         await self.inner.claim_writer(persistence_id, writer_uuid)
 
+    def next_write(self) -> asyncio.Future[None]:
+        return self.inner.next_write()
+
     async def delete_to(self, persistence_id: str, to_sequence_nr: int) -> None:
         await self._faults.enter("delete_to", persistence_id)
         await self.inner.delete_to(persistence_id, to_sequence_nr)

@@ -82,8 +82,16 @@ class RegionMetrics:
 
 
 @dataclass(frozen=True, slots=True)
+class _LeftCheck:
+    """To itself while leaving: done once no shard runs here and nothing is buffered."""
+
+
+@dataclass(frozen=True, slots=True)
 class GracefulStop:
     """Local: the node is going away; move every shard off, then complete ``done``.
+
+    ``done`` completes once no shard runs here and every message buffered
+    here has been sent on to its shard's new home.
 
     Without ``hand_off`` (the node was downed or removed: the others may
     already place its shards anew) every shard stops at once instead.
@@ -125,6 +133,7 @@ class Region(Actor):
         self._waiting: dict[int, int] = {}  # shard -> messages stashed for it
         self._serialization = self.ctx.system.serialization
         self._leaving: asyncio.Future[None] | None = None
+        self._leaving_hands_off = True
         limit = settings.active_entity_limit
         self._active = ActiveEntities(limit) if limit is not None else None
         # Direct routes around this actor and its shards (see _routes): kept in
@@ -163,6 +172,9 @@ class Region(Actor):
                     self._route(msg.shard, msg)
             case ShardHome(shard, region):
                 self._home(shard, region)
+                self._check_left()
+            case _LeftCheck():
+                self._left_check()
             case RegisterAck(coordinator):
                 if self._coordinator != coordinator:
                     if self._coordinator is not None:
@@ -189,6 +201,7 @@ class Region(Actor):
                 return dict(self._shards)
             case GracefulStop(done, hand_off):
                 self._leaving = done
+                self._leaving_hands_off = hand_off
                 if hand_off:
                     self._to_coordinator(GracefulLeave(self.ctx.ref))
                 else:
@@ -405,8 +418,18 @@ class Region(Actor):
                 self._sync(shard_no)
 
     def _check_left(self) -> None:
+        # Checked behind what the mailbox holds: messages just unstashed for a new
+        # home are forwarded (or stashed again) before the region may call it done.
         if self._leaving is not None and not self._shards and not self._leaving.done():
-            self._leaving.set_result(None)
+            self.ctx.ref.tell(_LeftCheck())
+
+    def _left_check(self) -> None:
+        leaving = self._leaving
+        if leaving is None or leaving.done() or self._shards:
+            return
+        if self._waiting and self._leaving_hands_off:
+            return  # buffered messages wait for their shards' new homes (time-boxed phase)
+        leaving.set_result(None)
 
     # -- talking to the coordinator -----------------------------------------------------
 

@@ -13,7 +13,7 @@ const PAGE = 50; // messages per history page
 const STORE = "shoal-chat";
 const BACKOFF_MIN_MS = 250;
 const BACKOFF_MAX_MS = 8000;
-const TYPING_SEND_MS = 1000;
+const TYPING_SEND_MS = 1500; // above the server's 1 s throttle, below the 3 s expiry
 
 const $ = (id) => document.getElementById(id);
 
@@ -33,6 +33,7 @@ const state = {
   rooms: new Map(), // room id -> Room
   current: null, // room id on screen
   lastTypingSent: 0,
+  typingTimer: null,
   notices: null,
 };
 
@@ -47,6 +48,7 @@ class Room {
     this.oldest = null; // lowest seq loaded from history
     this.more = true; // older messages exist
     this.loading = false;
+    this.historyBefore = null; // before_seq of the history request in flight
     this.online = new Set();
     this.typing = new Map(); // user -> {channel, until}
     this.unread = 0;
@@ -353,6 +355,7 @@ function requestHistory(room, beforeSeq) {
   if (room.loading) return;
   if (send({ type: "history", room: room.id, before_seq: beforeSeq, limit: PAGE })) {
     room.loading = true;
+    room.historyBefore = beforeSeq;
   }
 }
 
@@ -429,7 +432,9 @@ function onError(frame) {
   if (item) {
     if (frame.code === "rate_limited" || frame.code === "unavailable") {
       // Not stored (or not yet): the same id again later is stored at most once.
-      const wait = typeof frame.retry_after_ms === "number" ? frame.retry_after_ms : 1000;
+      item.retries = (item.retries || 0) + 1;
+      const backoff = Math.min(BACKOFF_MAX_MS, 500 * 2 ** Math.min(item.retries - 1, 4));
+      const wait = typeof frame.retry_after_ms === "number" ? frame.retry_after_ms : backoff;
       setTimeout(() => {
         if (room.pending.get(item.id) === item && item.state === "pending") transmit(room, item);
       }, wait);
@@ -439,6 +444,16 @@ function onError(frame) {
     }
     render();
     return;
+  }
+  if (room && room.loading && frame.code !== "rate_limited") {
+    // Most likely the answer to the history request in flight: ask again later.
+    room.loading = false;
+    if (frame.code === "unavailable") {
+      setTimeout(() => {
+        if (state.rooms.get(room.id) === room) requestHistory(room, room.historyBefore);
+      }, 1000);
+      return;
+    }
   }
   if (frame.code === "rate_limited") return;
   if (room && frame.code === "not_joined") joinRoom(room);
@@ -524,10 +539,21 @@ function selectChannel(name) {
 }
 
 function typing() {
+  // At most one `typing` a second; keys pressed inside that second are
+  // announced once it is over (if the box is not empty by then).
+  const wait = state.lastTypingSent + TYPING_SEND_MS - Date.now();
+  if (wait > 0) {
+    if (!state.typingTimer) {
+      state.typingTimer = setTimeout(() => {
+        state.typingTimer = null;
+        if ($("text").value) typing();
+      }, wait);
+    }
+    return;
+  }
   const room = state.rooms.get(state.current);
-  const now = Date.now();
-  if (!room || !room.joined || now - state.lastTypingSent < TYPING_SEND_MS) return;
-  state.lastTypingSent = now;
+  if (!room || !room.joined) return;
+  state.lastTypingSent = Date.now();
   send({ type: "typing", room: room.id, channel: room.channel });
 }
 

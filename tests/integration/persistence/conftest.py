@@ -77,6 +77,7 @@ def cassandra_settings(cassandra_contact_points: list[str]) -> Iterator[Cassandr
         contact_points=tuple(cassandra_contact_points),
         keyspace=f"shoal_tck_{uuid.uuid4().hex[:12]}",
         request_timeout_s=30.0,
+        tag_delay_s=0.0,  # one writer instance at a time: tag queries read up to the present
     )
     yield settings
     _drop_keyspace(settings)

@@ -59,6 +59,7 @@ async def test_journal_and_snapshots_share_one_session(
         ({"contact_points": ()}, "contact point"),
         ({"replay_chunk_size": 0}, "replay_chunk_size"),
         ({"group_max_partitions": 0}, "group_max"),
+        ({"fencing": "paxos"}, "fencing"),
     ],
 )
 def test_settings_are_validated(changes: dict[str, object], error: str) -> None:

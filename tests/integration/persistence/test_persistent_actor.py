@@ -431,12 +431,6 @@ class TaggedAccount(Account):
 async def test_tags_for_tags_persisted_events(system: ActorSystem, pid: str) -> None:
     journal = system.extension(Persistence).journal
     ref = spawn(system, pid, cls=TaggedAccount)
-    if isinstance(journal, CassandraJournal):
-        # No tag storage there yet: a tagged event is refused, never stored untagged.
-        with pytest.raises(EventRejectedError, match="does not store event tags"):
-            await ref.ask(Deposit(5))
-        assert await ref.ask(Balance()) == (0, 0)
-        return
     await ref.ask(Deposit(5))
     await ref.ask(Deposit(100, times=2))
     with pytest.raises(EventRejectedError, match="tag"):
@@ -444,7 +438,11 @@ async def test_tags_for_tags_persisted_events(system: ActorSystem, pid: str) -> 
     assert await ref.ask(Balance()) == (205, 3)  # a bad tag rejects only that write
     try:
         queries = JournalQueries(journal, clock=ManualClock())
-        big = [e.event.sequence_nr async for e in queries.current_events_by_tag("big")]
+        big = [
+            e.event.sequence_nr
+            async for e in queries.current_events_by_tag("big")
+            if e.event.persistence_id.endswith(pid)  # Cassandra's keyspace is shared
+        ]
     except NotImplementedError:
         pytest.skip("this journal does not store tags yet")
     assert big == [2, 3]

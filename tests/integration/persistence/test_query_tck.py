@@ -139,8 +139,6 @@ async def test_live_events_of_an_unwritten_id(
 async def test_current_and_live_persistence_ids(
     journal_kit: JournalKit, pid: str, clock: ManualClock
 ) -> None:
-    if journal_kit.kind == "cassandra":
-        pytest.skip("the Cassandra journal cannot list persistence ids yet")
     journal = journal_kit.open()
     ids = [f"{pid}-{n}" for n in (3, 1, 2)]
     for p in ids:
@@ -148,9 +146,9 @@ async def test_current_and_live_persistence_ids(
     await journal.highest_sequence_nr(f"{pid}-0", 5)  # a deletion marker alone holds an id
     q = JournalQueries(journal, poll_interval=INTERVAL, clock=clock)
     expected = sorted([*ids, f"{pid}-0"])
-    assert [p async for p in q.current_persistence_ids(page_size=2)] == expected
+    assert ours(pid, [p async for p in q.current_persistence_ids(page_size=2)]) == expected
     assert await journal.persistence_ids(expected[1], 2) == expected[2:]
-    live = Follower(q.persistence_ids(page_size=2), clock)
+    live = Follower(Ours(pid, q.persistence_ids(page_size=2)), clock)
     assert [await live.next() for _ in expected] == expected
     await write(journal, f"{pid}-00", 1, 1)  # sorts before ids already yielded
     await write(journal, pid, 1, 1)  # sorts before all
@@ -167,8 +165,6 @@ async def test_current_and_live_persistence_ids(
 async def test_bad_id_pages_are_refused(
     journal_kit: JournalKit, after: object, limit: object, error: type
 ) -> None:
-    if journal_kit.kind == "cassandra":
-        pytest.skip("the Cassandra journal cannot list persistence ids yet")
     journal = journal_kit.open()
     with pytest.raises(error):
         await journal.persistence_ids(after, limit)  # type: ignore[arg-type]
@@ -176,73 +172,92 @@ async def test_bad_id_pages_are_refused(
         q = JournalQueries(journal, clock=ManualClock())
         with pytest.raises(error):
             q.current_persistence_ids(page_size=limit)  # type: ignore[arg-type]
-    assert await journal.persistence_ids() == []
+    if journal_kit.kind != "cassandra":  # its keyspace is shared by the whole session
+        assert await journal.persistence_ids() == []
+
+
+def ours(pid: str, ids: list[str]) -> list[str]:
+    """The ids of this test (Cassandra's keyspace holds every test's)."""
+    return [p for p in ids if p.startswith(pid)]
+
+
+class Ours:
+    """A live id query, keeping only this test's ids."""
+
+    def __init__(self, pid: str, ids: AsyncIterator[str]) -> None:
+        self.pid = pid
+        self.ids = ids
+
+    def __aiter__(self) -> Ours:
+        return self
+
+    async def __anext__(self) -> str:
+        while True:
+            found = await anext(self.ids)
+            if found.startswith(self.pid):
+                return found
 
 
 def tagged(pid: str, seq: int, *tags: str) -> PersistentRepr:
     return PersistentRepr(pid, seq, 4, "tck:Event", f"{pid}-{seq}".encode(), "w", seq, tags)
 
 
-def no_tags_on(kit: JournalKit) -> None:
-    if kit.kind == "cassandra":
-        pytest.skip("the Cassandra journal does not store tags yet")
-
-
 async def test_current_events_by_tag_resume_exactly(
     journal_kit: JournalKit, pid: str, clock: ManualClock
 ) -> None:
-    no_tags_on(journal_kit)
     journal = journal_kit.open()
     a, b = f"{pid}-a", f"{pid}-b"
-    await journal.write([tagged(a, 1, "red"), tagged(a, 2), tagged(a, 3, "red", "blue")])
-    await journal.write([tagged(b, 1, "blue"), tagged(b, 2, "red")])
-    await journal.write([tagged(a, 4, "red")])
+    await journal.write(
+        [tagged(a, 1, f"{pid}:red"), tagged(a, 2), tagged(a, 3, f"{pid}:red", f"{pid}:blue")]
+    )
+    await journal.write([tagged(b, 1, f"{pid}:blue"), tagged(b, 2, f"{pid}:red")])
+    await journal.write([tagged(a, 4, f"{pid}:red")])
     q = JournalQueries(journal, clock=clock)
-    red = [e async for e in q.current_events_by_tag("red", page_size=2)]
+    red = [e async for e in q.current_events_by_tag(f"{pid}:red", page_size=2)]
     assert [(e.event.persistence_id, e.event.sequence_nr) for e in red] == [
         (a, 1), (a, 3), (b, 2), (a, 4)
     ]  # fmt: skip
     assert red[0].event.payload == f"{a}-1".encode()
-    assert all(e.event.tags == ("red",) for e in red)
+    assert all(e.event.tags == (f"{pid}:red",) for e in red)
     assert [e.offset for e in red] == sorted(e.offset for e in red)
     for i, envelope in enumerate(red):  # resuming after each offset yields exactly the rest
-        rest = [e async for e in q.current_events_by_tag("red", envelope.offset)]
+        rest = [e async for e in q.current_events_by_tag(f"{pid}:red", envelope.offset)]
         assert rest == red[i + 1 :]
-    assert [e.event.sequence_nr async for e in q.current_events_by_tag("blue")] == [3, 1]
-    assert [e async for e in q.current_events_by_tag("unknown-tag")] == []
+    assert [e.event.sequence_nr async for e in q.current_events_by_tag(f"{pid}:blue")] == [3, 1]
+    assert [e async for e in q.current_events_by_tag(f"{pid}:unknown-tag")] == []
     await journal.delete_to(a, 3)
-    left = [e async for e in q.current_events_by_tag("red")]
+    left = [e async for e in q.current_events_by_tag(f"{pid}:red")]
     assert [(e.event.persistence_id, e.event.sequence_nr) for e in left] == [(b, 2), (a, 4)]
     if journal_kit.durable:  # a second instance reads the same tags and offsets
         other = JournalQueries(journal_kit.open(), clock=clock)
-        assert [e async for e in other.current_events_by_tag("red")] == left
+        assert [e async for e in other.current_events_by_tag(f"{pid}:red")] == left
 
 
 async def test_live_events_by_tag_see_later_writes_once(
     journal_kit: JournalKit, pid: str, clock: ManualClock
 ) -> None:
-    no_tags_on(journal_kit)
     journal = journal_kit.open()
-    await journal.write([tagged(pid, 1, "t"), tagged(pid, 2)])
+    await journal.write([tagged(pid, 1, f"{pid}:t"), tagged(pid, 2)])
     q = JournalQueries(journal, poll_interval=INTERVAL, clock=clock)
-    live = Follower(q.events_by_tag("t", page_size=2), clock)
+    live = Follower(q.events_by_tag(f"{pid}:t", page_size=2), clock)
     first = await live.next()
     assert first.event.sequence_nr == 1
     await live.idle(polls=2)
-    await journal.write([tagged(pid, 3, "t"), tagged(pid, 4, "t"), tagged(pid, 5, "t")])
+    await journal.write(
+        [tagged(pid, 3, f"{pid}:t"), tagged(pid, 4, f"{pid}:t"), tagged(pid, 5, f"{pid}:t")]
+    )
     got = [await live.next() for _ in range(3)]
     assert [e.event.sequence_nr for e in got] == [3, 4, 5]
     await live.idle(polls=2)
     await live.close()
     # A restarted query resumes after the last offset handled, exactly.
-    resumed = Follower(q.events_by_tag("t", got[0].offset), clock)
+    resumed = Follower(q.events_by_tag(f"{pid}:t", got[0].offset), clock)
     assert [(await resumed.next()).event.sequence_nr for _ in range(2)] == [4, 5]
     await resumed.idle(polls=1)
     await resumed.close()
 
 
 async def test_bad_tags_and_offsets_are_refused(journal_kit: JournalKit, pid: str) -> None:
-    no_tags_on(journal_kit)
     journal = journal_kit.open()
     q = JournalQueries(journal, clock=ManualClock())
     with pytest.raises(ValueError, match="must not be empty"):
@@ -250,7 +265,7 @@ async def test_bad_tags_and_offsets_are_refused(journal_kit: JournalKit, pid: st
     with pytest.raises(TypeError, match="a tag is a str"):
         q.events_by_tag(3)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="starts after an Offset"):
-        q.current_events_by_tag("t", 5)  # type: ignore[arg-type]
+        q.current_events_by_tag(f"{pid}:t", 5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="never negative"):
         Offset(-1)
     with pytest.raises(TypeError, match="holds an int"):
@@ -260,16 +275,15 @@ async def test_bad_tags_and_offsets_are_refused(journal_kit: JournalKit, pid: st
             await journal.write([tagged(pid, 1, *bad)])
     with pytest.raises(TypeError, match="a tag is a str"):
         await journal.write([tagged(pid, 1, 3)])  # type: ignore[arg-type]
-    await journal.write([tagged(pid, 1, "ok")])  # the journal keeps working
-    assert [e.event.sequence_nr async for e in q.current_events_by_tag("ok")] == [1]
+    await journal.write([tagged(pid, 1, f"{pid}:ok")])  # the journal keeps working
+    assert [e.event.sequence_nr async for e in q.current_events_by_tag(f"{pid}:ok")] == [1]
 
 
 async def test_a_projection_resumes_after_its_stored_offset(
     journal_kit: JournalKit, pid: str
 ) -> None:
-    no_tags_on(journal_kit)
     journal = journal_kit.open()
-    await journal.write([tagged(pid, n, "p") for n in range(1, 6)])
+    await journal.write([tagged(pid, n, f"{pid}:p") for n in range(1, 6)])
     q = JournalQueries(journal, clock=ManualClock())
     seen: list[int] = []
 
@@ -281,16 +295,16 @@ async def test_a_projection_resumes_after_its_stored_offset(
 
     projection = Projection(journal, f"proj-{pid}", save_every=2)
     with pytest.raises(RuntimeError, match="handler failed"):
-        await projection.run(lambda offset: q.current_events_by_tag("p", offset), handle)
+        await projection.run(lambda offset: q.current_events_by_tag(f"{pid}:p", offset), handle)
     assert seen == [1, 2, 3, 4]  # stored after 2; 3 was handled but its offset not stored
     again = journal_kit.open() if journal_kit.durable else journal
     q2 = JournalQueries(again, clock=ManualClock())
     restarted = Projection(again, f"proj-{pid}", save_every=2)
-    await restarted.run(lambda offset: q2.current_events_by_tag("p", offset), handle)
+    await restarted.run(lambda offset: q2.current_events_by_tag(f"{pid}:p", offset), handle)
     assert seen == [1, 2, 3, 4, 3, 4, 5]  # at least once: 3 and 4 again, from the offset
     stored = await restarted.load_offset()
     assert stored is not None
-    assert [e async for e in q2.current_events_by_tag("p", stored)] == []
+    assert [e async for e in q2.current_events_by_tag(f"{pid}:p", stored)] == []
     assert len(await again.events(restarted.persistence_id)) == 1  # older offsets deleted
 
 
@@ -304,21 +318,68 @@ async def test_bad_projection_arguments(journal: Journal) -> None:
 
 
 async def test_tags_of_a_refused_write_are_not_stored(journal_kit: JournalKit, pid: str) -> None:
-    no_tags_on(journal_kit)
     journal = journal_kit.open()
-    await journal.write([tagged(pid, 1, "g")])
+    await journal.write([tagged(pid, 1, f"{pid}:g")])
     ids = [f"{pid}-{i}" for i in range(5)]
     outcomes = await asyncio.gather(  # one group commit, with one write fenced out
-        *(journal.write([tagged(p, 1, "g"), tagged(p, 2, "g")]) for p in ids),
-        journal.write([tagged(pid, 1, "g")]),
+        *(journal.write([tagged(p, 1, f"{pid}:g"), tagged(p, 2, f"{pid}:g")]) for p in ids),
+        journal.write([tagged(pid, 1, f"{pid}:g")]),
         return_exceptions=True,
     )
     assert outcomes[:5] == [None] * 5
     assert isinstance(outcomes[5], SequenceConflictError)
     q = JournalQueries(journal, clock=ManualClock())
     found = [
-        (e.event.persistence_id, e.event.sequence_nr) async for e in q.current_events_by_tag("g")
+        (e.event.persistence_id, e.event.sequence_nr)
+        async for e in q.current_events_by_tag(f"{pid}:g")
     ]
     assert sorted(found) == sorted([(pid, 1)] + [(p, n) for p in ids for n in (1, 2)])
     per_id = {p: [n for other, n in found if other == p] for p in ids}
     assert all(ns == [1, 2] for ns in per_id.values())  # each id's events in sequence order
+
+
+async def test_live_queries_wake_on_a_write_through_the_same_journal(
+    journal: Journal, pid: str, clock: ManualClock
+) -> None:
+    tag = f"{pid}:woken"
+    q = JournalQueries(journal, poll_interval=3600.0, clock=clock)  # never polls again here
+    queries: list[AsyncIterator[object]] = [
+        q.events_by_persistence_id(pid),
+        q.events_by_tag(tag),
+        Ours(pid, q.persistence_ids()),
+    ]
+    nexts = [asyncio.ensure_future(anext(query)) for query in queries]
+    try:
+        while clock.pending < len(nexts):  # each has read nothing and waits for its poll
+            await asyncio.wait(nexts, timeout=0.01)
+            assert not any(n.done() for n in nexts)
+        await journal.write([tagged(pid, 1, tag)])
+        by_id, by_tag, new_id = await asyncio.wait_for(asyncio.gather(*nexts), 30)
+        assert isinstance(by_id, PersistentRepr)
+        assert by_id.sequence_nr == 1
+        assert isinstance(by_tag, EventEnvelope)
+        assert by_tag.event.sequence_nr == 1
+        assert new_id == pid
+        assert clock.now() == 0  # woken by the write, not by a poll
+    finally:
+        for n in nexts:
+            n.cancel()
+        for query in queries:
+            close = getattr(query, "aclose", None)
+            if close is not None:
+                await close()
+
+
+async def test_an_offset_beyond_the_end_is_a_clear_error(
+    journal: Journal, pid: str, clock: ManualClock
+) -> None:
+    tag = f"{pid}:end"
+    await journal.write([tagged(pid, 1, tag)])
+    q = JournalQueries(journal, poll_interval=INTERVAL, clock=clock)
+    [envelope] = [e async for e in q.current_events_by_tag(tag)]
+    assert [e async for e in q.current_events_by_tag(tag, envelope.offset)] == []  # the end
+    for query in (q.current_events_by_tag, q.events_by_tag):
+        with pytest.raises(ValueError, match="beyond the end"):
+            await anext(query(tag, Offset(2**62)))
+    await journal.write([tagged(pid, 2, tag)])  # the journal goes on
+    assert [e.event.sequence_nr async for e in q.current_events_by_tag(tag)] == [1, 2]

@@ -68,6 +68,7 @@ def test_public_names_are_pinned() -> None:
             "JournalError",
             "JournalWriteError",
             "SequenceConflictError",
+            "OwnershipLostError",
             "JournalReadError",
             "JournalCorruptionError",
             "EventDecodeError",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shoal.persistence import JournalCorruptionError, PersistentRepr
-from shoal.persistence._replay_filter import Repair, ReplayFilter
+from shoal.persistence._replay_filter import Repair, ReplayFilter, writer_epoch
 
 
 def row(seq: int, writer: str, timestamp: int) -> PersistentRepr:
@@ -95,3 +95,26 @@ def test_events_are_held_back_by_the_window_only() -> None:
     assert [e.sequence_nr for e in f.finish()] == [4, 5]
     with pytest.raises(ValueError, match="window"):
         ReplayFilter("p", window=0)
+
+
+def test_a_higher_ownership_epoch_wins_whatever_the_clocks_say() -> None:
+    # The stale owner (epoch 1) wrote 3 after the new owner (epoch 2), by its clock.
+    rows = [row(2, "a#epoch=1", OLD), row(3, "a#epoch=1", NEW), row(3, "b#epoch=2", OLD)]
+    out, repairs = run(rows, 1)
+    assert out == ["a#epoch=12", "b#epoch=23"]
+    assert [(r.sequence_nr, r.dropped_writer) for r in repairs] == [(3, "a#epoch=1")]
+
+
+@pytest.mark.parametrize(
+    ("writer", "epoch"),
+    [
+        ("w", 0),
+        ("w#epoch=7", 7),
+        ("w#epoch=7#epoch=12", 12),
+        ("w#epoch=", 0),
+        ("w#epoch=x", 0),
+        ("w#epoch=\u0663", 0),
+    ],
+)
+def test_the_epoch_a_stored_writer_id_carries(writer: str, epoch: int) -> None:
+    assert writer_epoch(writer) == epoch

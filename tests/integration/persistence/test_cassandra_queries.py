@@ -1,0 +1,98 @@
+"""What only Cassandra's tag queries do: hour buckets, the tag delay, late acknowledgements.
+
+The journal's wall clock is injected, so the tests choose the orderings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from shoal.persistence import (
+    CassandraJournal,
+    CassandraSettings,
+    JournalQueries,
+    JournalWriteError,
+    Offset,
+    PersistentRepr,
+)
+from shoal.persistence._cassandra_tags import BUCKET_US
+from shoal.runtime.testing import ManualClock
+
+pytestmark = pytest.mark.cassandra
+
+HOUR = BUCKET_US / 1_000_000
+
+
+class Wall:
+    """A wall clock that moves only when told, or by ``step`` at every reading."""
+
+    def __init__(self, now: float, step: float = 0.0) -> None:
+        self.now = now
+        self.step = step
+
+    def __call__(self) -> float:
+        now = self.now
+        self.now += self.step
+        return now
+
+
+def tagged(pid: str, seq: int, tag: str) -> PersistentRepr:
+    return PersistentRepr(pid, seq, 1, "", f"{pid}/{seq}".encode(), "w", seq, (tag,))
+
+
+async def test_a_tag_query_walks_hour_buckets_and_resumes_across_them(
+    cassandra_settings: CassandraSettings, pid: str
+) -> None:
+    wall = Wall(1_800_000_000.0)
+    tag = f"{pid}:hours"
+    async with CassandraJournal(cassandra_settings, wall_clock=wall) as journal:
+        for seq in range(1, 7):  # two events an hour, then three empty hours
+            await journal.write([tagged(pid, seq, tag)])
+            wall.now += HOUR / 2 if seq % 2 else 4 * HOUR
+        q = JournalQueries(journal, clock=ManualClock())
+        found = [e async for e in q.current_events_by_tag(tag, page_size=4)]
+        assert [e.event.sequence_nr for e in found] == [1, 2, 3, 4, 5, 6]
+        assert len({e.offset.value >> 8 for e in found}) == 6
+        for i, envelope in enumerate(found):
+            rest = [
+                e.event.sequence_nr async for e in q.current_events_by_tag(tag, envelope.offset)
+            ]
+            assert rest == list(range(i + 2, 7))
+        with pytest.raises(ValueError, match="beyond the end"):
+            await anext(q.current_events_by_tag(tag, Offset(2**62)))
+
+
+async def test_tag_queries_read_only_events_older_than_the_delay(
+    cassandra_settings: CassandraSettings, pid: str
+) -> None:
+    settings = dataclasses.replace(cassandra_settings, tag_delay_s=2.0)
+    wall = Wall(1_800_000_000.0)
+    tag = f"{pid}:delayed"
+    async with CassandraJournal(settings, wall_clock=wall) as journal:
+        await journal.write([tagged(pid, 1, tag)])
+        q = JournalQueries(journal, clock=ManualClock())
+        assert [e async for e in q.current_events_by_tag(tag)] == []  # too recent
+        wall.now += 2.5
+        assert [e.event.sequence_nr async for e in q.current_events_by_tag(tag)] == [1]
+
+
+async def test_a_tagged_write_acknowledged_after_the_delay_is_not_acknowledged(
+    cassandra_settings: CassandraSettings, pid: str
+) -> None:
+    settings = dataclasses.replace(cassandra_settings, tag_delay_s=1.0)
+    wall = Wall(1_800_000_000.0, step=0.6)  # each reading 0.6 s later: in time
+    tag = f"{pid}:late"
+    async with CassandraJournal(settings, wall_clock=wall) as journal:
+        await journal.write([tagged(pid, 1, tag)])
+        wall.step = 5.0  # the acknowledgement comes 5 s after the ordering was taken
+        with pytest.raises(JournalWriteError, match="tag_delay_s"):
+            await journal.write([tagged(pid, 2, tag)])
+        assert await journal.highest_sequence_nr(pid) == 2  # stored, as an unknown outcome
+        wall.step = 0.0
+        wall.now += 10
+        found = [
+            e.event.sequence_nr async for e in JournalQueries(journal).current_events_by_tag(tag)
+        ]
+        assert found == [1, 2]
