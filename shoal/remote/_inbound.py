@@ -87,6 +87,8 @@ if TYPE_CHECKING:
 
 _log: Final = logging.getLogger("shoal.remote")
 
+_USER_TARGETS_MAX: Final = 4096  # user actors whose addressability an inbound remembers
+
 # Remote failures re-raised as the runtime's own errors: ask callers handle
 # them the same way whether the target is local or not.
 _RUNTIME_ERRORS: Final[dict[str, type[Exception]]] = {
@@ -163,6 +165,9 @@ class Inbound:
         self._bad_log = remoting.bad_log
         self._max_frame = remoting.settings.max_frame_bytes
         self._deserialize = remoting.system.serialization.deserialize
+        # Local user actors that peers may address, seen lately: a path is made
+        # and split per look-up, and this runs for every route of every frame.
+        self._user_targets: set[ActorRef] = set()
         self.streams = 0
         """Peers' calls being served (handshake accepted, not ended)."""
         self.handshaking = 0
@@ -365,10 +370,17 @@ class Inbound:
     def _addressable(self, kind: int, ref: ActorRef) -> bool:
         """Whether a peer may send ``kind`` to ``ref``: user actors, and exposed system
         actors for messages (watches: any actor but a guardian)."""
+        if ref in self._user_targets:
+            return True
         elements = ref.path.elements
         if len(elements) < 2:
             return False  # a guardian, or the root
-        if elements[0] == "user" or kind == K_WATCH:
+        if elements[0] == "user":
+            if len(self._user_targets) >= _USER_TARGETS_MAX:
+                self._user_targets.clear()
+            self._user_targets.add(ref)
+            return True
+        if kind == K_WATCH:
             return True
         return kind == K_MESSAGE and self._remoting.is_control_target(str(ref.path))
 
