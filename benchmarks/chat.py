@@ -400,38 +400,42 @@ def merge(results: list[dict[str, Any]], room_size: int) -> dict[str, Any]:
 
 
 async def read_history(url: str, rooms: list[str]) -> dict[str, list[tuple[int, str]]]:
-    """Every room's whole history, (seq, client id) oldest first."""
+    """Every room's whole history, (seq, client id) oldest first (paced under the
+    connection's rate limit; a refused frame is retried)."""
     out: dict[str, list[tuple[int, str]]] = {}
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{url}/api/login", json={"name": "auditor"}) as answer:
             token = (await answer.json())["token"]
         async with http.ws_connect(f"{url}/ws?token={token}", max_msg_size=0) as ws:
+
+            async def ask(frame: dict[str, Any], kind: str) -> dict[str, Any]:
+                for _ in range(100):
+                    await asyncio.sleep(0.1)  # 10 frames/s: under the limit
+                    await ws.send_str(json.dumps({"v": 1, **frame}))
+                    while True:
+                        raw = await ws.receive(timeout=30)
+                        if raw.type is not aiohttp.WSMsgType.TEXT:
+                            raise RuntimeError(f"the auditor's socket closed: {raw.type}")
+                        body: dict[str, Any] = json.loads(raw.data)
+                        if body.get("type") == kind and body.get("room") == frame["room"]:
+                            return body
+                        if body.get("type") == "error":
+                            break  # refused (rate, a room still moving): again
+                raise RuntimeError(f"no {kind} for {frame}")
+
             for room in rooms:
-                await ws.send_str(json.dumps({"v": 1, "type": "join", "room": room}))
+                await ask({"type": "join", "room": room}, "joined")
                 messages: list[tuple[int, str]] = []
                 before: int | None = None
                 while True:
-                    await ws.send_str(
-                        json.dumps(
-                            {
-                                "v": 1,
-                                "type": "history",
-                                "room": room,
-                                "before_seq": before,
-                                "limit": 200,
-                            }
-                        )
-                    )
-                    while True:
-                        body = json.loads((await ws.receive(timeout=30)).data)
-                        if body.get("type") == "history" and body.get("room") == room:
-                            break
+                    query = {"type": "history", "room": room, "before_seq": before, "limit": 200}
+                    body = await ask(query, "history")
                     page = [(m["seq"], m["id"]) for m in body["messages"]]
                     messages = page + messages
                     if not body["more"] or not page:
                         break
                     before = page[0][0]
-                await ws.send_str(json.dumps({"v": 1, "type": "leave", "room": room}))
+                await ask({"type": "leave", "room": room}, "left")
                 out[room] = messages
     return out
 
@@ -446,6 +450,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def measure(args: argparse.Namespace, nodes: list[Node]) -> dict[str, Any]:
+    def progress(what: str) -> None:
+        if args.verbose:
+            print(f"[{time.strftime('%H:%M:%S')}] {what}", file=sys.stderr, flush=True)
+
     urls = [n.http for n in nodes]
     tag = f"{os.getpid()}x{random.randrange(1 << 20)}"
     rooms = [f"bench-{tag}-{i}" for i in range(args.clients // args.room_size)]
@@ -467,6 +475,7 @@ def measure(args: argparse.Namespace, nodes: list[Node]) -> dict[str, Any]:
         procs.append(proc)
     for pipe in pipes:
         assert pipe.recv()["ready"]
+    progress("clients connected and joined")
     time.sleep(1.0)
     rss_after = sum(n.rss_mib() for n in nodes)
     result: dict[str, Any] = {
@@ -503,6 +512,7 @@ def measure(args: argparse.Namespace, nodes: list[Node]) -> dict[str, Any]:
             time.sleep(args.duration / 2)
             nodes[2].proc.kill()
             nodes[2].proc.wait()
+            progress("node 3 SIGKILLed")
         phase = merge([pipe.recv() for pipe in pipes], args.room_size)
         if args.verbose:
             print(json.dumps({"rate": rate, **phase}), file=sys.stderr, flush=True)
@@ -524,11 +534,13 @@ def measure(args: argparse.Namespace, nodes: list[Node]) -> dict[str, Any]:
     for pipe in pipes:
         pipe.send({"phase": "stop"})
     finals = [pipe.recv() for pipe in pipes]
+    progress("clients stopped")
     for proc in procs:
         proc.join(10)
     if args.chaos:
         live = [n.http for n in nodes if n.proc.poll() is None]
         history = asyncio.run(read_history(live[0], rooms))
+        progress("histories read")
         result.update(audit(history, finals))
     return result
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -161,6 +161,15 @@ class _AttachTick:
     pass
 
 
+async def _outcome(send: p.Send, ask: Awaitable[Acked]) -> _SendDone | _SendFailed:
+    """The ask's outcome as a message; never an exception (this connection may have
+    stopped by the time it fails, and then nobody would retrieve it)."""
+    try:
+        return _SendDone(send, await ask)
+    except Exception as exc:
+        return _SendFailed(send, exc)
+
+
 class Connection(Actor):
     """One WebSocket's actor: commands in, frames out through the outbox."""
 
@@ -284,11 +293,7 @@ class Connection(Actor):
             return
         post = Post(self.user, send.channel, send.id, send.text)
         ask = self.room_region.entity(send.room).ask(post, timeout=self.settings.ask_timeout)
-        self.ctx.pipe_to_self(
-            ask,
-            map_ok=lambda acked: _SendDone(send, acked),
-            map_err=lambda error: _SendFailed(send, error),
-        )
+        self.ctx.pipe_to_self(_outcome(send, ask))
 
     # -- join, resume ------------------------------------------------------------------
 
