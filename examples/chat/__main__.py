@@ -31,8 +31,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m examples.chat", description="Run the chat cluster on 127.0.0.1."
     )
     parser.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3)")
-    parser.add_argument("--http-port", type=int, default=8081, help="first node's HTTP port")
-    parser.add_argument("--remote-port", type=int, default=25521, help="first node's cluster port")
+    parser.add_argument(
+        "--http-port", type=int, default=8081, help="first node's HTTP port (0: free ports)"
+    )
+    parser.add_argument(
+        "--remote-port", type=int, default=25521, help="first node's cluster port (0: free ports)"
+    )
     parser.add_argument("--data", type=Path, default=ROOT / ".chat-data", help="journal and logs")
     parser.add_argument("--journal", choices=("sqlite", "cassandra"), default="sqlite")
     parser.add_argument(
@@ -62,6 +66,7 @@ class _Node:
         )
         self.events: queue.Queue[dict[str, Any]] = queue.Queue()
         self.http = ""
+        self.held: list[dict[str, Any]] = []
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
@@ -73,6 +78,10 @@ class _Node:
                 continue
 
     def wait(self, name: str, deadline: float) -> dict[str, Any]:
+        """The next ``name`` milestone; others meanwhile are kept for later calls."""
+        for i, held in enumerate(self.held):
+            if held.get("event") == name:
+                return self.held.pop(i)
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or self.proc.poll() is not None:
@@ -86,6 +95,7 @@ class _Node:
                 continue
             if event.get("event") == name:
                 return event
+            self.held.append(event)
 
 
 def _cassandra(args: argparse.Namespace) -> tuple[str, Any]:
@@ -125,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         env["SHOAL_PERSISTENCE_PLUGIN"] = "sqlite"
         env["SHOAL_PERSISTENCE_SQLITE_PATH"] = str(data / "journal.db")
         journal = f"SQLite {data / 'journal.db'} (WAL, shared by every node)"
-    first = f"chat@127.0.0.1:{args.remote_port}"
+    first = f"chat@127.0.0.1:{args.remote_port}" if args.remote_port else ""
     nodes: list[_Node] = []
     stopping = {"now": False}
 
@@ -136,19 +146,24 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     started = time.monotonic()
     try:
+        deadline = time.monotonic() + START_TIMEOUT
         for i in range(args.nodes):
+            remote_port = args.remote_port + i if args.remote_port else 0
             argv_node = [
                 sys.executable, "-m", "shoal.cli", "node",
                 "--app", "examples.chat.app:start",
                 "--system", "chat",
                 "--host", "127.0.0.1",
-                "--port", str(args.remote_port + i),
+                "--port", str(remote_port),
                 "--http-port", "0",
-                "--seed", first,
             ]  # fmt: skip
-            node_env = {**env, "CHAT_HTTP_PORT": str(args.http_port + i)}
+            if first:
+                argv_node += ["--seed", first]
+            http_port = args.http_port + i if args.http_port else 0
+            node_env = {**env, "CHAT_HTTP_PORT": str(http_port)}
             nodes.append(_Node(i, argv_node, node_env, data / f"node{i + 1}.log"))
-        deadline = time.monotonic() + START_TIMEOUT
+            if not first:  # --remote-port 0: the first node's address is known once it started
+                first = str(nodes[0].wait("started", deadline)["node"]).removeprefix("shoal://")
         for node in nodes:
             node.http = str(node.wait("chat", deadline)["http"])
         for node in nodes:

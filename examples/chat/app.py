@@ -19,7 +19,7 @@ from shoal.runtime import Actor, ActorSystem, ShutdownPhase, message
 from shoal.sharding import Sharding, ShardingSettings
 
 from .config import ChatSettings
-from .room import ChatRoom
+from .room import ChatRoom, Posted
 from .session import ROOM_TYPE, TYPE_NAME, UserSession
 from .web import ChatServer
 
@@ -75,6 +75,7 @@ class StatsExchange(Actor):
 async def start(system: ActorSystem) -> ChatServer:
     """Start this node's part of the chat cluster; returns its server."""
     settings = ChatSettings.from_env()
+    system.serialization.register(Posted)  # the stored event's stable manifest
     sharding = Sharding.get(system)
     shard_settings = ShardingSettings(
         number_of_shards=settings.number_of_shards,

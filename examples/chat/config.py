@@ -21,6 +21,7 @@ class ChatSettings:
     static_dir: Path = STATIC_DIR
     limits: Limits = field(default_factory=Limits)
     outbox: int = 1000
+    stuck_s: float = 10.0
     heartbeat_s: float = 15.0
     attach_interval: float = 5.0
     passivate_s: float = 120.0
@@ -60,6 +61,7 @@ class ChatSettings:
             static_dir=Path(env.get("CHAT_STATIC_DIR", str(base.static_dir))),
             limits=limits,
             outbox=int(number("CHAT_OUTBOX", base.outbox)),
+            stuck_s=number("CHAT_STUCK_S", base.stuck_s),
             heartbeat_s=number("CHAT_HEARTBEAT_S", base.heartbeat_s),
             attach_interval=number("CHAT_ATTACH_S", base.attach_interval),
             passivate_s=number("CHAT_PASSIVATE_S", base.passivate_s),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -47,6 +48,8 @@ _log = logging.getLogger("examples.chat")
 
 SLOW_CONSUMER: Final = 4000
 GOING_AWAY: Final = 1001
+STUCK_AFTER: Final = 10.0
+"""Seconds a slow consumer's socket may take to take its close frame before it is cut."""
 CATCH_UP_AFTER: Final = (0.5, 2.0)
 """Seconds after a join at which the room's tail is read from the journal once more."""
 
@@ -69,12 +72,15 @@ def msg_frame(item: Delivered) -> str:
 class Outbox:
     """A socket's bounded queue of outgoing frames; never waits, closes on overflow."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, stuck_after: float = STUCK_AFTER) -> None:
         self.capacity = capacity
+        self.stuck_after = stuck_after
         self._frames: deque[str] = deque()
         self._ready = asyncio.Event()
         self.close_code: int | None = None
         self.close_reason = ""
+        self.done = False
+        self.abort: Callable[[], None] | None = None
 
     def push(self, text: str) -> bool:
         if self.close_code is not None:
@@ -92,6 +98,14 @@ class Outbox:
             self.close_reason = reason
             self._frames.clear()
             self._ready.set()
+            if code == SLOW_CONSUMER and self.abort is not None:
+                # A writer stuck on a socket that is not read cannot send the close
+                # frame: cut the connection if it has not gone within stuck_after.
+                asyncio.get_running_loop().call_later(self.stuck_after, self._abort_if_stuck)
+
+    def _abort_if_stuck(self) -> None:
+        if not self.done and self.abort is not None:
+            self.abort()
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -110,6 +124,8 @@ class Outbox:
                     return
         except (ConnectionError, RuntimeError):  # the peer went away meanwhile
             self.close(1006, "")
+        finally:
+            self.done = True
 
 
 @dataclass(slots=True)
@@ -145,6 +161,15 @@ class _AttachTick:
     pass
 
 
+async def _outcome(send: p.Send, ask: Awaitable[Acked]) -> _SendDone | _SendFailed:
+    """The ask's outcome as a message; never an exception (this connection may have
+    stopped by the time it fails, and then nobody would retrieve it)."""
+    try:
+        return _SendDone(send, await ask)
+    except Exception as exc:
+        return _SendFailed(send, exc)
+
+
 class Connection(Actor):
     """One WebSocket's actor: commands in, frames out through the outbox."""
 
@@ -174,10 +199,18 @@ class Connection(Actor):
     ) -> None:
         self.outbox.push(p.ProtocolError(code, message, ref, room).to_frame())
 
-    async def receive(self, msg: object) -> None:
+    def receive(self, msg: object) -> Coroutine[Any, Any, None] | None:
+        """Handle ``msg``; only joins, history and gap fills run async (they read)."""
         match msg:
             case Delivered():
-                await self._delivered(msg)
+                view = self.rooms.get(msg.room)
+                if view is None or msg.seq <= view.last:
+                    return None
+                if msg.seq > view.last + 1:
+                    return self._delivered_after_gap(msg)
+                view.last = msg.seq
+                if msg.channel in view.channels:
+                    self.outbox.push(msg_frame(msg))
             case PresenceEvent(room=room, user=user, status=status):
                 if room in self.rooms:
                     self.push("presence", room=room, user=user, status=status)
@@ -210,16 +243,15 @@ class Connection(Actor):
                     send.room,
                 )
             case p.Join():
-                await self._join(msg)
+                return self._join(msg)
             case p.Leave(room=room):
                 if self.rooms.pop(room, None) is None:
                     self.error("not_joined", f"room {room!r} is not joined", room=room)
-                    return
+                    return None
                 self.session.tell(LeaveRoom(self.ref, room))
-                await self.pubsub.unsubscribe(topic(room), self.ref)
-                self.push("left", room=room)
+                return self._unsubscribe(room)
             case p.History():
-                await self._history(msg)
+                return self._history(msg)
             case p.Typing(room=room, channel=channel):
                 if self._joined(room, channel, None):
                     self.session.tell(TypingNotice(room, channel))
@@ -227,12 +259,17 @@ class Connection(Actor):
                 self.push("pong")
             case _CatchUp(room=room):
                 if room in self.rooms:
-                    await self._fill(room, MAX_SEQUENCE_NR)
+                    return self._fill(room, MAX_SEQUENCE_NR)
             case _AttachTick():
                 self._attach()
             case Closed():
                 self.session.tell(Detach(self.ref))
                 self.ctx.stop()
+        return None
+
+    async def _unsubscribe(self, room: str) -> None:
+        await self.pubsub.unsubscribe(topic(room), self.ref)
+        self.push("left", room=room)
 
     def _attach(self) -> None:
         rooms = {room: sorted(view.channels) for room, view in self.rooms.items()}
@@ -256,11 +293,7 @@ class Connection(Actor):
             return
         post = Post(self.user, send.channel, send.id, send.text)
         ask = self.room_region.entity(send.room).ask(post, timeout=self.settings.ask_timeout)
-        self.ctx.pipe_to_self(
-            ask,
-            map_ok=lambda acked: _SendDone(send, acked),
-            map_err=lambda error: _SendFailed(send, error),
-        )
+        self.ctx.pipe_to_self(_outcome(send, ask))
 
     # -- join, resume ------------------------------------------------------------------
 
@@ -314,15 +347,11 @@ class Connection(Actor):
         for i, delay in enumerate(CATCH_UP_AFTER):
             self.ctx.timers.start_single(("catch-up", room, i), _CatchUp(room), delay)
 
-    async def _delivered(self, item: Delivered) -> None:
+    async def _delivered_after_gap(self, item: Delivered) -> None:
+        await self._fill(item.room, item.seq - 1)
         view = self.rooms.get(item.room)
-        if view is None or item.seq <= view.last:
-            return
-        if item.seq > view.last + 1:
-            await self._fill(item.room, item.seq - 1)
-            view = self.rooms.get(item.room)
-            if view is None or item.seq != view.last + 1:
-                return  # the fill could not reach it: a later message or catch-up will
+        if view is None or item.seq != view.last + 1:
+            return  # the fill could not reach it: a later message or catch-up will
         view.last = item.seq
         if item.channel in view.channels:
             self.outbox.push(msg_frame(item))

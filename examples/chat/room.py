@@ -7,21 +7,28 @@ history is read straight from the journal by sequence number.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Final
 
-from shoal.persistence import PersistentActor
+from shoal.persistence import JournalQueries, PersistentActor, decode_event
 from shoal.pubsub import DistributedPubSub
-from shoal.runtime import message
+from shoal.runtime import Reply, message
 
 DEDUPE_WINDOW: Final = 256
 """Client message ids remembered per user and room (rebuilt by replay)."""
 
-ONLINE_TTL: Final = 30.0
+ONLINE_TTL: Final = 15.0
 """Seconds an online user stays listed without a refresh from their session."""
 
 _SWEEP: Final = "sweep"
+
+_KILL_AFTER_PERSIST: Final = os.environ.get("CHAT_FAULT_KILL_AFTER_PERSIST") or None
+"""Fault injection for tests: a message with exactly this text SIGKILLs the room's node
+after it is persisted and before it is acknowledged or published."""
 
 
 def persistence_id(room: str) -> str:
@@ -136,6 +143,18 @@ class _Sweep:
     pass
 
 
+@dataclass(frozen=True, slots=True)
+class _Flush:
+    pass
+
+
+@dataclass(slots=True)
+class _Pending:
+    post: Post
+    ts: int
+    replies: list[Reply]
+
+
 class ChatRoom(PersistentActor):
     """One room: persists ``Posted`` events, dedupes client ids, tracks who is online."""
 
@@ -145,6 +164,9 @@ class ChatRoom(PersistentActor):
         # user -> client id -> (seq, ts), insertion-ordered, at most DEDUPE_WINDOW each
         self.recent: dict[str, dict[str, tuple[int, int]]] = {}
         self.online: dict[str, float] = {}  # user -> last refresh (system clock)
+        # Posts waiting for the next write: every Post that arrives while one write
+        # is in flight goes into the next one (one journal round trip for many).
+        self.batch: dict[tuple[str, str], _Pending] = {}
 
     @property
     def persistence_id(self) -> str:
@@ -159,10 +181,12 @@ class ChatRoom(PersistentActor):
         if len(window) > DEDUPE_WINDOW:
             del window[next(iter(window))]
 
-    async def on_command(self, command: object) -> object:
+    def on_command(self, command: object) -> object:
         match command:
             case Post():
-                return await self._post(command)
+                return self._post(command)
+            case _Flush():
+                return self._flush()
             case Info():
                 return RoomState(self.last_sequence_nr, sorted(self.online))
             case SetOnline(user=user, online=True):
@@ -170,8 +194,10 @@ class ChatRoom(PersistentActor):
                     self._publish(PresenceEvent(self.room, user, "online"))
                 self.online[user] = self.ctx.clock.now()
             case SetOnline(user=user, online=False):
-                if self.online.pop(user, None) is not None:
-                    self._publish(PresenceEvent(self.room, user, "offline"))
+                # Announced even for a user this incarnation did not list (it may have
+                # just moved here): clients treat presence frames as idempotent.
+                self.online.pop(user, None)
+                self._publish(PresenceEvent(self.room, user, "offline"))
             case _Sweep():
                 limit = self.ctx.clock.now() - ONLINE_TTL
                 for user in [u for u, seen in self.online.items() if seen < limit]:
@@ -179,17 +205,64 @@ class ChatRoom(PersistentActor):
                     self._publish(PresenceEvent(self.room, user, "offline"))
         return None
 
-    async def _post(self, post: Post) -> Acked:
+    def _post(self, post: Post) -> Coroutine[Any, Any, Acked] | None:
         known = self.recent.get(post.user, {}).get(post.client_id)
         if known is not None:
-            return Acked(known[0], known[1], duplicate=True)
-        event = Posted(post.user, post.channel, post.client_id, post.text, int(time.time() * 1000))
-        await self.persist(event)
-        seq = self.last_sequence_nr
-        self._publish(
-            Delivered(self.room, seq, post.channel, post.user, post.client_id, post.text, event.ts)
-        )
-        return Acked(seq, event.ts, duplicate=False)
+            return self._duplicate(known[0], known[1])
+        key = (post.user, post.client_id)
+        reply = self.ctx.reply_later()
+        waiting = self.batch.get(key)
+        if waiting is not None:  # a retry of a post in the next write
+            waiting.replies.append(reply)
+            return None
+        if not self.batch:
+            self.ctx.ref.tell(_Flush())  # behind every Post already in the mailbox
+        self.batch[key] = _Pending(post, int(time.time() * 1000), [reply])
+        return None
+
+    async def _duplicate(self, seq: int, ts: int) -> Acked:
+        await self._republish(seq)
+        return Acked(seq, ts, duplicate=True)
+
+    async def _flush(self) -> None:
+        pending = list(self.batch.values())
+        self.batch.clear()
+        if not pending:
+            return
+        events = [Posted(p.post.user, p.post.channel, p.post.client_id, p.post.text, p.ts)
+                  for p in pending]  # fmt: skip
+        first = self.last_sequence_nr + 1
+        try:
+            await self.persist_all(events)
+        except Exception as exc:
+            for p in pending:
+                for reply in p.replies:
+                    reply.fail(exc)
+            raise
+        for seq, (p, event) in enumerate(zip(pending, events, strict=True), first):
+            if event.text == _KILL_AFTER_PERSIST:
+                os.kill(os.getpid(), signal.SIGKILL)
+            self._publish(
+                Delivered(self.room, seq, event.channel, event.user, event.client_id, event.text,
+                          event.ts)
+            )  # fmt: skip
+            for reply in p.replies:
+                reply.send(Acked(seq, event.ts, duplicate=False))
+
+    async def _republish(self, seq: int) -> None:
+        """Publish stored message ``seq`` again: a retry may follow a crash between
+        persisting and publishing. Connections drop what they already delivered."""
+        queries = JournalQueries(self.persistence.journal)
+        serialization = self.ctx.system.serialization
+        async for stored in queries.current_events_by_persistence_id(self.persistence_id, seq, seq):
+            event = decode_event(serialization, stored)
+            if isinstance(event, Posted):
+                self._publish(
+                    Delivered(
+                        self.room, seq, event.channel, event.user, event.client_id, event.text,
+                        event.ts,
+                    )
+                )  # fmt: skip
 
     def _publish(self, item: object) -> None:
         DistributedPubSub.get(self.ctx.system).publish(self.topic, item)

@@ -26,7 +26,7 @@ from .room import SetOnline, TypingEvent, topic
 TYPE_NAME: Final = "chat-user"
 ROOM_TYPE: Final = "chat-room"
 TYPING_THROTTLE: Final = 1.0
-REFRESH_INTERVAL: Final = 10.0
+REFRESH_INTERVAL: Final = 5.0
 """How often a session tells its rooms that its user is still online."""
 
 
@@ -141,7 +141,9 @@ class UserSession(Actor):
             case TypingNotice(room=room, channel=channel):
                 now = self.ctx.clock.now()
                 last = self.typing_at.get((room, channel))
-                if room in self._rooms() and (last is None or now - last >= TYPING_THROTTLE):
+                # The connection checked that it joined the room and channel; a session
+                # just rebuilt may not know the room yet, and typing must not wait for it.
+                if last is None or now - last >= TYPING_THROTTLE:
                     self.typing_at[(room, channel)] = now
                     pubsub = DistributedPubSub.get(self.ctx.system)
                     pubsub.publish(topic(room), TypingEvent(room, channel, self.user))

@@ -182,7 +182,10 @@ class ChatServer:
             heartbeat=self.settings.heartbeat_s, max_msg_size=limits.hard_frame_bytes
         )
         await ws.prepare(request)
-        outbox = Outbox(self.settings.outbox)
+        outbox = Outbox(self.settings.outbox, self.settings.stuck_s)
+        transport = request.transport
+        if transport is not None:
+            outbox.abort = transport.abort
         conn = self.system.spawn(lambda: Connection(user, outbox, self.settings))
         self.sockets.add(ws)
         self.outboxes.add(outbox)

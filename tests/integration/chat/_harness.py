@@ -106,6 +106,15 @@ class Client:
         def fits(body: dict[str, Any]) -> bool:
             return body.get("type") == kind and all(body.get(k) == v for k, v in match.items())
 
+        return await self._first(fits, f"{kind} {match}", timeout)
+
+    async def expect_any(
+        self, kinds: tuple[str, ...], timeout: float = RECEIVE_TIMEOUT
+    ) -> dict[str, Any]:
+        """The next frame of one of ``kinds``."""
+        return await self._first(lambda body: body.get("type") in kinds, str(kinds), timeout)
+
+    async def _first(self, fits: Any, what: str, timeout: float) -> dict[str, Any]:
         for i, body in enumerate(self.backlog):
             if fits(body):
                 return self.backlog.pop(i)
@@ -113,7 +122,7 @@ class Client:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError(f"no {kind} {match} within {timeout} s; got {self.backlog}")
+                raise AssertionError(f"no {what} within {timeout} s; got {self.backlog}")
             try:
                 body = await self._next(left)
             except TimeoutError:

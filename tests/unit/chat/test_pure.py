@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
 from examples.chat import auth
 from examples.chat import protocol as p
+from examples.chat.connection import SLOW_CONSUMER, Outbox
 from examples.chat.ratelimit import TokenBucket
 
 LIMITS = p.Limits()
@@ -109,3 +111,18 @@ def test_token_bucket_allows_a_burst_then_the_rate() -> None:
     assert [bucket.take(10.0) for _ in range(3)][-1] > 0
     with pytest.raises(ValueError, match="rate"):
         TokenBucket(rate=0, burst=1, now=0)
+
+
+async def test_outbox_never_waits_and_closes_with_4000_on_overflow() -> None:
+    aborted: list[bool] = []
+    outbox = Outbox(capacity=2, stuck_after=0.01)
+    outbox.abort = lambda: aborted.append(True)
+    assert outbox.push("a")
+    assert outbox.push("b")
+    assert not outbox.push("c")  # full: closed, never blocked
+    assert outbox.close_code == SLOW_CONSUMER
+    assert outbox.close_reason == "slow consumer: resume"
+    assert len(outbox) == 0
+    assert not outbox.push("d")
+    await asyncio.sleep(0.05)
+    assert aborted == [True]  # no writer took the close frame: the connection is cut

@@ -1,0 +1,579 @@
+"""The chat cluster under load: prints one JSON object.
+
+Three ``shoal node --app examples.chat.app:start`` processes on 127.0.0.1
+share one SQLite journal (WAL). ``--workers`` client processes of their own
+(asyncio, aiohttp with ``TCPConnector(limit=0)``) open ``--clients``
+WebSockets spread over the three nodes, in rooms of ``--room-size``
+members, then offer ``--rate`` messages per second in total, each from a
+random client to its room, for ``--duration`` seconds.
+
+Keys:
+
+* ``clients``, ``rooms``, ``sent_per_s`` (offered), ``achieved_sent_per_s``;
+* ``ack_p50_ms``, ``ack_p99_ms``: send -> its acknowledgement;
+* ``delivery_p50_ms``, ``delivery_p99_ms``: send -> the last member of the
+  room received it (a message some member never received counts as lost:
+  ``undelivered``);
+* ``max_sustained_sent_per_s``: the highest of ``--rates`` (each run for
+  ``--duration``) at which delivery p99 stays <= 200 ms;
+* ``server_rss_mib_per_1k_clients``: the nodes' RSS growth from before the
+  clients connected to after, per 1,000 clients;
+* with ``--chaos``: one node is SIGKILLed halfway through the load; its
+  clients reconnect to the others, resume with their last seen sequence
+  numbers and resend what was not acknowledged (same client ids). Then
+  ``lost_acked_messages`` (acknowledged, not in the room's history exactly
+  once), ``duplicate_messages`` (a client got a sequence number twice) and
+  ``missed_messages`` (a client never got a message of its room).
+
+Usage: ``python benchmarks/chat.py [--clients 1000] [--rate 1000] [--rates 1000,2000,3000]
+[--duration 10] [--chaos] [--verbose]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing
+import os
+import queue
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "benchmark-secret"
+
+
+# -- the nodes ---------------------------------------------------------------------------
+
+
+class Node:
+    def __init__(self, index: int, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.index = index
+        self.log = log.open("wb")
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True
+        )
+        self.events: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.held: list[dict[str, Any]] = []
+        self.http = ""
+        self.address = ""
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with contextlib.suppress(ValueError):
+                self.events.put(json.loads(line))
+
+    def wait(self, name: str, timeout: float = 60) -> dict[str, Any]:
+        for i, event in enumerate(self.held):
+            if event.get("event") == name:
+                return self.held.pop(i)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"node {self.index} exited ({self.proc.returncode})")
+            try:
+                event = self.events.get(timeout=max(0.01, min(0.5, deadline - time.monotonic())))
+            except queue.Empty:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"node {self.index}: no {name!r}") from None
+                continue
+            if event.get("event") == name:
+                return event
+            self.held.append(event)
+
+    def rss_mib(self) -> float:
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        return 0.0
+
+
+def start_nodes(n: int, data: Path) -> list[Node]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SHOAL_PERSISTENCE_PLUGIN": "sqlite",
+        "SHOAL_PERSISTENCE_SQLITE_PATH": str(data / "journal.db"),
+        "CHAT_HTTP_PORT": "0",
+        "CHAT_SECRET": SECRET,
+        "CHAT_OUTBOX": "10000",
+    }
+    nodes: list[Node] = []
+    seed = ""
+    for i in range(n):
+        argv = [sys.executable, "-m", "shoal.cli", "node", "--app", "examples.chat.app:start",
+                "--system", "chat", "--host", "127.0.0.1", "--port", "0",
+                "--http-port", "0"]  # fmt: skip
+        if seed:
+            argv += ["--seed", seed]
+        node = Node(i, argv, env, data / f"node{i + 1}.log")
+        nodes.append(node)
+        node.http = str(node.wait("chat")["http"])
+        node.address = str(node.wait("started")["node"]).removeprefix("shoal://")
+        seed = seed or node.address
+    for node in nodes:
+        node.wait("up")
+    return nodes
+
+
+def stop_nodes(nodes: list[Node]) -> None:
+    for node in nodes:
+        if node.proc.poll() is None:
+            node.proc.send_signal(signal.SIGTERM)
+    for node in nodes:
+        try:
+            node.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            node.proc.kill()
+            node.proc.wait()
+
+
+# -- the clients (in worker processes) -------------------------------------------------
+
+
+class BenchClient:
+    """One WebSocket client: joins its room, sends, records acks and deliveries;
+    reconnects to the next node and resumes when its socket closes."""
+
+    def __init__(self, worker: Worker, user: str, room: str, node: int) -> None:
+        self.worker = worker
+        self.user = user
+        self.room = room
+        self.node = node
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.ready = asyncio.Event()
+        self.joined_once = False
+        self.last_seq = 0
+        self.seen: set[int] = set()
+        self.duplicates = 0
+        self.pending: dict[str, str] = {}  # client id -> text, until acknowledged
+        self.reconnects = 0
+
+    async def run(self) -> None:
+        urls = self.worker.urls
+        while not self.worker.stopping:
+            url = urls[self.node % len(urls)]
+            try:
+                token = self.worker.tokens[self.user]
+                self.ws = await self.worker.http.ws_connect(
+                    f"{url}/ws?token={token}", max_msg_size=0, heartbeat=None
+                )
+                join: dict[str, Any] = {"v": 1, "type": "join", "room": self.room}
+                if self.joined_once:
+                    join["last_seq"] = self.last_seq
+                await self.ws.send_str(json.dumps(join))
+                async for frame in self.ws:
+                    if frame.type is not aiohttp.WSMsgType.TEXT:
+                        break
+                    await self.on_frame(json.loads(frame.data))
+            except (aiohttp.ClientError, OSError, RuntimeError):
+                pass
+            self.ready.clear()
+            self.ws = None
+            if self.worker.stopping:
+                return
+            self.reconnects += 1
+            self.node += 1  # the next node
+            await asyncio.sleep(0.2 + random.random() * 0.3)
+
+    async def on_frame(self, body: dict[str, Any]) -> None:
+        kind = body.get("type")
+        now = time.monotonic()
+        if kind == "msg":
+            seq = int(body["seq"])
+            if seq in self.seen:
+                self.duplicates += 1
+            self.seen.add(seq)
+            self.last_seq = max(self.last_seq, seq)
+            self.worker.delivered(str(body["id"]), now)
+        elif kind == "ack":
+            client_id = str(body["id"])
+            if self.pending.pop(client_id, None) is not None:
+                self.worker.acked(client_id, now, self.room, int(body["seq"]))
+        elif kind == "joined":
+            self.joined_once = True
+            self.ready.set()
+            for client_id, text in list(self.pending.items()):  # resend: same ids
+                await self.send_frame(client_id, text)
+        elif kind == "error":
+            if not self.ready.is_set() and body.get("room") == self.room:
+                asyncio.get_running_loop().call_later(0.5, self.rejoin)  # room unavailable
+            ref = body.get("ref")
+            if isinstance(ref, str) and ref in self.pending:
+                self.worker.errors[str(body.get("code"))] = (
+                    self.worker.errors.get(str(body.get("code")), 0) + 1
+                )
+                asyncio.get_running_loop().call_later(0.5, self.retry, ref)
+
+    def rejoin(self) -> None:
+        ws = self.ws
+        if ws is not None and not self.ready.is_set():
+            join: dict[str, Any] = {"v": 1, "type": "join", "room": self.room}
+            if self.joined_once:
+                join["last_seq"] = self.last_seq
+            self.worker.spawn(ws.send_str(json.dumps(join)))
+
+    def retry(self, client_id: str) -> None:
+        text = self.pending.get(client_id)
+        if text is not None and self.ready.is_set():
+            self.worker.spawn(self.send_frame(client_id, text))
+
+    async def send_frame(self, client_id: str, text: str) -> None:
+        ws = self.ws
+        if ws is None:
+            return
+        frame = {"v": 1, "type": "send", "room": self.room, "id": client_id, "text": text}
+        with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
+            await ws.send_str(json.dumps(frame))
+
+    async def send(self, client_id: str) -> None:
+        self.pending[client_id] = client_id
+        if self.ready.is_set():  # else sent once the (re)join is answered
+            await self.send_frame(client_id, client_id)
+
+
+class Worker:
+    def __init__(self, pipe: Connection, config: dict[str, Any]) -> None:
+        self.pipe = pipe
+        self.urls: list[str] = config["urls"]
+        self.index: int = config["index"]
+        self.members: list[tuple[str, str, int]] = config["members"]
+        self.tokens: dict[str, str] = {}
+        self.stopping = False
+        self.sent_at: dict[str, float] = {}
+        self.ack_ms: list[float] = []
+        self.acks: dict[str, tuple[str, int]] = {}
+        self.last_delivery: dict[str, float] = {}
+        self.deliveries: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def delivered(self, client_id: str, now: float) -> None:
+        self.deliveries[client_id] = self.deliveries.get(client_id, 0) + 1
+        if now > self.last_delivery.get(client_id, 0.0):
+            self.last_delivery[client_id] = now
+
+    def acked(self, client_id: str, now: float, room: str, seq: int) -> None:
+        sent = self.sent_at.get(client_id)
+        if sent is not None:
+            self.ack_ms.append((now - sent) * 1000)
+        self.acks[client_id] = (room, seq)
+
+    async def main(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as self.http:
+            for user, _, _ in self.members:
+                url = self.urls[0]
+                async with self.http.post(f"{url}/api/login", json={"name": user}) as answer:
+                    self.tokens[user] = (await answer.json())["token"]
+            clients = [BenchClient(self, u, r, n) for u, r, n in self.members]
+            for client in clients:
+                self.spawn(client.run())
+            await asyncio.gather(*(c.ready.wait() for c in clients))
+            self.pipe.send({"ready": True})
+            loop = asyncio.get_running_loop()
+            while True:
+                command = await loop.run_in_executor(None, self.pipe.recv)
+                if command["phase"] == "stop":
+                    break
+                await self.load(clients, command)
+            self.stopping = True
+            self.pipe.send(
+                {
+                    "seen": {c.user: sorted(c.seen) for c in clients},
+                    "rooms": {c.user: c.room for c in clients},
+                    "duplicates": sum(c.duplicates for c in clients),
+                    "reconnects": sum(c.reconnects for c in clients),
+                    "unacked": sum(len(c.pending) for c in clients),
+                    "acks": self.acks,
+                }
+            )
+            for client in clients:
+                if client.ws is not None:
+                    await client.ws.close()
+
+    async def load(self, clients: list[BenchClient], command: dict[str, Any]) -> None:
+        rate: float = command["rate"]
+        duration: float = command["duration"]
+        phase: str = command["name"]
+        self.sent_at.clear()
+        self.ack_ms.clear()
+        self.last_delivery.clear()
+        self.deliveries.clear()
+        start = time.monotonic()
+        n = 0
+        total = int(rate * duration)
+        while n < total:
+            due = start + n / rate
+            now = time.monotonic()
+            if due > now:
+                await asyncio.sleep(due - now)
+            client = random.choice(clients)
+            client_id = f"{phase}-{self.index}-{n}"
+            self.sent_at[client_id] = time.monotonic()
+            self.spawn(client.send(client_id))
+            n += 1
+        achieved = n / max(1e-9, time.monotonic() - start)
+        await asyncio.sleep(command["settle"])
+        self.pipe.send(
+            {
+                "achieved": achieved,
+                "sent_at": self.sent_at,
+                "ack_ms": self.ack_ms,
+                "acks": self.acks,
+                "last_delivery": self.last_delivery,
+                "deliveries": self.deliveries,
+                "errors": self.errors,
+            }
+        )
+
+
+def worker_main(pipe: Connection, config: dict[str, Any]) -> None:
+    try:
+        import uvloop  # noqa: PLC0415 - optional
+
+        uvloop.run(Worker(pipe, config).main())
+    except ImportError:
+        asyncio.run(Worker(pipe, config).main())
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+
+def merge(results: list[dict[str, Any]], room_size: int) -> dict[str, Any]:
+    sent_at: dict[str, float] = {}
+    last: dict[str, float] = {}
+    count: dict[str, int] = {}
+    acks: list[float] = []
+    errors: dict[str, int] = {}
+    for r in results:
+        sent_at.update(r["sent_at"])
+        acks.extend(r["ack_ms"])
+        for k, v in r["errors"].items():
+            errors[k] = errors.get(k, 0) + v
+        for cid, t in r["last_delivery"].items():
+            last[cid] = max(last.get(cid, 0.0), t)
+        for cid, c in r["deliveries"].items():
+            count[cid] = count.get(cid, 0) + c
+    delivery = [
+        (last[cid] - t) * 1000 for cid, t in sent_at.items() if count.get(cid, 0) >= room_size
+    ]
+    return {
+        "achieved_sent_per_s": round(sum(r["achieved"] for r in results), 1),
+        "ack_p50_ms": percentile(acks, 0.5),
+        "ack_p99_ms": percentile(acks, 0.99),
+        "delivery_p50_ms": percentile(delivery, 0.5),
+        "delivery_p99_ms": percentile(delivery, 0.99),
+        "undelivered": sum(1 for cid in sent_at if count.get(cid, 0) < room_size),
+        "unacknowledged": len(sent_at) - len(acks),
+        "errors": errors,
+    }
+
+
+async def read_history(url: str, rooms: list[str]) -> dict[str, list[tuple[int, str]]]:
+    """Every room's whole history, (seq, client id) oldest first."""
+    out: dict[str, list[tuple[int, str]]] = {}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/api/login", json={"name": "auditor"}) as answer:
+            token = (await answer.json())["token"]
+        async with http.ws_connect(f"{url}/ws?token={token}", max_msg_size=0) as ws:
+            for room in rooms:
+                await ws.send_str(json.dumps({"v": 1, "type": "join", "room": room}))
+                messages: list[tuple[int, str]] = []
+                before: int | None = None
+                while True:
+                    await ws.send_str(
+                        json.dumps(
+                            {
+                                "v": 1,
+                                "type": "history",
+                                "room": room,
+                                "before_seq": before,
+                                "limit": 200,
+                            }
+                        )
+                    )
+                    while True:
+                        body = json.loads((await ws.receive(timeout=30)).data)
+                        if body.get("type") == "history" and body.get("room") == room:
+                            break
+                    page = [(m["seq"], m["id"]) for m in body["messages"]]
+                    messages = page + messages
+                    if not body["more"] or not page:
+                        break
+                    before = page[0][0]
+                await ws.send_str(json.dumps({"v": 1, "type": "leave", "room": room}))
+                out[room] = messages
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    data = Path(tempfile.mkdtemp(prefix="shoal-chat-bench-"))
+    nodes = start_nodes(3, data)
+    try:
+        return measure(args, nodes)
+    finally:
+        stop_nodes(nodes)
+
+
+def measure(args: argparse.Namespace, nodes: list[Node]) -> dict[str, Any]:
+    urls = [n.http for n in nodes]
+    tag = f"{os.getpid()}x{random.randrange(1 << 20)}"
+    rooms = [f"bench-{tag}-{i}" for i in range(args.clients // args.room_size)]
+    members = [
+        (f"u{tag}-{i}", rooms[i // args.room_size], i % len(urls))
+        for i in range(len(rooms) * args.room_size)
+    ]
+    rss_before = sum(n.rss_mib() for n in nodes)
+    ctx = multiprocessing.get_context("spawn")
+    pipes: list[Connection] = []
+    procs = []
+    for w in range(args.workers):
+        parent, child = ctx.Pipe()
+        share = members[w :: args.workers]
+        config = {"urls": urls, "index": w, "members": share}
+        proc = ctx.Process(target=worker_main, args=(child, config), daemon=True)
+        proc.start()
+        pipes.append(parent)
+        procs.append(proc)
+    for pipe in pipes:
+        assert pipe.recv()["ready"]
+    time.sleep(1.0)
+    rss_after = sum(n.rss_mib() for n in nodes)
+    result: dict[str, Any] = {
+        "clients": len(members),
+        "rooms": len(rooms),
+        "room_size": args.room_size,
+        "workers": args.workers,
+        "server_rss_mib_per_1k_clients": round((rss_after - rss_before) * 1000 / len(members), 1),
+    }
+    settle = 3.0
+    # Warm up: every room and session started, SQLite and the pub/sub registry warm.
+    for pipe in pipes:
+        pipe.send(
+            {"phase": "load", "name": "warm", "rate": len(rooms) / args.workers,
+             "duration": 3.0, "settle": 1.0}
+        )  # fmt: skip
+    for pipe in pipes:
+        pipe.recv()
+    rates = sorted({args.rate, *args.rates})
+    sustained = None
+    for i, rate in enumerate(rates):
+        chaos = args.chaos and rate == args.rate
+        for pipe in pipes:
+            pipe.send(
+                {
+                    "phase": "load",
+                    "name": f"p{i}",
+                    "rate": rate / args.workers,
+                    "duration": args.duration,
+                    "settle": settle + (30.0 if chaos else 0.0),
+                }
+            )
+        if chaos:
+            time.sleep(args.duration / 2)
+            nodes[2].proc.kill()
+            nodes[2].proc.wait()
+        phase = merge([pipe.recv() for pipe in pipes], args.room_size)
+        if args.verbose:
+            print(json.dumps({"rate": rate, **phase}), file=sys.stderr, flush=True)
+        if rate == args.rate:
+            result["sent_per_s"] = rate
+            result.update(phase)
+        p99 = phase["delivery_p99_ms"]
+        if (
+            not chaos
+            and p99 is not None
+            and p99 <= 200
+            and phase["undelivered"] == 0
+            and phase["achieved_sent_per_s"] >= 0.95 * rate
+        ):
+            sustained = max(sustained or 0, rate)
+        if chaos:
+            break
+    result["max_sustained_sent_per_s"] = sustained
+    for pipe in pipes:
+        pipe.send({"phase": "stop"})
+    finals = [pipe.recv() for pipe in pipes]
+    for proc in procs:
+        proc.join(10)
+    if args.chaos:
+        live = [n.http for n in nodes if n.proc.poll() is None]
+        history = asyncio.run(read_history(live[0], rooms))
+        result.update(audit(history, finals))
+    return result
+
+
+def audit(
+    history: dict[str, list[tuple[int, str]]], finals: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Every acknowledged message once in its room's history; every client saw each once."""
+    stored: dict[str, list[int]] = {}
+    for messages in history.values():
+        for seq, cid in messages:
+            stored.setdefault(cid, []).append(seq)
+    lost = sum(
+        1 for final in finals for cid, (_, seq) in final["acks"].items() if stored.get(cid) != [seq]
+    )
+    missed = 0
+    for final in finals:
+        for user, seen in final["seen"].items():
+            expected = {seq for seq, _ in history[final["rooms"][user]]}
+            missed += len(expected - set(seen))
+    return {
+        "lost_acked_messages": lost,
+        "stored_twice": sum(1 for seqs in stored.values() if len(seqs) > 1),
+        "duplicate_messages": sum(f["duplicates"] for f in finals),
+        "missed_messages": missed,
+        "reconnects": sum(f["reconnects"] for f in finals),
+        "unacked_at_end": sum(f["unacked"] for f in finals),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--room-size", type=int, default=20)
+    parser.add_argument("--rate", type=int, default=1000, help="offered messages/s (main keys)")
+    parser.add_argument("--rates", default="1000,2000,3000", help="rates for max_sustained")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--chaos", action="store_true")
+    parser.add_argument("--verbose", action="store_true")
+    args = parser.parse_args()
+    args.rates = [int(r) for r in args.rates.split(",") if r]
+    result = run(args)
+    print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()
