@@ -69,9 +69,14 @@ def chromium_path() -> str | None:
     return path if os.access(path, os.X_OK) else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the session; close every context you open."""
+    """One headless Chromium per test module; close every context you open.
+
+    Not per session: Playwright's sync API keeps an event loop running in this
+    thread while it is open, and the async tests of later modules need the
+    thread free.
+    """
     path = chromium_path()
     if path is None:
         unavailable(f"no Chromium at {DEFAULT_CHROMIUM} (apt-get install chromium)")

@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import shutil
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -39,10 +40,12 @@ for _needed in ("examples.chat.app", "tests.integration.chat._harness"):
     if not _found:
         pytest.skip(f"the chat server is not in this tree ({_needed})", allow_module_level=True)
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # noqa: E402
+
 from tests.integration.chat._harness import ChatNode, Client, start_cluster  # noqa: E402
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page
+    from playwright.sync_api import Browser, BrowserContext, Page, WebSocket
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess, pytest.mark.timeout(240)]
 
@@ -115,10 +118,19 @@ class User:
         self.page: Page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        # The page's last WebSocket frames, for the message of a failed wait.
+        self.frames: deque[str] = deque(maxlen=60)
+        self.page.on("websocket", self._watch)
         self.page.goto(f"{url}/")
         self.page.fill("#name", name)
         self.page.click("#login button[type=submit]")
         self.wait_connected()
+
+    def _watch(self, ws: WebSocket) -> None:
+        self.frames.append(f"open {ws.url.split('?')[0]}")
+        ws.on("framesent", lambda f: self.frames.append(f"> {str(f)[:200]}"))
+        ws.on("framereceived", lambda f: self.frames.append(f"< {str(f)[:200]}"))
+        ws.on("close", lambda _: self.frames.append("closed"))
 
     def wait_connected(self, timeout: float = WAIT_MS) -> None:
         self.page.wait_for_selector("#status[data-state=connected]", timeout=timeout)
@@ -160,13 +172,19 @@ class User:
         )
 
     def wait_text(self, text: str, state: str | None = None, timeout: float = WAIT_MS) -> None:
-        self.page.wait_for_function(
-            """([text, state]) => [...document.querySelectorAll('#list li')].some(
-                li => li.querySelector('.text').textContent === text
-                      && (state === null || li.dataset.state === state))""",
-            arg=[text, state],
-            timeout=timeout,
-        )
+        try:
+            self.page.wait_for_function(
+                """([text, state]) => [...document.querySelectorAll('#list li')].some(
+                    li => li.querySelector('.text').textContent === text
+                          && (state === null || li.dataset.state === state))""",
+                arg=[text, state],
+                timeout=timeout,
+            )
+        except PlaywrightTimeoutError:
+            frames = "\n".join(self.frames)
+            raise AssertionError(
+                f"{self.name} never showed {text!r} ({state}); last frames:\n{frames}"
+            ) from None
 
     def record_states(self) -> None:
         """From now on, remember every (text, state) a message shows, however briefly."""
@@ -224,11 +242,24 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
+async def _join_when_available(client: Client, room: str) -> None:
+    """Join ``room``, again while it answers ``unavailable`` (it is moving off a dead node)."""
+    for _ in range(30):
+        await client.send(type="join", room=room)
+        while True:
+            frame = await client._next(30.0)
+            if frame.get("type") == "joined" and frame.get("room") == room:
+                return
+            if frame.get("type") == "error" and frame.get("code") == "unavailable":
+                break
+    raise AssertionError(f"{room} stayed unavailable")
+
+
 async def _history(base: str, room: str) -> list[dict[str, Any]]:
     """The room's whole history, read by a plain WebSocket client."""
     async with aiohttp.ClientSession() as http:
         client = await Client.connect(http, base, "auditor")
-        await client.join(room)
+        await _join_when_available(client, room)
         messages: list[dict[str, Any]] = []
         before: int | None = None
         while True:
@@ -344,10 +375,11 @@ def test_two_users_on_two_nodes_chat_in_a_room_and_a_channel(
 def test_history_loads_older_pages_on_scroll(
     deployment: Deployment, users: Callable[[str, str], User]
 ) -> None:
-    run_async(_post_many(deployment.nodes[1].http, "archive", 120, senders=3))
+    # Four writers, each within its rate limit's burst (a join and 30 sends).
+    run_async(_post_many(deployment.nodes[1].http, "archive", 120, senders=4))
     carol = users(deployment.url, "carol")
     carol.join("archive")
-    carol.wait_text("old message 2-39")
+    carol.wait_text("old message 3-29")
     first = carol.state("archive")
     assert len(first["seqs"]) == 50
     assert first["more"] is True
