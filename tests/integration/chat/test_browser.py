@@ -480,3 +480,19 @@ def test_a_killed_node_s_users_reconnect_and_resume_with_nothing_lost_or_doubled
         assert user.texts() == texts, user.name
         assert user.state("resilient")["seqs"] == [m["seq"] for m in history]
         assert user.page.locator("#list li[data-state=pending]").count() == 0
+
+    # The cluster page shows the dead node unreachable, or already removed.
+    page = bob.context.new_page()
+    page.goto(f"{deployment.url}/cluster")
+    page.wait_for_function(
+        """victim => {
+            const rows = [...document.querySelectorAll('#members tbody tr')];
+            const row = rows.find(r => r.dataset.node === victim);
+            return rows.length > 0 && (!row || row.dataset.reachable === 'false'
+                                       || ['down', 'removed'].includes(row.dataset.status));
+        }""",
+        arg=f"shoal://{victim.address}",
+        timeout=RECOVER_MS,
+    )
+    screenshot(page, tmp_path, "cluster-after-kill.png")
+    page.close()
