@@ -215,10 +215,6 @@ class User:
         assert isinstance(got, dict)
         return got
 
-    def close(self) -> None:
-        assert not self.errors, f"{self.name}'s page raised: {self.errors}"
-        self.context.close()
-
 
 @pytest.fixture
 def users(browser: Browser) -> Iterator[Callable[[str, str], User]]:
@@ -348,11 +344,14 @@ def test_two_users_on_two_nodes_chat_in_a_room_and_a_channel(
     bob.wait_text("ops room opened")
     alice.join("lobby")
     alice.page.wait_for_selector("#presence li[data-user=bob]", timeout=WAIT_MS)
+    bob.page.click("#rooms button[data-room=lobby]")
+    bob.channel("default")
+    bob.page.type("#text", "see you")
+    alice.page.wait_for_selector("#typing[data-users=bob]", timeout=WAIT_MS)
     screenshot(alice.page, tmp_path, "chat.png")
 
     # A reload restores the rooms, the channel on screen and the history, each message once.
-    bob.page.click("#rooms button[data-room=lobby]")
-    bob.channel("default")
+    bob.page.fill("#text", "")
     bob.page.reload()
     bob.wait_connected()
     bob.wait_text(hostile)
