@@ -447,6 +447,12 @@ function onError(frame) {
     render();
     return;
   }
+  if (room && !room.joined && (frame.code === "too_many_rooms" || frame.code === "bad_frame")) {
+    // The join was refused for good: the room leaves the list.
+    notice(`${room.id}: ${frame.message || frame.code}`);
+    onLeft({ room: room.id });
+    return;
+  }
   if (room && !room.joined && frame.code === "unavailable") {
     // The join itself: the room is moving (off a dead node, say). Join again soon;
     // the pending sends go once it answers.
