@@ -370,6 +370,11 @@ def test_two_users_on_two_nodes_chat_in_a_room_and_a_channel(
     assert [m["text"] for m in history if m["channel"] == "default"] == expected
     assert bob.state("lobby")["seqs"] == [m["seq"] for m in history]
 
+    # Bob leaves (his page closes): after the grace period alice sees him go.
+    bob.context.close()
+    alice.page.wait_for_selector("#presence li[data-user=bob]", state="detached", timeout=WAIT_MS)
+    alice.page.wait_for_selector("#presence li[data-user=alice]", timeout=WAIT_MS)
+
 
 def test_history_loads_older_pages_on_scroll(
     deployment: Deployment, users: Callable[[str, str], User]
