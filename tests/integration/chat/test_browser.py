@@ -17,6 +17,7 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import shutil
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator, Sequence
@@ -45,7 +46,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # noqa: 
 from tests.integration.chat._harness import ChatNode, Client, start_cluster  # noqa: E402
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page, WebSocket
+    from playwright.sync_api import Browser, BrowserContext, Page, WebSocket, WebSocketRoute
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess, pytest.mark.timeout(240)]
 
@@ -111,7 +112,13 @@ def screenshot(page: Page, tmp: Path, name: str) -> Path:
 class User:
     """One person: a browser context (own storage) with the chat page open."""
 
-    def __init__(self, browser: Browser, url: str, name: str) -> None:
+    def __init__(
+        self,
+        browser: Browser,
+        url: str,
+        name: str,
+        prepare: Callable[[Page], None] | None = None,
+    ) -> None:
         self.name = name
         self.url = url
         self.context: BrowserContext = browser.new_context(viewport={"width": 1100, "height": 680})
@@ -121,6 +128,8 @@ class User:
         # The page's last WebSocket frames, for the message of a failed wait.
         self.frames: deque[str] = deque(maxlen=60)
         self.page.on("websocket", self._watch)
+        if prepare is not None:
+            prepare(self.page)
         self.page.goto(f"{url}/")
         self.page.fill("#name", name)
         self.page.click("#login button[type=submit]")
@@ -217,11 +226,11 @@ class User:
 
 
 @pytest.fixture
-def users(browser: Browser) -> Iterator[Callable[[str, str], User]]:
+def users(browser: Browser) -> Iterator[Callable[..., User]]:
     opened: list[User] = []
 
-    def open_user(url: str, name: str) -> User:
-        user = User(browser, url, name)
+    def open_user(url: str, name: str, prepare: Callable[[Page], None] | None = None) -> User:
+        user = User(browser, url, name, prepare)
         opened.append(user)
         return user
 
@@ -287,7 +296,7 @@ async def _post_many(base: str, room: str, count: int, senders: int) -> None:
 
 
 def test_two_users_on_two_nodes_chat_in_a_room_and_a_channel(
-    deployment: Deployment, users: Callable[[str, str], User], tmp_path: Path
+    deployment: Deployment, users: Callable[..., User], tmp_path: Path
 ) -> None:
     alice = users(deployment.url, "alice")
     bob = users(deployment.url, "bob")
@@ -377,7 +386,7 @@ def test_two_users_on_two_nodes_chat_in_a_room_and_a_channel(
 
 
 def test_history_loads_older_pages_on_scroll(
-    deployment: Deployment, users: Callable[[str, str], User]
+    deployment: Deployment, users: Callable[..., User]
 ) -> None:
     # Four writers, each within its rate limit's burst (a join and 30 sends).
     run_async(_post_many(deployment.nodes[1].http, "archive", 120, senders=4))
@@ -403,7 +412,7 @@ def test_history_loads_older_pages_on_scroll(
 
 
 def test_the_cluster_page_shows_members_leader_and_shards(
-    deployment: Deployment, users: Callable[[str, str], User], tmp_path: Path
+    deployment: Deployment, users: Callable[..., User], tmp_path: Path
 ) -> None:
     # Some entities to show: a user with a room.
     dave = users(deployment.url, "dave")
@@ -433,7 +442,7 @@ def test_the_cluster_page_shows_members_leader_and_shards(
 
 
 def test_a_killed_node_s_users_reconnect_and_resume_with_nothing_lost_or_doubled(
-    deployment: Deployment, users: Callable[[str, str], User], tmp_path: Path
+    deployment: Deployment, users: Callable[..., User], tmp_path: Path
 ) -> None:
     alice = users(deployment.url, "alice")
     bob = users(deployment.url, "bob")
@@ -500,3 +509,64 @@ def test_a_killed_node_s_users_reconnect_and_resume_with_nothing_lost_or_doubled
     )
     screenshot(page, tmp_path, "cluster-after-kill.png")
     page.close()
+
+
+class _Tap:
+    """The page's WebSocket through Playwright: can hold the server's frames and close it."""
+
+    def __init__(self) -> None:
+        self.sockets: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+        self.holding = False
+        self.held = 0
+
+    def install(self, page: Page) -> None:
+        page.route_web_socket(re.compile(r".*/ws\?.*"), self._route)
+
+    def _route(self, route: WebSocketRoute) -> None:
+        server = route.connect_to_server()
+        self.sockets.append((route, server))
+
+        def to_page(message: str | bytes) -> None:
+            if self.holding:
+                self.held += 1
+            else:
+                route.send(message)
+
+        server.on_message(to_page)
+
+    def close_current(self, code: int, reason: str) -> None:
+        route, server = self.sockets[-1]
+        route.close(code=code, reason=reason)
+        server.close()
+
+
+def test_a_socket_closed_to_resume_gets_the_gap_from_history_once(
+    deployment: Deployment, users: Callable[..., User]
+) -> None:
+    tap = _Tap()
+    alice = users(deployment.url, "alice", tap.install)
+    bob = users(deployment.url, "bob")
+    alice.join("gap")
+    bob.join("gap")
+    bob.say("one")
+    alice.wait_text("one")
+    # Frames to alice are lost from here on (as in an overflowing outbound queue) ...
+    tap.holding = True
+    for text in ("two", "three", "four"):
+        bob.say(text)
+        bob.wait_text(text, state="acked")
+    assert "two" not in alice.texts()
+    # ... until the server closes her socket with 4000, "slow consumer: resume".
+    tap.holding = False
+    tap.close_current(4000, "slow consumer: resume")
+    alice.wait_connected()
+    assert len(tap.sockets) == 2
+    for text in ("two", "three", "four"):
+        alice.wait_text(text)
+    bob.say("five")
+    alice.wait_text("five")
+    assert alice.texts() == ["one", "two", "three", "four", "five"]
+    assert alice.state("gap")["seqs"] == bob.state("gap")["seqs"]
+    # The resume asked for what came after the last message alice had seen.
+    joins = [f for f in alice.frames if f.startswith("> ") and '"join"' in f and '"gap"' in f]
+    assert '"last_seq":1' in joins[-1]
