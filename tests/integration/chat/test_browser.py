@@ -534,6 +534,10 @@ class _Tap:
 
         server.on_message(to_page)
 
+    def inject(self, frame: dict[str, Any]) -> None:
+        """A frame to the page as if the server had sent it."""
+        self.sockets[-1][0].send(json.dumps(frame))
+
     def close_current(self, code: int, reason: str) -> None:
         route, server = self.sockets[-1]
         route.close(code=code, reason=reason)
@@ -570,3 +574,14 @@ def test_a_socket_closed_to_resume_gets_the_gap_from_history_once(
     # The resume asked for what came after the last message alice had seen.
     joins = [f for f in alice.frames if f.startswith("> ") and '"join"' in f and '"gap"' in f]
     assert '"last_seq":1' in joins[-1]
+
+    # A reset (the range could not be served) reloads the room from history: same view.
+    head = alice.state("gap")["lastSeq"]
+    tap.inject({"v": 1, "type": "reset", "room": "gap", "head": head, "reason": "test"})
+    alice.page.wait_for_selector("#notice:has-text('reloaded')", timeout=WAIT_MS)
+    alice.wait_text("five")
+    assert alice.texts() == ["one", "two", "three", "four", "five"]
+    bob.say("six")
+    alice.wait_text("six")
+    assert alice.texts()[-1] == "six"
+    assert len(alice.texts()) == 6
