@@ -8,6 +8,7 @@ COPY shoal ./shoal
 RUN pip install --no-cache-dir .
 # The chat example (entities, HTTP/WebSocket handlers, the static page) is
 # imported from /app, not installed.
+COPY examples/__init__.py ./examples/__init__.py
 COPY examples/chat ./examples/chat
 USER nobody
 EXPOSE 2552 8080 8558

@@ -1,7 +1,7 @@
 """Real browsers, nginx and Compose for the chat example's tests.
 
 * ``browser``: headless Chromium (Debian's ``/usr/bin/chromium``, or
-  ``$SHOAL_CHROMIUM``) driven by Playwright's sync API. Playwright's own
+  ``$BROWSER_CHROMIUM``) driven by Playwright's sync API. Playwright's own
   browser download is never used.
 * ``nginx_runner``: starts Debian's nginx on loopback with the chat
   example's deployment configuration (``examples/chat/deploy/nginx.conf``),
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_CONF = ROOT / "examples" / "chat" / "deploy" / "nginx.conf"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
-CHROMIUM_ENV = "SHOAL_CHROMIUM"
+CHROMIUM_ENV = "BROWSER_CHROMIUM"
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 
 
@@ -69,12 +69,18 @@ def chromium_path() -> str | None:
     return path if os.access(path, os.X_OK) else None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """One headless Chromium for the session; close every context you open."""
+    """One headless Chromium per test module; close every context you open.
+
+    Not per session: Playwright's sync API keeps an event loop running in this
+    thread while it is open, and the async tests of later modules need the
+    thread free.
+    """
     path = chromium_path()
     if path is None:
-        unavailable(f"no Chromium at {DEFAULT_CHROMIUM} (apt-get install chromium)")
+        wanted = os.environ.get(CHROMIUM_ENV, DEFAULT_CHROMIUM)
+        unavailable(f"no Chromium at {wanted} (apt-get install chromium, or set ${CHROMIUM_ENV})")
     try:
         from playwright.sync_api import sync_playwright  # noqa: PLC0415
     except ImportError:

@@ -53,6 +53,7 @@ class Room {
     this.typing = new Map(); // user -> {channel, until}
     this.unread = 0;
     this.joined = false;
+    this.joinRetries = 0;
   }
 }
 
@@ -277,6 +278,7 @@ function onJoined(frame) {
   const first = room.lastSeq === null;
   const rejoined = !room.joined;
   room.joined = true;
+  room.joinRetries = 0;
   if (Array.isArray(frame.channels) && frame.channels.length) room.channels = frame.channels;
   if (!room.channels.includes(room.channel)) room.channel = room.channels[0];
   room.online = new Set(Array.isArray(frame.online) ? frame.online : []);
@@ -443,6 +445,22 @@ function onError(frame) {
       item.error = frame.message || frame.code;
     }
     render();
+    return;
+  }
+  if (room && !room.joined && (frame.code === "too_many_rooms" || frame.code === "bad_frame")) {
+    // The join was refused for good: the room leaves the list.
+    notice(`${room.id}: ${frame.message || frame.code}`);
+    onLeft({ room: room.id });
+    return;
+  }
+  if (room && !room.joined && frame.code === "unavailable") {
+    // The join itself: the room is moving (off a dead node, say). Join again soon;
+    // the pending sends go once it answers.
+    room.joinRetries += 1;
+    const wait = Math.min(BACKOFF_MAX_MS, 250 * 2 ** Math.min(room.joinRetries, 5));
+    setTimeout(() => {
+      if (state.rooms.get(room.id) === room && !room.joined && state.welcomed) joinRoom(room);
+    }, wait);
     return;
   }
   if (room && room.loading && frame.code !== "rate_limited") {

@@ -17,7 +17,9 @@ import asyncio
 import importlib.util
 import json
 import os
+import re
 import shutil
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -39,10 +41,12 @@ for _needed in ("examples.chat.app", "tests.integration.chat._harness"):
     if not _found:
         pytest.skip(f"the chat server is not in this tree ({_needed})", allow_module_level=True)
 
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError  # noqa: E402
+
 from tests.integration.chat._harness import ChatNode, Client, start_cluster  # noqa: E402
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, BrowserContext, Page
+    from playwright.sync_api import Browser, BrowserContext, Page, WebSocket, WebSocketRoute
 
 pytestmark = [pytest.mark.slow, pytest.mark.multiprocess, pytest.mark.timeout(240)]
 
@@ -108,17 +112,34 @@ def screenshot(page: Page, tmp: Path, name: str) -> Path:
 class User:
     """One person: a browser context (own storage) with the chat page open."""
 
-    def __init__(self, browser: Browser, url: str, name: str) -> None:
+    def __init__(
+        self,
+        browser: Browser,
+        url: str,
+        name: str,
+        prepare: Callable[[Page], None] | None = None,
+    ) -> None:
         self.name = name
         self.url = url
         self.context: BrowserContext = browser.new_context(viewport={"width": 1100, "height": 680})
         self.page: Page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        # The page's last WebSocket frames, for the message of a failed wait.
+        self.frames: deque[str] = deque(maxlen=60)
+        self.page.on("websocket", self._watch)
+        if prepare is not None:
+            prepare(self.page)
         self.page.goto(f"{url}/")
         self.page.fill("#name", name)
         self.page.click("#login button[type=submit]")
         self.wait_connected()
+
+    def _watch(self, ws: WebSocket) -> None:
+        self.frames.append(f"open {ws.url.split('?')[0]}")
+        ws.on("framesent", lambda f: self.frames.append(f"> {str(f)[:200]}"))
+        ws.on("framereceived", lambda f: self.frames.append(f"< {str(f)[:200]}"))
+        ws.on("close", lambda _: self.frames.append("closed"))
 
     def wait_connected(self, timeout: float = WAIT_MS) -> None:
         self.page.wait_for_selector("#status[data-state=connected]", timeout=timeout)
@@ -160,13 +181,19 @@ class User:
         )
 
     def wait_text(self, text: str, state: str | None = None, timeout: float = WAIT_MS) -> None:
-        self.page.wait_for_function(
-            """([text, state]) => [...document.querySelectorAll('#list li')].some(
-                li => li.querySelector('.text').textContent === text
-                      && (state === null || li.dataset.state === state))""",
-            arg=[text, state],
-            timeout=timeout,
-        )
+        try:
+            self.page.wait_for_function(
+                """([text, state]) => [...document.querySelectorAll('#list li')].some(
+                    li => li.querySelector('.text').textContent === text
+                          && (state === null || li.dataset.state === state))""",
+                arg=[text, state],
+                timeout=timeout,
+            )
+        except PlaywrightTimeoutError:
+            frames = "\n".join(self.frames)
+            raise AssertionError(
+                f"{self.name} never showed {text!r} ({state}); last frames:\n{frames}"
+            ) from None
 
     def record_states(self) -> None:
         """From now on, remember every (text, state) a message shows, however briefly."""
@@ -197,17 +224,13 @@ class User:
         assert isinstance(got, dict)
         return got
 
-    def close(self) -> None:
-        assert not self.errors, f"{self.name}'s page raised: {self.errors}"
-        self.context.close()
-
 
 @pytest.fixture
-def users(browser: Browser) -> Iterator[Callable[[str, str], User]]:
+def users(browser: Browser) -> Iterator[Callable[..., User]]:
     opened: list[User] = []
 
-    def open_user(url: str, name: str) -> User:
-        user = User(browser, url, name)
+    def open_user(url: str, name: str, prepare: Callable[[Page], None] | None = None) -> User:
+        user = User(browser, url, name, prepare)
         opened.append(user)
         return user
 
@@ -224,11 +247,24 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
+async def _join_when_available(client: Client, room: str) -> None:
+    """Join ``room``, again while it answers ``unavailable`` (it is moving off a dead node)."""
+    for _ in range(30):
+        await client.send(type="join", room=room)
+        while True:
+            frame = await client._next(30.0)
+            if frame.get("type") == "joined" and frame.get("room") == room:
+                return
+            if frame.get("type") == "error" and frame.get("code") == "unavailable":
+                break
+    raise AssertionError(f"{room} stayed unavailable")
+
+
 async def _history(base: str, room: str) -> list[dict[str, Any]]:
     """The room's whole history, read by a plain WebSocket client."""
     async with aiohttp.ClientSession() as http:
         client = await Client.connect(http, base, "auditor")
-        await client.join(room)
+        await _join_when_available(client, room)
         messages: list[dict[str, Any]] = []
         before: int | None = None
         while True:
@@ -260,7 +296,7 @@ async def _post_many(base: str, room: str, count: int, senders: int) -> None:
 
 
 def test_two_users_on_two_nodes_chat_in_a_room_and_a_channel(
-    deployment: Deployment, users: Callable[[str, str], User], tmp_path: Path
+    deployment: Deployment, users: Callable[..., User], tmp_path: Path
 ) -> None:
     alice = users(deployment.url, "alice")
     bob = users(deployment.url, "bob")
@@ -317,11 +353,14 @@ def test_two_users_on_two_nodes_chat_in_a_room_and_a_channel(
     bob.wait_text("ops room opened")
     alice.join("lobby")
     alice.page.wait_for_selector("#presence li[data-user=bob]", timeout=WAIT_MS)
+    bob.page.click("#rooms button[data-room=lobby]")
+    bob.channel("default")
+    bob.page.type("#text", "see you")
+    alice.page.wait_for_selector("#typing[data-users=bob]", timeout=WAIT_MS)
     screenshot(alice.page, tmp_path, "chat.png")
 
     # A reload restores the rooms, the channel on screen and the history, each message once.
-    bob.page.click("#rooms button[data-room=lobby]")
-    bob.channel("default")
+    bob.page.fill("#text", "")
     bob.page.reload()
     bob.wait_connected()
     bob.wait_text(hostile)
@@ -340,14 +379,20 @@ def test_two_users_on_two_nodes_chat_in_a_room_and_a_channel(
     assert [m["text"] for m in history if m["channel"] == "default"] == expected
     assert bob.state("lobby")["seqs"] == [m["seq"] for m in history]
 
+    # Bob leaves (his page closes): after the grace period alice sees him go.
+    bob.context.close()
+    alice.page.wait_for_selector("#presence li[data-user=bob]", state="detached", timeout=WAIT_MS)
+    alice.page.wait_for_selector("#presence li[data-user=alice]", timeout=WAIT_MS)
+
 
 def test_history_loads_older_pages_on_scroll(
-    deployment: Deployment, users: Callable[[str, str], User]
+    deployment: Deployment, users: Callable[..., User]
 ) -> None:
-    run_async(_post_many(deployment.nodes[1].http, "archive", 120, senders=3))
+    # Four writers, each within its rate limit's burst (a join and 30 sends).
+    run_async(_post_many(deployment.nodes[1].http, "archive", 120, senders=4))
     carol = users(deployment.url, "carol")
     carol.join("archive")
-    carol.wait_text("old message 2-39")
+    carol.wait_text("old message 3-29")
     first = carol.state("archive")
     assert len(first["seqs"]) == 50
     assert first["more"] is True
@@ -367,7 +412,7 @@ def test_history_loads_older_pages_on_scroll(
 
 
 def test_the_cluster_page_shows_members_leader_and_shards(
-    deployment: Deployment, users: Callable[[str, str], User], tmp_path: Path
+    deployment: Deployment, users: Callable[..., User], tmp_path: Path
 ) -> None:
     # Some entities to show: a user with a room.
     dave = users(deployment.url, "dave")
@@ -397,7 +442,7 @@ def test_the_cluster_page_shows_members_leader_and_shards(
 
 
 def test_a_killed_node_s_users_reconnect_and_resume_with_nothing_lost_or_doubled(
-    deployment: Deployment, users: Callable[[str, str], User], tmp_path: Path
+    deployment: Deployment, users: Callable[..., User], tmp_path: Path
 ) -> None:
     alice = users(deployment.url, "alice")
     bob = users(deployment.url, "bob")
@@ -448,3 +493,95 @@ def test_a_killed_node_s_users_reconnect_and_resume_with_nothing_lost_or_doubled
         assert user.texts() == texts, user.name
         assert user.state("resilient")["seqs"] == [m["seq"] for m in history]
         assert user.page.locator("#list li[data-state=pending]").count() == 0
+
+    # The cluster page shows the dead node unreachable, or already removed.
+    page = bob.context.new_page()
+    page.goto(f"{deployment.url}/cluster")
+    page.wait_for_function(
+        """victim => {
+            const rows = [...document.querySelectorAll('#members tbody tr')];
+            const row = rows.find(r => r.dataset.node === victim);
+            return rows.length > 0 && (!row || row.dataset.reachable === 'false'
+                                       || ['down', 'removed'].includes(row.dataset.status));
+        }""",
+        arg=f"shoal://{victim.address}",
+        timeout=RECOVER_MS,
+    )
+    screenshot(page, tmp_path, "cluster-after-kill.png")
+    page.close()
+
+
+class _Tap:
+    """The page's WebSocket through Playwright: can hold the server's frames and close it."""
+
+    def __init__(self) -> None:
+        self.sockets: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+        self.holding = False
+        self.held = 0
+
+    def install(self, page: Page) -> None:
+        page.route_web_socket(re.compile(r".*/ws\?.*"), self._route)
+
+    def _route(self, route: WebSocketRoute) -> None:
+        server = route.connect_to_server()
+        self.sockets.append((route, server))
+
+        def to_page(message: str | bytes) -> None:
+            if self.holding:
+                self.held += 1
+            else:
+                route.send(message)
+
+        server.on_message(to_page)
+
+    def inject(self, frame: dict[str, Any]) -> None:
+        """A frame to the page as if the server had sent it."""
+        self.sockets[-1][0].send(json.dumps(frame))
+
+    def close_current(self, code: int, reason: str) -> None:
+        route, server = self.sockets[-1]
+        route.close(code=code, reason=reason)
+        server.close()
+
+
+def test_a_socket_closed_to_resume_gets_the_gap_from_history_once(
+    deployment: Deployment, users: Callable[..., User]
+) -> None:
+    tap = _Tap()
+    alice = users(deployment.url, "alice", tap.install)
+    bob = users(deployment.url, "bob")
+    alice.join("gap")
+    bob.join("gap")
+    bob.say("one")
+    alice.wait_text("one")
+    # Frames to alice are lost from here on (as in an overflowing outbound queue) ...
+    tap.holding = True
+    for text in ("two", "three", "four"):
+        bob.say(text)
+        bob.wait_text(text, state="acked")
+    assert "two" not in alice.texts()
+    # ... until the server closes her socket with 4000, "slow consumer: resume".
+    tap.holding = False
+    tap.close_current(4000, "slow consumer: resume")
+    alice.wait_connected()
+    assert len(tap.sockets) == 2
+    for text in ("two", "three", "four"):
+        alice.wait_text(text)
+    bob.say("five")
+    alice.wait_text("five")
+    assert alice.texts() == ["one", "two", "three", "four", "five"]
+    assert alice.state("gap")["seqs"] == bob.state("gap")["seqs"]
+    # The resume asked for what came after the last message alice had seen.
+    joins = [f for f in alice.frames if f.startswith("> ") and '"join"' in f and '"gap"' in f]
+    assert '"last_seq":1' in joins[-1]
+
+    # A reset (the range could not be served) reloads the room from history: same view.
+    head = alice.state("gap")["lastSeq"]
+    tap.inject({"v": 1, "type": "reset", "room": "gap", "head": head, "reason": "test"})
+    alice.page.wait_for_selector("#notice:has-text('reloaded')", timeout=WAIT_MS)
+    alice.wait_text("five")
+    assert alice.texts() == ["one", "two", "three", "four", "five"]
+    bob.say("six")
+    alice.wait_text("six")
+    assert alice.texts()[-1] == "six"
+    assert len(alice.texts()) == 6

@@ -116,11 +116,18 @@ def test_compose_refuses_to_run_without_its_secrets(docker_compose: str, secret:
     assert f"set {secret}" in done.stderr
 
 
-def test_dockerfile_installs_shoal_and_carries_the_chat_example() -> None:
+def test_dockerfile_installs_shoal_and_carries_the_chat_example(compose: dict[str, Any]) -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert "pip install" in text
     assert re.search(r"^COPY examples/chat ", text, re.MULTILINE)
+    assert re.search(r"^COPY examples/__init__.py ", text, re.MULTILINE)
     assert re.search(r"^USER nobody$", text, re.MULTILINE)
+    # The nodes' --app names a function the image carries.
+    command = compose["services"]["node1"]["command"]
+    module, _, function = command[command.index("--app") + 1].partition(":")
+    source = ROOT / Path(*module.split(".")).with_suffix(".py")
+    assert source.is_file()
+    assert re.search(rf"^async def {function}\(|^def {function}\(", source.read_text(), re.M)
 
 
 # -- nginx ----------------------------------------------------------------------------------
