@@ -54,6 +54,7 @@ from cassandra import ConsistencyLevel
 
 from shoal.runtime import Clock
 
+from ._cassandra_session import consistency_levels, prepare_at
 from ._cassandra_settings import CassandraSettings
 from ._errors import JournalWriteError, OwnershipLostError
 
@@ -109,8 +110,7 @@ class OwnershipFence:
         clock: Callable[[], Clock],
     ) -> None:
         ks = settings.keyspace
-        write_cl = ConsistencyLevel.name_to_value[settings.write_consistency]
-        read_cl = ConsistencyLevel.name_to_value[settings.read_consistency]
+        write_cl, read_cl = consistency_levels(settings)
         self._send = send
         self._clock = clock
         self._lease = settings.fencing_lease_s
@@ -128,18 +128,21 @@ class OwnershipFence:
         for stmt in (self._first, self._next):
             stmt.consistency_level = write_cl  # the commit; the Paxos round is SERIAL
             stmt.serial_consistency_level = ConsistencyLevel.SERIAL
-        self._count = session.prepare(
-            f"UPDATE {ks}.owner_claims SET claims = claims + 1 WHERE part = 0 AND bucket = ?"
+        self._count = prepare_at(
+            session,
+            f"UPDATE {ks}.owner_claims SET claims = claims + 1 WHERE part = 0 AND bucket = ?",
+            write_cl,
         )
-        self._count.consistency_level = write_cl
-        self._counters = session.prepare(
-            f"SELECT bucket, claims FROM {ks}.owner_claims WHERE part = 0"
+        self._counters = prepare_at(
+            session,
+            f"SELECT bucket, claims FROM {ks}.owner_claims WHERE part = 0",
+            read_cl,
         )
-        self._counters.consistency_level = read_cl
-        self._epochs = session.prepare(
-            f"SELECT persistence_id, epoch FROM {ks}.owners WHERE persistence_id IN ?"
+        self._epochs = prepare_at(
+            session,
+            f"SELECT persistence_id, epoch FROM {ks}.owners WHERE persistence_id IN ?",
+            read_cl,
         )
-        self._epochs.consistency_level = read_cl
         self._owned: dict[str, _Owned] = {}
         self._round: asyncio.Future[None] | None = None  # the round running, if any
         self._rounds: asyncio.Task[None] | None = None  # the background loop, while writes come

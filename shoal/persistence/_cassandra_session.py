@@ -31,6 +31,21 @@ __all__ = ["CassandraSession", "CassandraSettings", "Once"]
 _T = TypeVar("_T")
 
 
+def prepare_at(session: Any, cql: str, consistency_level: int) -> Any:
+    """``session.prepare(cql)`` at ``consistency_level`` (blocking: call it on the executor)."""
+    stmt = session.prepare(cql)
+    stmt.consistency_level = consistency_level
+    return stmt
+
+
+def consistency_levels(settings: CassandraSettings) -> tuple[int, int]:
+    """The driver's values of the settings' write and read consistency levels."""
+    return (
+        ConsistencyLevel.name_to_value[settings.write_consistency],
+        ConsistencyLevel.name_to_value[settings.read_consistency],
+    )
+
+
 class Once(Generic[_T]):
     """An async setup run once: concurrent callers share one attempt; a failure is retried.
 

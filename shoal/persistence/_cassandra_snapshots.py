@@ -13,11 +13,16 @@ bounds are one range tombstone, with them one row delete per match.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Final
 
-from cassandra import ConsistencyLevel
-
-from ._cassandra_session import CassandraSession, CassandraSettings, Once
+from ._cassandra_session import (
+    CassandraSession,
+    CassandraSettings,
+    Once,
+    consistency_levels,
+    prepare_at,
+)
 from ._errors import PluginClosedError, SnapshotStoreError
 from ._journal import MAX_SEQUENCE_NR, check_persistence_id
 from ._snapshot import (
@@ -36,13 +41,9 @@ _LOAD_PAGE: Final = 8  # candidates read per round trip while looking for a time
 class _Statements:
     def __init__(self, session: Any, settings: CassandraSettings) -> None:
         ks = settings.keyspace
-        write_cl = ConsistencyLevel.name_to_value[settings.write_consistency]
-        read_cl = ConsistencyLevel.name_to_value[settings.read_consistency]
+        write_cl, read_cl = consistency_levels(settings)
 
-        def prepare(cql: str, cl: int) -> Any:
-            stmt = session.prepare(cql)
-            stmt.consistency_level = cl
-            return stmt
+        prepare = functools.partial(prepare_at, session)
 
         self.insert = prepare(
             f"INSERT INTO {ks}.snapshots (persistence_id, sequence_nr, timestamp, ser_id, "

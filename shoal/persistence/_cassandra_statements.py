@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from cassandra import ConsistencyLevel, InvalidRequest
+from cassandra import InvalidRequest
 
 from shoal.runtime import Clock
 
 from ._cassandra_fencing import OwnershipFence
+from ._cassandra_session import consistency_levels, prepare_at
 from ._cassandra_settings import CassandraSettings
 from ._cassandra_tags import TagStatements
 
@@ -47,15 +49,11 @@ class Statements:
         clock: Callable[[], Clock],
     ) -> None:
         ks = settings.keyspace
-        write_cl = ConsistencyLevel.name_to_value[settings.write_consistency]
-        read_cl = ConsistencyLevel.name_to_value[settings.read_consistency]
+        write_cl, read_cl = consistency_levels(settings)
         cols = "sequence_nr, writer_uuid, timestamp, ser_id, ser_manifest, event"
         where = "persistence_id = ? AND partition_nr = ?"
 
-        def prepare(cql: str, cl: int) -> Any:
-            stmt = session.prepare(cql)
-            stmt.consistency_level = cl
-            return stmt
+        prepare = functools.partial(prepare_at, session)
 
         self.write_cl = write_cl
         self.insert = prepare(

@@ -41,11 +41,11 @@ single node (or a test) has.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from typing import Any, Final
 
-from cassandra import ConsistencyLevel
-
+from ._cassandra_session import consistency_levels, prepare_at
 from ._cassandra_settings import CassandraSettings
 from ._journal import PersistentRepr
 
@@ -98,13 +98,9 @@ class TagStatements:
 
     def __init__(self, session: Any, settings: CassandraSettings) -> None:
         ks = settings.keyspace
-        write_cl = ConsistencyLevel.name_to_value[settings.write_consistency]
-        read_cl = ConsistencyLevel.name_to_value[settings.read_consistency]
+        write_cl, read_cl = consistency_levels(settings)
 
-        def prepare(cql: str, cl: int) -> Any:
-            stmt = session.prepare(cql)
-            stmt.consistency_level = cl
-            return stmt
+        prepare = functools.partial(prepare_at, session)
 
         self.insert_tag = prepare(
             f"INSERT INTO {ks}.tag_views (tag, bucket, ordering, persistence_id, sequence_nr, "
