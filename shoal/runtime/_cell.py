@@ -395,12 +395,18 @@ class Context:
         (Akka's ``pipeToSelf``). A failure is never lost: if ``map_ok`` or
         ``map_err`` raises, that exception is the message. Nothing is
         delivered once this actor is stopping or stopped; ``work`` is not
-        cancelled then. Returns the future of ``work``.
+        cancelled then, and a failure it ends with is logged at debug level
+        only (not reported by asyncio as never retrieved). Returns the future
+        of ``work``.
         """
         future = asyncio.ensure_future(work, loop=self._loop)
 
         def completed(done: asyncio.Future[T]) -> None:
             if self._state >= STOPPING:
+                # Nobody will receive the outcome: retrieve a failure here so that
+                # asyncio does not report it as "never retrieved" when collected.
+                if not done.cancelled() and done.exception() is not None:
+                    _log.debug("%s: piped work failed after the actor stopped", self._ref)
                 return
             try:
                 if done.cancelled() or done.exception() is not None:

@@ -5,6 +5,7 @@ watch_with, pipe_to_self, and rate-limited failure logs."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import pytest
@@ -334,6 +335,36 @@ async def test_pipe_to_self_delivers_nothing_after_the_actor_stopped(
     gate.set_result(1)
     await quiesce(system)
     assert system.stats()["dead_letters"] == dead_letters
+
+
+async def test_work_failing_after_the_actor_stopped_is_not_reported_as_never_retrieved(
+    system: ActorSystem,
+) -> None:
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, object]] = []
+    previous = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    gate: asyncio.Future[None] = loop.create_future()
+
+    async def work() -> None:
+        await gate
+        raise LookupError("gone")
+
+    class Piper(Actor):
+        def receive(self, msg: object) -> None:
+            self.ctx.pipe_to_self(work())
+
+    try:
+        ref = system.spawn(Piper)
+        ref.tell("go")
+        await quiesce(system)
+        await ref.stop()
+        gate.set_result(None)
+        await quiesce(system)
+        gc.collect()  # an unretrieved failure is reported when its task is collected
+        assert reported == []
+    finally:
+        loop.set_exception_handler(previous)
 
 
 # -- failure logs are rate-limited ----------------------------------------------------------
