@@ -24,43 +24,45 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rcluster.proto\x12\x10shoal.cluster.v1\"&\n\x04Node\x12\x11\n\thost_port\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\x06\"\xed\x03\n\x0f\x43lusterEnvelope\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12$\n\x04\x66rom\x18\x02 \x01(\x0b\x32\x16.shoal.cluster.v1.Node\x12\"\n\x02to\x18\x03 \x01(\x0b\x32\x16.shoal.cluster.v1.Node\x12&\n\x04join\x18\n \x01(\x0b\x32\x16.shoal.cluster.v1.JoinH\x00\x12,\n\x07welcome\x18\x0b \x01(\x0b\x32\x19.shoal.cluster.v1.WelcomeH\x00\x12\x30\n\x06status\x18\x0c \x01(\x0b\x32\x1e.shoal.cluster.v1.GossipStatusH\x00\x12.\n\x05state\x18\r \x01(\x0b\x32\x1d.shoal.cluster.v1.GossipStateH\x00\x12\x30\n\theartbeat\x18\x0e \x01(\x0b\x32\x1b.shoal.cluster.v1.HeartbeatH\x00\x12;\n\x0fheartbeat_reply\x18\x0f \x01(\x0b\x32 .shoal.cluster.v1.HeartbeatReplyH\x00\x12(\n\x05leave\x18\x10 \x01(\x0b\x32\x17.shoal.cluster.v1.LeaveH\x00\x12&\n\x04\x64own\x18\x11 \x01(\x0b\x32\x16.shoal.cluster.v1.DownH\x00\x42\x06\n\x04\x62ody\"\x15\n\x04Join\x12\r\n\x05roles\x18\x01 \x03(\t\"3\n\x07Welcome\x12(\n\x06gossip\x18\x01 \x01(\x0b\x32\x18.shoal.cluster.v1.Gossip\"\\\n\x0cGossipStatus\x12%\n\x05nodes\x18\x01 \x03(\x0b\x32\x16.shoal.cluster.v1.Node\x12\x10\n\x08\x63ounters\x18\x02 \x03(\x04\x12\x13\n\x0bseen_digest\x18\x03 \x01(\x06\"7\n\x0bGossipState\x12(\n\x06gossip\x18\x01 \x01(\x0b\x32\x18.shoal.cluster.v1.Gossip\"\x1d\n\tHeartbeat\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"\"\n\x0eHeartbeatReply\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"\x1a\n\x05Leave\x12\x11\n\thost_port\x18\x01 \x01(\t\"\x19\n\x04\x44own\x12\x11\n\thost_port\x18\x01 \x01(\t\"\xf2\x01\n\x06Gossip\x12\x12\n\nhost_ports\x18\x01 \x03(\t\x12\x0c\n\x04uids\x18\x02 \x03(\x06\x12\r\n\x05roles\x18\x03 \x03(\t\x12)\n\x07members\x18\x04 \x03(\x0b\x32\x18.shoal.cluster.v1.Member\x12\x15\n\rversion_nodes\x18\x05 \x03(\r\x12\x18\n\x10version_counters\x18\x06 \x03(\x04\x12\x0c\n\x04seen\x18\x07 \x03(\r\x12\x34\n\x0creachability\x18\x08 \x03(\x0b\x32\x1e.shoal.cluster.v1.ObserverRows\x12\x17\n\x0ftombstone_times\x18\t \x03(\x01\"Z\n\x06Member\x12.\n\x06status\x18\x01 \x01(\x0e\x32\x1e.shoal.cluster.v1.MemberStatus\x12\x11\n\tup_number\x18\x02 \x01(\r\x12\r\n\x05roles\x18\x03 \x03(\r\"\\\n\x0cObserverRows\x12\x10\n\x08observer\x18\x01 \x01(\r\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12)\n\x07records\x18\x03 \x03(\x0b\x32\x18.shoal.cluster.v1.Record\"`\n\x06Record\x12\x0f\n\x07subject\x18\x01 \x01(\r\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.shoal.cluster.v1.ReachabilityStatus\x12\x0f\n\x07version\x18\x03 \x01(\x04*V\n\x0cMemberStatus\x12\x0b\n\x07JOINING\x10\x00\x12\r\n\tWEAKLY_UP\x10\x01\x12\x06\n\x02UP\x10\x02\x12\x0b\n\x07LEAVING\x10\x03\x12\x0b\n\x07\x45XITING\x10\x04\x12\x08\n\x04\x44OWN\x10\x05*D\n\x12ReachabilityStatus\x12\r\n\tREACHABLE\x10\x00\x12\x0f\n\x0bUNREACHABLE\x10\x01\x12\x0e\n\nTERMINATED\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\rcluster.proto\x12\x10shoal.cluster.v1\"&\n\x04Node\x12\x11\n\thost_port\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\x06\"\xae\x04\n\x0f\x43lusterEnvelope\x12\x0f\n\x07\x63luster\x18\x01 \x01(\t\x12$\n\x04\x66rom\x18\x02 \x01(\x0b\x32\x16.shoal.cluster.v1.Node\x12\"\n\x02to\x18\x03 \x01(\x0b\x32\x16.shoal.cluster.v1.Node\x12&\n\x04join\x18\n \x01(\x0b\x32\x16.shoal.cluster.v1.JoinH\x00\x12,\n\x07welcome\x18\x0b \x01(\x0b\x32\x19.shoal.cluster.v1.WelcomeH\x00\x12\x30\n\x06status\x18\x0c \x01(\x0b\x32\x1e.shoal.cluster.v1.GossipStatusH\x00\x12.\n\x05state\x18\r \x01(\x0b\x32\x1d.shoal.cluster.v1.GossipStateH\x00\x12\x30\n\theartbeat\x18\x0e \x01(\x0b\x32\x1b.shoal.cluster.v1.HeartbeatH\x00\x12;\n\x0fheartbeat_reply\x18\x0f \x01(\x0b\x32 .shoal.cluster.v1.HeartbeatReplyH\x00\x12(\n\x05leave\x18\x10 \x01(\x0b\x32\x17.shoal.cluster.v1.LeaveH\x00\x12&\n\x04\x64own\x18\x11 \x01(\x0b\x32\x16.shoal.cluster.v1.DownH\x00\x12?\n\x11\x65xiting_confirmed\x18\x12 \x01(\x0b\x32\".shoal.cluster.v1.ExitingConfirmedH\x00\x42\x06\n\x04\x62ody\"\x15\n\x04Join\x12\r\n\x05roles\x18\x01 \x03(\t\"3\n\x07Welcome\x12(\n\x06gossip\x18\x01 \x01(\x0b\x32\x18.shoal.cluster.v1.Gossip\"\\\n\x0cGossipStatus\x12%\n\x05nodes\x18\x01 \x03(\x0b\x32\x16.shoal.cluster.v1.Node\x12\x10\n\x08\x63ounters\x18\x02 \x03(\x04\x12\x13\n\x0bseen_digest\x18\x03 \x01(\x06\"7\n\x0bGossipState\x12(\n\x06gossip\x18\x01 \x01(\x0b\x32\x18.shoal.cluster.v1.Gossip\"\x1d\n\tHeartbeat\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"\"\n\x0eHeartbeatReply\x12\x10\n\x08sequence\x18\x01 \x01(\x04\"\x1a\n\x05Leave\x12\x11\n\thost_port\x18\x01 \x01(\t\"\x19\n\x04\x44own\x12\x11\n\thost_port\x18\x01 \x01(\t\"\x12\n\x10\x45xitingConfirmed\"\xf2\x01\n\x06Gossip\x12\x12\n\nhost_ports\x18\x01 \x03(\t\x12\x0c\n\x04uids\x18\x02 \x03(\x06\x12\r\n\x05roles\x18\x03 \x03(\t\x12)\n\x07members\x18\x04 \x03(\x0b\x32\x18.shoal.cluster.v1.Member\x12\x15\n\rversion_nodes\x18\x05 \x03(\r\x12\x18\n\x10version_counters\x18\x06 \x03(\x04\x12\x0c\n\x04seen\x18\x07 \x03(\r\x12\x34\n\x0creachability\x18\x08 \x03(\x0b\x32\x1e.shoal.cluster.v1.ObserverRows\x12\x17\n\x0ftombstone_times\x18\t \x03(\x01\"Z\n\x06Member\x12.\n\x06status\x18\x01 \x01(\x0e\x32\x1e.shoal.cluster.v1.MemberStatus\x12\x11\n\tup_number\x18\x02 \x01(\r\x12\r\n\x05roles\x18\x03 \x03(\r\"\\\n\x0cObserverRows\x12\x10\n\x08observer\x18\x01 \x01(\r\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12)\n\x07records\x18\x03 \x03(\x0b\x32\x18.shoal.cluster.v1.Record\"`\n\x06Record\x12\x0f\n\x07subject\x18\x01 \x01(\r\x12\x34\n\x06status\x18\x02 \x01(\x0e\x32$.shoal.cluster.v1.ReachabilityStatus\x12\x0f\n\x07version\x18\x03 \x01(\x04*V\n\x0cMemberStatus\x12\x0b\n\x07JOINING\x10\x00\x12\r\n\tWEAKLY_UP\x10\x01\x12\x06\n\x02UP\x10\x02\x12\x0b\n\x07LEAVING\x10\x03\x12\x0b\n\x07\x45XITING\x10\x04\x12\x08\n\x04\x44OWN\x10\x05*D\n\x12ReachabilityStatus\x12\r\n\tREACHABLE\x10\x00\x12\x0f\n\x0bUNREACHABLE\x10\x01\x12\x0e\n\nTERMINATED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'cluster_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MEMBERSTATUS']._serialized_start=1449
-  _globals['_MEMBERSTATUS']._serialized_end=1535
-  _globals['_REACHABILITYSTATUS']._serialized_start=1537
-  _globals['_REACHABILITYSTATUS']._serialized_end=1605
+  _globals['_MEMBERSTATUS']._serialized_start=1534
+  _globals['_MEMBERSTATUS']._serialized_end=1620
+  _globals['_REACHABILITYSTATUS']._serialized_start=1622
+  _globals['_REACHABILITYSTATUS']._serialized_end=1690
   _globals['_NODE']._serialized_start=35
   _globals['_NODE']._serialized_end=73
   _globals['_CLUSTERENVELOPE']._serialized_start=76
-  _globals['_CLUSTERENVELOPE']._serialized_end=569
-  _globals['_JOIN']._serialized_start=571
-  _globals['_JOIN']._serialized_end=592
-  _globals['_WELCOME']._serialized_start=594
-  _globals['_WELCOME']._serialized_end=645
-  _globals['_GOSSIPSTATUS']._serialized_start=647
-  _globals['_GOSSIPSTATUS']._serialized_end=739
-  _globals['_GOSSIPSTATE']._serialized_start=741
-  _globals['_GOSSIPSTATE']._serialized_end=796
-  _globals['_HEARTBEAT']._serialized_start=798
-  _globals['_HEARTBEAT']._serialized_end=827
-  _globals['_HEARTBEATREPLY']._serialized_start=829
-  _globals['_HEARTBEATREPLY']._serialized_end=863
-  _globals['_LEAVE']._serialized_start=865
-  _globals['_LEAVE']._serialized_end=891
-  _globals['_DOWN']._serialized_start=893
-  _globals['_DOWN']._serialized_end=918
-  _globals['_GOSSIP']._serialized_start=921
-  _globals['_GOSSIP']._serialized_end=1163
-  _globals['_MEMBER']._serialized_start=1165
-  _globals['_MEMBER']._serialized_end=1255
-  _globals['_OBSERVERROWS']._serialized_start=1257
-  _globals['_OBSERVERROWS']._serialized_end=1349
-  _globals['_RECORD']._serialized_start=1351
-  _globals['_RECORD']._serialized_end=1447
+  _globals['_CLUSTERENVELOPE']._serialized_end=634
+  _globals['_JOIN']._serialized_start=636
+  _globals['_JOIN']._serialized_end=657
+  _globals['_WELCOME']._serialized_start=659
+  _globals['_WELCOME']._serialized_end=710
+  _globals['_GOSSIPSTATUS']._serialized_start=712
+  _globals['_GOSSIPSTATUS']._serialized_end=804
+  _globals['_GOSSIPSTATE']._serialized_start=806
+  _globals['_GOSSIPSTATE']._serialized_end=861
+  _globals['_HEARTBEAT']._serialized_start=863
+  _globals['_HEARTBEAT']._serialized_end=892
+  _globals['_HEARTBEATREPLY']._serialized_start=894
+  _globals['_HEARTBEATREPLY']._serialized_end=928
+  _globals['_LEAVE']._serialized_start=930
+  _globals['_LEAVE']._serialized_end=956
+  _globals['_DOWN']._serialized_start=958
+  _globals['_DOWN']._serialized_end=983
+  _globals['_EXITINGCONFIRMED']._serialized_start=985
+  _globals['_EXITINGCONFIRMED']._serialized_end=1003
+  _globals['_GOSSIP']._serialized_start=1006
+  _globals['_GOSSIP']._serialized_end=1248
+  _globals['_MEMBER']._serialized_start=1250
+  _globals['_MEMBER']._serialized_end=1340
+  _globals['_OBSERVERROWS']._serialized_start=1342
+  _globals['_OBSERVERROWS']._serialized_end=1434
+  _globals['_RECORD']._serialized_start=1436
+  _globals['_RECORD']._serialized_end=1532
 # @@protoc_insertion_point(module_scope)

@@ -111,6 +111,7 @@ class ClusterEnvelope(_message.Message):
     HEARTBEAT_REPLY_FIELD_NUMBER: _builtins.int
     LEAVE_FIELD_NUMBER: _builtins.int
     DOWN_FIELD_NUMBER: _builtins.int
+    EXITING_CONFIRMED_FIELD_NUMBER: _builtins.int
     cluster: _builtins.str
     """The cluster (actor system) name; gossip from another cluster is refused."""
     @_builtins.property
@@ -135,6 +136,8 @@ class ClusterEnvelope(_message.Message):
     def leave(self) -> Global___Leave: ...
     @_builtins.property
     def down(self) -> Global___Down: ...
+    @_builtins.property
+    def exiting_confirmed(self) -> Global___ExitingConfirmed: ...
     def __init__(
         self,
         *,
@@ -148,12 +151,13 @@ class ClusterEnvelope(_message.Message):
         heartbeat_reply: Global___HeartbeatReply | None = ...,
         leave: Global___Leave | None = ...,
         down: Global___Down | None = ...,
+        exiting_confirmed: Global___ExitingConfirmed | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "down", b"down", "from", b"from", "heartbeat", b"heartbeat", "heartbeat_reply", b"heartbeat_reply", "join", b"join", "leave", b"leave", "state", b"state", "status", b"status", "to", b"to", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "down", b"down", "exiting_confirmed", b"exiting_confirmed", "from", b"from", "heartbeat", b"heartbeat", "heartbeat_reply", b"heartbeat_reply", "join", b"join", "leave", b"leave", "state", b"state", "status", b"status", "to", b"to", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "cluster", b"cluster", "down", b"down", "from", b"from", "heartbeat", b"heartbeat", "heartbeat_reply", b"heartbeat_reply", "join", b"join", "leave", b"leave", "state", b"state", "status", b"status", "to", b"to", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "cluster", b"cluster", "down", b"down", "exiting_confirmed", b"exiting_confirmed", "from", b"from", "heartbeat", b"heartbeat", "heartbeat_reply", b"heartbeat_reply", "join", b"join", "leave", b"leave", "state", b"state", "status", b"status", "to", b"to", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["join", "welcome", "status", "state", "heartbeat", "heartbeat_reply", "leave", "down"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["join", "welcome", "status", "state", "heartbeat", "heartbeat_reply", "leave", "down", "exiting_confirmed"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -337,6 +341,26 @@ class Down(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Down: _TypeAlias = Down  # noqa: Y015
+
+@_typing.final
+class ExitingConfirmed(_message.Message):
+    """The sender, a leaving member, has finished its exit (its shards handed
+    off, its singletons stopped): the leader may remove it. Sent to every
+    member, and again to the leader on each gossip round until it is removed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExitingConfirmed: _TypeAlias = ExitingConfirmed  # noqa: Y015
 
 @_typing.final
 class Gossip(_message.Message):

@@ -36,7 +36,6 @@ from shoal.persistence import Persistence
 from shoal.pubsub import DistributedPubSub
 from shoal.remote import Remoting, RemotingStartError
 from shoal.runtime import ActorSystem, ShutdownPhase
-from shoal.sharding import Sharding
 
 from ._exit import EXIT_DOWNED, EXIT_OK, EXIT_START_FAILED
 
@@ -220,17 +219,18 @@ async def _serve(config: NodeConfig, app: App | None, *, events: bool = False) -
         task.add_done_callback(tasks.discard)
 
     async def leave() -> None:
-        timeout = system.coordinated_shutdown.timeout(
-            ShutdownPhase.CLUSTER_LEAVE
-        ) + system.coordinated_shutdown.timeout(ShutdownPhase.CLUSTER_EXITING)
-        try:
-            # Shards first, while this node is still a member: its removal does not wait.
-            await asyncio.wait_for(
-                Sharding.get(system).hand_off(),
-                system.coordinated_shutdown.timeout(ShutdownPhase.CLUSTER_SHARDING_SHUTDOWN_REGION),
+        # The leave runs the coordinated shutdown: shards handed off and
+        # singletons stopped while this node is still a member, then its exit
+        # confirmed and its removal awaited; each phase is time-boxed.
+        timeout = sum(
+            system.coordinated_shutdown.timeout(phase)
+            for phase in (
+                ShutdownPhase.CLUSTER_SHARDING_SHUTDOWN_REGION,
+                ShutdownPhase.CLUSTER_LEAVE,
+                ShutdownPhase.CLUSTER_EXITING,
+                ShutdownPhase.CLUSTER_EXITING_DONE,
             )
-        except TimeoutError:
-            _log.warning("handing the shards off took too long; leaving without it")
+        )
         try:
             await asyncio.wait_for(cluster.leave(), timeout)
         except TimeoutError:

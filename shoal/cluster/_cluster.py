@@ -113,8 +113,10 @@ class Cluster:
             remoting.address, self.metrics, node.member_counts, node.unreachable_count, node.phis
         )
         self.system.metrics.register(self._collector)
-        self.system.coordinated_shutdown.add_task(
-            ShutdownPhase.CLUSTER_LEAVE, "cluster-leave", self._leave_on_shutdown
+        shutdown = self.system.coordinated_shutdown
+        shutdown.add_task(ShutdownPhase.CLUSTER_LEAVE, "cluster-leave", self._leave_on_shutdown)
+        shutdown.add_task(
+            ShutdownPhase.CLUSTER_EXITING_DONE, "cluster-exiting-done", self._confirm_exit
         )
         node.start_ticks()
         if settings.seed_nodes:
@@ -256,8 +258,11 @@ class Cluster:
         """Start the graceful leave of the member at ``address``; returns at once.
 
         Any member, this node included (an operator's request, e.g. from the
-        management API): it walks Leaving -> Exiting -> Removed, and the node
-        shuts down once it sees itself removed. Idempotent; not a member: no-op.
+        management API): it walks Leaving -> Exiting -> Removed. The leaving
+        node starts its coordinated shutdown as soon as it sees itself
+        Leaving, so it hands its shards off and stops its singletons before
+        the cluster removes it (see :meth:`leave`). Idempotent; not a
+        member: no-op.
         """
         target = Address.parse(address) if isinstance(address, str) else address
         node = self._running
@@ -267,10 +272,17 @@ class Cluster:
             node.apply(leave(node.membership, target), push=True)
 
     async def leave(self) -> None:
-        """Leave gracefully: Leaving -> Exiting -> Removed, then shut the system down.
+        """Leave gracefully: Leaving -> Exiting -> Removed, and shut the system down.
 
-        Returns once the system has shut down (reason ``cluster-leave``). A
-        node that is not a member just shuts down.
+        The system's coordinated shutdown (reason ``cluster-leave``) starts
+        when this node sees itself Leaving: its sharding regions hand their
+        shards off and its singletons stop while it is still a member; then
+        it confirms its exit (phase ``cluster-exiting-done``), and only then
+        does the leader remove it (Akka's ``ExitingConfirmed``), so nothing
+        it hosted is restarted elsewhere before it has stopped here. An
+        Exiting member that becomes unreachable is removed without waiting.
+        Each step is time-boxed by its shutdown phase. Returns once the
+        system has shut down. A node that is not a member just shuts down.
         """
         self._start_leave()
         if self._running.membership.self_member is not None:
@@ -285,10 +297,39 @@ class Cluster:
         node.apply(leave(node.membership, node.self_node), push=True)
 
     async def _leave_on_shutdown(self) -> None:
-        # A node shut down without leaving tells the others it is going; it
-        # does not wait for its removal (its phase's time box would).
+        # A node shut down without leaving tells the others it is going.
         if self._node is not None and not self._node.closed:
             self._start_leave()
+
+    async def _confirm_exit(self) -> None:
+        # The phases before this one handed the shards off and stopped the
+        # singletons: the leader may remove this node now. A leave waits for
+        # that while some other member can still see it (the phase's time box
+        # bounds it); any other shutdown goes on at once, as it did before.
+        node = self._node
+        if node is None or node.closed or self._gone.done():
+            return
+        if node.membership.self_member is None:
+            return
+        node.confirm_exit()
+        if (
+            self._gone.done()
+            or self.system.coordinated_shutdown.reason != "cluster-leave"
+            or not self._others_reachable(node)
+        ):
+            return
+        await asyncio.shield(self._gone)
+
+    @staticmethod
+    def _others_reachable(node: Node) -> bool:
+        gossip = node.membership.gossip
+        unreachable = gossip.effective_reachability().all_unreachable()
+        return any(
+            m.unique_address != node.self_node
+            and m.unique_address not in unreachable
+            and m.status is not MemberStatus.DOWN
+            for m in gossip.members
+        )
 
     # -- following the node's own state -------------------------------------------------
 
@@ -304,8 +345,13 @@ class Cluster:
                 self._up.set_result(None)
             if me.status in (MemberStatus.LEAVING, MemberStatus.EXITING):
                 # Leaving, whoever asked (this node, or an operator through
-                # another one): the removal that follows is a graceful leave.
+                # another one): the removal that follows is a graceful leave,
+                # and the shutdown hands this node's work off before it.
                 self._leaving = True
+                if self.system.coordinated_shutdown.reason is None:
+                    self._shutdown_task = self.system.loop.create_task(
+                        self.system.shutdown("cluster-leave")
+                    )
             if me.status is MemberStatus.DOWN:
                 self._terminate("downed")
         elif state.self_removed:

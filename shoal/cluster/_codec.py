@@ -29,6 +29,7 @@ from ._messages import (
     Body,
     Down,
     Envelope,
+    ExitingConfirmed,
     GossipState,
     GossipStatus,
     Heartbeat,
@@ -154,6 +155,8 @@ def encode(envelope: Envelope) -> bytes:
             msg.leave.host_port = host_port(address)
         case Down(address=address):
             msg.down.host_port = host_port(address)
+        case ExitingConfirmed():
+            msg.exiting_confirmed.SetInParent()
     return msg.SerializeToString()
 
 
@@ -316,6 +319,8 @@ def decode(data: bytes, cache: NodeCache | None = None) -> Envelope:
             body = Leave(parse_host_port(cluster, msg.leave.host_port))
         case "down":
             body = Down(parse_host_port(cluster, msg.down.host_port))
+        case "exiting_confirmed":
+            body = ExitingConfirmed()
         case _:
             raise ProtocolError("cluster frame without a message")
     return Envelope(cluster, sender, recipient, body)

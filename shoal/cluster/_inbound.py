@@ -24,6 +24,7 @@ from ._membership import (
     Admitted,
     AlreadyMember,
     ReplacingIncarnation,
+    confirm_exiting,
     down,
     join,
     leave,
@@ -32,6 +33,7 @@ from ._membership import (
 from ._messages import (
     Body,
     Down,
+    ExitingConfirmed,
     GossipState,
     GossipStatus,
     Heartbeat,
@@ -121,6 +123,10 @@ def _dispatch(node: Node, frm: UniqueAddress, body: Body) -> None:
         case Down(address=address):
             if _is_member(node, frm):
                 node.apply(down(node.membership, address), push=True)
+        case ExitingConfirmed():
+            if _is_member(node, frm):
+                node.apply(confirm_exiting(node.membership, frm), push=False)
+                node.leader_step()
 
 
 def _is_member(node: Node, frm: UniqueAddress) -> bool:

@@ -68,18 +68,27 @@ def convergence(gossip: Gossip, self_node: UniqueAddress) -> bool:
     Converged when (1) every member some non-Down member observes as
     unreachable — other than ``self_node`` — is Down or Exiting, and
     (2) every member in Joining, WeaklyUp, Up, Leaving or Exiting has seen
-    this version. Unlike Akka, which asks only Up and Leaving members, a
-    joiner must have seen the state that admits it and an exiting member
-    the state that lets it exit before the leader acts on them, so both
-    know where they stand; an unreachable joiner blocks convergence (that
-    is what WeaklyUp is for).
+    this version — except an Exiting member that is unreachable (it may
+    have crashed before its exit was done, and can see nothing more).
+    Unlike Akka, which asks only Up and Leaving members, a joiner must have
+    seen the state that admits it and an exiting member the state that
+    lets it exit before the leader acts on them, so both know where they
+    stand; an unreachable joiner blocks convergence (that is what WeaklyUp
+    is for).
     """
     unreachable = gossip.effective_reachability().all_unreachable()
     for node in unreachable:
         member = gossip.member(node)
         if node != self_node and member is not None and member.status not in _MAY_BE_UNREACHABLE:
             return False
-    return all(m.unique_address in gossip.seen for m in gossip.members if m.status in _MUST_SEE)
+    return all(_has_seen(gossip, m, unreachable) for m in gossip.members)
+
+
+def _has_seen(gossip: Gossip, m: Member, unreachable: frozenset[UniqueAddress]) -> bool:
+    """Whether ``m`` does not hold up convergence by not having seen the latest state."""
+    if m.status not in _MUST_SEE or m.unique_address in gossip.seen:
+        return True
+    return m.status is MemberStatus.EXITING and m.unique_address in unreachable
 
 
 def blocking_convergence(gossip: Gossip, self_node: UniqueAddress) -> tuple[Member, ...]:
@@ -93,5 +102,5 @@ def blocking_convergence(gossip: Gossip, self_node: UniqueAddress) -> tuple[Memb
             and m.unique_address != self_node
             and m.status not in _MAY_BE_UNREACHABLE
         )
-        or (m.status in _MUST_SEE and m.unique_address not in gossip.seen)
+        or not _has_seen(gossip, m, unreachable)
     )

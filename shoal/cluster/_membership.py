@@ -32,12 +32,17 @@ class MembershipState:
     for each member this node has seen Joining, the time (on this node's
     clock) of the first :func:`leader_actions` call that saw it so. The
     leader uses it to move joiners to WeaklyUp when convergence is blocked. It must not be mutated.
+    ``exiting_confirmed`` is local too: the leaving members that told this
+    node they have finished their exit (their shards handed off, their
+    singletons stopped; :func:`confirm_exiting`). A leader removes an
+    Exiting member only once it is in this set, or unreachable.
     """
 
     self_node: UniqueAddress
     gossip: Gossip = field(default_factory=Gossip)
     self_roles: frozenset[str] = frozenset()
     joining_since: Mapping[UniqueAddress, float] = field(default_factory=dict)
+    exiting_confirmed: frozenset[UniqueAddress] = frozenset()
 
     @property
     def self_member(self) -> Member | None:
@@ -213,18 +218,38 @@ def receive_gossip(state: MembershipState, remote: Gossip) -> tuple[MembershipSt
     return state.with_gossip(merged), ordering
 
 
+def confirm_exiting(state: MembershipState, node: UniqueAddress) -> MembershipState:
+    """``node`` says it has finished its exit: record it if it is Leaving or Exiting.
+
+    Anything else (not a member, or a member that is not leaving) is
+    ignored: only a leaving member's own word counts, and a late or
+    repeated confirmation changes nothing.
+    """
+    member = state.gossip.member(node)
+    if (
+        member is None
+        or member.status not in (MemberStatus.LEAVING, MemberStatus.EXITING)
+        or node in state.exiting_confirmed
+    ):
+        return state
+    return replace(state, exiting_confirmed=state.exiting_confirmed | {node})
+
+
 def leader_actions(
     state: MembershipState, now: float, settings: ClusterSettings
 ) -> tuple[MembershipState, list[ClusterEvent]]:
     """One leader tick, called every gossip interval on every node; pure.
 
-    On every node it updates ``joining_since``. On the leader (only):
+    On every node it updates ``joining_since`` and forgets confirmations of
+    members that are gone. On the leader (only):
 
     - at convergence: Joining and WeaklyUp members become Up, each with the
       next ``up_number`` after the youngest member's, in address order;
-      Leaving becomes Exiting; Exiting members, and Down members that are
-      unreachable or have seen that they are Down, are removed (left as
-      tombstones stamped ``now``);
+      Leaving becomes Exiting; Exiting members that confirmed their exit
+      (:func:`confirm_exiting`) or are unreachable, and Down members that
+      are unreachable or have seen that they are Down, are removed (left as
+      tombstones stamped ``now``). An Exiting member that has not confirmed
+      is still handing its work off (Akka's ``ExitingConfirmed``);
     - without convergence, when ``settings.weakly_up_after`` is set:
       reachable members that have been Joining (on this node's clock) for
       at least that long become WeaklyUp.
@@ -239,10 +264,16 @@ def leader_actions(
     }
     if joining != state.joining_since:
         state = replace(state, joining_since=joining)
+    confirmed = state.exiting_confirmed
+    if confirmed:
+        kept = frozenset(n for n in confirmed if g.has_member(n))
+        if kept != confirmed:
+            state = replace(state, exiting_confirmed=kept)
+            confirmed = kept
     if leader(g, me) != me:
         return state, []
     if convergence(g, me):
-        new = _on_convergence(g, me, now)
+        new = _on_convergence(g, me, now, confirmed)
     elif settings.weakly_up_after is not None:
         new = _weakly_up(g, me, now, settings.weakly_up_after, joining)
     else:
@@ -252,7 +283,9 @@ def leader_actions(
     return state.with_gossip(new), diff(g, new, me)
 
 
-def _on_convergence(g: Gossip, me: UniqueAddress, now: float) -> Gossip:
+def _on_convergence(
+    g: Gossip, me: UniqueAddress, now: float, confirmed: frozenset[UniqueAddress]
+) -> Gossip:
     unreachable = g.effective_reachability().all_unreachable()
     youngest = max((m.up_number for m in g.members if m.up_number != NOT_UP), default=0)
     changed: list[Member] = []
@@ -264,7 +297,7 @@ def _on_convergence(g: Gossip, me: UniqueAddress, now: float) -> Gossip:
             changed.append(m.with_up(youngest))
         elif m.status is MemberStatus.LEAVING:
             changed.append(m.with_status(MemberStatus.EXITING))
-        elif m.status is MemberStatus.EXITING or (
+        elif (m.status is MemberStatus.EXITING and (node in confirmed or node in unreachable)) or (
             m.status is MemberStatus.DOWN and (node in unreachable or node in g.seen)
         ):
             removed.append(node)

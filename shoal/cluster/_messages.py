@@ -67,7 +67,22 @@ class Down:
     address: Address
 
 
-Body = Join | Welcome | GossipStatus | GossipState | Heartbeat | HeartbeatReply | Leave | Down
+@dataclass(frozen=True, slots=True)
+class ExitingConfirmed:
+    """The sender, a leaving member, has finished its exit: it may be removed."""
+
+
+Body = (
+    Join
+    | Welcome
+    | GossipStatus
+    | GossipState
+    | Heartbeat
+    | HeartbeatReply
+    | Leave
+    | Down
+    | ExitingConfirmed
+)
 
 
 @dataclass(frozen=True, slots=True)

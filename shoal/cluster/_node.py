@@ -26,6 +26,7 @@ from ._heartbeat import HeartbeatState
 from ._member import MemberStatus
 from ._membership import (
     MembershipState,
+    confirm_exiting,
     down,
     join,
     leader_actions,
@@ -33,7 +34,15 @@ from ._membership import (
     observe_unreachable,
     prune_tombstones,
 )
-from ._messages import Body, Envelope, GossipState, GossipStatus, Heartbeat, Welcome
+from ._messages import (
+    Body,
+    Envelope,
+    ExitingConfirmed,
+    GossipState,
+    GossipStatus,
+    Heartbeat,
+    Welcome,
+)
 from ._metrics import ClusterMetrics
 from ._pushpull import select_peer, self_unreachable, unseen_peers
 
@@ -83,6 +92,7 @@ class Node:
         self.seed_join: SeedJoin | None = None
         self.closed = False
         self.was_member = False
+        self.exit_confirmed = False
         self._on_events = on_events
         self._on_self = on_self
         self._refs: dict[Address, ActorRef] = {}
@@ -170,6 +180,8 @@ class Node:
         if self.membership.self_member is None:
             return
         now = self.system.clock.now()
+        if self.exit_confirmed:
+            self._repeat_exit_confirmation()
         self.leader_step()
         self.check_downing(now)
         pruned = prune_tombstones(self.membership, now - self.settings.prune_tombstones_after)
@@ -183,6 +195,28 @@ class Node:
             self.send_status(peer)
         else:
             self.send_state(peer)
+
+    def confirm_exit(self) -> None:
+        """This node, leaving, has finished its exit: record it and tell every member.
+
+        The leader removes an Exiting member only once it has confirmed
+        (or is unreachable); the confirmation is repeated to the leader on
+        every gossip round until this node is removed, in case it was lost
+        or the leader changed.
+        """
+        self.exit_confirmed = True
+        self.apply(confirm_exiting(self.membership, self.self_node), push=False)
+        for m in self.membership.gossip.members:
+            self.send(m.unique_address, ExitingConfirmed())
+        self.leader_step()
+
+    def _repeat_exit_confirmation(self) -> None:
+        me = self.membership.self_member
+        if me is None or me.status not in (MemberStatus.LEAVING, MemberStatus.EXITING):
+            return
+        leader = self.membership.leader
+        if leader is not None:
+            self.send(leader, ExitingConfirmed())
 
     def leader_step(self) -> None:
         """The leader's actions, if this node leads and they change anything."""

@@ -41,6 +41,8 @@ class ShutdownPhase(enum.StrEnum):
     """Leave the cluster gracefully."""
     CLUSTER_EXITING = "cluster-exiting"
     """Wait until the cluster has seen this node exiting (singletons hand over)."""
+    CLUSTER_EXITING_DONE = "cluster-exiting-done"
+    """Tell the cluster this node's exit is done, and wait for its removal."""
     STOP_USER_ACTORS = "stop-user-actors"
     """Stop every actor under ``/user``, children before parents (the runtime's task)."""
     CLOSE_EXTENSIONS = "close-extensions"

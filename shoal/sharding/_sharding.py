@@ -295,12 +295,10 @@ class Sharding:
         """Move every shard hosted on this node to the other nodes; returns once done.
 
         Messages sent meanwhile are buffered and delivered on the new nodes,
-        none lost. For a graceful leave, call it before ``Cluster.leave()``
-        (``shoal node`` does on SIGTERM): a node's removal from the cluster
-        does not wait for its hand-off, and a removed node can no longer
-        hand anything off, so its entities just stop and come back elsewhere
-        only after the removal margin. The system's shutdown calls it too
-        (time-boxed by its phase), so it is only needed before a leave.
+        none lost. A leave does not need it: the coordinated shutdown a
+        leave runs calls it (time-boxed by its phase) before the node
+        confirms its exit, and the cluster removes the node only after
+        that.
         """
         cluster = Cluster.get(self.system)
         me = cluster.self_address

@@ -9,7 +9,7 @@ import pytest
 from shoal.cluster import Cluster, ClusterSettings, MemberStatus
 from shoal.cluster.testing import advance_until, finish_shutdowns, form_cluster, run_for
 from shoal.remote.testing import MemoryNetwork
-from shoal.runtime import Actor, ActorRef, Terminated
+from shoal.runtime import Actor, ActorRef, ShutdownPhase, Terminated
 from shoal.runtime.testing import ManualClock
 
 
@@ -159,3 +159,75 @@ async def test_an_operator_can_make_another_member_leave() -> None:
         await advance_until(clock, lambda: not nodes[0].system.is_running, max_time=5)
         await finish_shutdowns(clock, nodes)
         assert nodes[0].system.coordinated_shutdown.reason == "cluster-leave"
+
+
+async def test_a_leaving_member_is_removed_only_once_its_exit_is_done() -> None:
+    # An operator makes a member leave through another node: the member's
+    # shutdown starts when it sees itself Leaving, and the leader removes it
+    # only after the phases that hand its work off have finished and it has
+    # confirmed its exit (Akka's ExitingConfirmed).
+    clock = ManualClock()
+    async with MemoryNetwork(clock=clock) as net:
+        nodes = await form_cluster(net, clock, 3)
+        leaver, operator = nodes[2], nodes[0]
+        handing_off = asyncio.Event()
+        handed_off = asyncio.Event()
+
+        async def hand_off() -> None:
+            handing_off.set()
+            await handed_off.wait()
+
+        leaver.system.coordinated_shutdown.add_task(
+            ShutdownPhase.CLUSTER_SHARDING_SHUTDOWN_REGION, "test-hand-off", hand_off
+        )
+        operator.leave_member(str(leaver.self_address.address))
+        await advance_until(clock, handing_off.is_set, max_time=5)
+        assert leaver.system.coordinated_shutdown.reason == "cluster-leave"
+
+        def status() -> MemberStatus | None:
+            m = operator.gossip.member(leaver.self_address)
+            return None if m is None else m.status
+
+        await advance_until(clock, lambda: status() is MemberStatus.EXITING, max_time=5)
+        await run_for(clock, 2.0)  # many gossip rounds: still there, still handing off
+        assert status() is MemberStatus.EXITING
+        assert not operator.gossip.is_tombstoned(leaver.self_address)
+        handed_off.set()
+        await advance_until(
+            clock, lambda: operator.gossip.is_tombstoned(leaver.self_address), max_time=5
+        )
+        await advance_until(clock, lambda: not leaver.system.is_running, max_time=5)
+        await finish_shutdowns(clock, nodes)
+
+
+async def test_an_exiting_member_that_crashes_is_removed_without_its_confirmation() -> None:
+    clock = ManualClock()
+    async with MemoryNetwork(clock=clock) as net:
+        nodes = await form_cluster(net, clock, 3, ClusterSettings.testing())
+        leaver, operator = nodes[2], nodes[0]
+        stuck = asyncio.Event()
+        release = asyncio.Event()
+
+        async def never_done() -> None:
+            stuck.set()
+            await release.wait()
+
+        leaver.system.coordinated_shutdown.add_task(
+            ShutdownPhase.CLUSTER_SHARDING_SHUTDOWN_REGION, "test-stuck", never_done
+        )
+        operator.leave_member(str(leaver.self_address.address))
+        await advance_until(clock, stuck.is_set, max_time=5)
+        await advance_until(
+            clock,
+            lambda: (
+                getattr(operator.gossip.member(leaver.self_address), "status", None)
+                is MemberStatus.EXITING
+            ),
+            max_time=5,
+        )
+        net.kill(leaver.system)
+        await advance_until(
+            clock, lambda: operator.gossip.is_tombstoned(leaver.self_address), max_time=30
+        )
+        release.set()
+        await finish_shutdowns(clock, nodes)

@@ -16,6 +16,7 @@ from shoal.cluster._membership import (
     MembershipState,
     Refused,
     ReplacingIncarnation,
+    confirm_exiting,
     down,
     join,
     leader_actions,
@@ -64,6 +65,11 @@ def unreachable(*pairs: tuple[int, int]) -> Reachability:
         # unreachable members that are Down or Exiting do not
         (gossip(member(1), member(2, D), reachability=unreachable((1, 2))), True),
         (gossip(member(1), member(2, E), reachability=unreachable((1, 2))), True),
+        # an unreachable exiting member need not have seen it either (it may have crashed)
+        (
+            gossip(member(1), member(2, E), seen=[node(1)], reachability=unreachable((1, 2))),
+            True,
+        ),
         # observations made by a Down member are ignored
         (gossip(member(1), member(2), member(3, D), reachability=unreachable((3, 2))), True),
         # the node itself being observed unreachable does not block its own view
@@ -141,8 +147,23 @@ def test_leaving_becomes_exiting_then_exiting_is_removed() -> None:
     assert events == []
     s, _ = exchange(s, state(2, s.gossip))
     s, events = leader_actions(s, 2.0, SETTINGS)
+    assert events == []  # node 2 has not confirmed that its exit is done
+    assert confirm_exiting(s, node(1)) is s  # only a leaving member's word counts
+    assert confirm_exiting(s, node(9)) is s  # nor a stranger's
+    s = confirm_exiting(s, node(2))
+    assert confirm_exiting(s, node(2)) is s
+    s, events = leader_actions(s, 3.0, SETTINGS)
     assert events == [MemberRemoved(member(2, MemberStatus.REMOVED), E)]
-    assert s.gossip.tombstones == {node(2): 2.0}
+    assert s.gossip.tombstones == {node(2): 3.0}
+    s, _ = leader_actions(s, 4.0, SETTINGS)
+    assert s.exiting_confirmed == frozenset()  # forgotten once removed
+
+
+def test_an_unreachable_exiting_member_is_removed_without_confirming() -> None:
+    g = gossip(member(1), member(2, E), reachability=unreachable((1, 2)))
+    after, events = leader_actions(state(1, g), 5.0, SETTINGS)
+    assert events == [MemberRemoved(member(2, MemberStatus.REMOVED), E)]
+    assert after.gossip.tombstones == {node(2): 5.0}
 
 
 def test_down_members_are_removed_once_unreachable_or_aware() -> None:

@@ -29,6 +29,7 @@ def test_the_phases_run_in_the_documented_order() -> None:
         "cluster-sharding-shutdown-region",
         "cluster-leave",
         "cluster-exiting",
+        "cluster-exiting-done",
         "stop-user-actors",
         "close-extensions",
         "close-remoting",
