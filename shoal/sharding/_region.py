@@ -170,6 +170,8 @@ class Region(Actor):
             case EntityEnvelope():
                 if self._valid(msg):
                     self._route(msg.shard, msg)
+                else:
+                    self._routes.routed(msg.shard)
             case ShardHome(shard, region):
                 self._home(shard, region)
                 self._check_left()
@@ -217,8 +219,7 @@ class Region(Actor):
         if home is None or shard in self._handing_off:
             self._buffer(shard, msg)
             return
-        if type(msg) is Deliver:
-            self._routes.routed(shard)
+        self._routes.routed(shard)
         if home == self.ctx.ref:
             payload = self._local(msg)
             if payload is _UNDECODABLE:
@@ -303,8 +304,7 @@ class Region(Actor):
                     self._to_coordinator(GetShardHome(shard, self.ctx.ref))
                 return
         self._metrics.dropped += 1
-        if type(msg) is Deliver:
-            self._routes.routed(shard)
+        self._routes.routed(shard)
         self.ctx.reply_later().fail(
             BufferFullError(f"{self._type_name}: the buffer of shard {shard} is full")
         )

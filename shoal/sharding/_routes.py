@@ -11,8 +11,9 @@ a running entity hands it to the entity rather than to its shard.
 
 Per-sender order holds because a message skips an actor only while that
 actor holds nothing for the same shard: the region counts the
-:class:`~._protocol.Deliver` it was sent for each shard until it routed
-them on (``Routes.pending``, stashed ones included), and a shard counts
+:class:`~._protocol.Deliver` it was sent for each shard, and the envelopes
+from peers that its :class:`~._inbound.InboundRoute` passed on to it, until
+it routed them on (``Routes.pending``, stashed ones included), and a shard counts
 those it was sent until it handed them to an entity (``ShardRoute.pending``,
 also stashed ones). Every skip goes to the same ref the skipped actor
 would have forwarded to, whose mailbox (or the peer's ordered stream) keeps
@@ -95,8 +96,9 @@ class Routes:
     """One region's direct routes, by shard (see the module docstring).
 
     ``remote``: homes on other nodes; ``local``: shards running here.
-    ``pending``: per shard, the :class:`~._protocol.Deliver` sent to the
-    region and not yet routed on; a shard with any has no direct route.
+    ``pending``: per shard, the messages sent to the region and not yet
+    routed on (:class:`~._protocol.Deliver`, and envelopes from peers passed
+    on by the region's inbound route); a shard with any has no direct route.
     """
 
     __slots__ = ("local", "pending", "remote", "serialize")
@@ -109,11 +111,11 @@ class Routes:
         self.pending: dict[int, int] = {}
 
     def queued(self, shard: int) -> None:
-        """A :class:`~._protocol.Deliver` for ``shard`` was sent to the region."""
+        """A message for ``shard`` was sent to the region (it calls :meth:`routed` once)."""
         self.pending[shard] = self.pending.get(shard, 0) + 1
 
     def routed(self, shard: int) -> None:
-        """The region routed on (or dropped) a :class:`~._protocol.Deliver` for ``shard``."""
+        """The region routed on (or dropped, or refused) a message for ``shard``."""
         left = self.pending.get(shard, 0) - 1
         if left > 0:
             self.pending[shard] = left

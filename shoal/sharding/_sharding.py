@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from shoal.cluster import Cluster, MemberExited, MemberLeft, MemberStatus, Subscription
 from shoal.management import Management, ManagementError
+from shoal.remote import Remoting
 from shoal.runtime import ActorRef, SerializationError, ShutdownPhase
 
 from ._coordinator import Coordinator
 from ._errors import ShardingError
+from ._inbound import InboundRoute
 from ._inspection import AllocationQuery, ShardingCollector, readiness, shards_view
 from ._protocol import WIRE_MESSAGES, Deliver, EntityEnvelope
 from ._region import GracefulStop, Region, RegionMetrics
@@ -162,6 +164,7 @@ class Sharding:
         )
         self._leaving = False
         self._subscription: Subscription | None = None
+        self._remoting: Remoting | None = None  # once a type started
 
     @classmethod
     def get(cls, system: ActorSystem) -> Sharding:
@@ -236,6 +239,12 @@ class Sharding:
             lambda: Region(type_name, factory, settings, coordinator, metrics, registered, routes),
             name=region_name(type_name),
         )
+        # Before any peer can know the region (it registers on its first turn):
+        # every envelope from the network passes its inbound route (see _inbound).
+        self._remoting = Remoting.get(self.system)
+        self._remoting.redirect_inbound(
+            ref, InboundRoute(ref, routes, self.system.serialization.deserialize)
+        )
         region = ShardRegion(
             type_name, ref, settings, factory is not None, metrics, coordinator, registered, routes
         )
@@ -283,7 +292,10 @@ class Sharding:
             )
 
     async def aclose(self) -> None:
-        """Forget the metrics (the system's shutdown calls it)."""
+        """Forget the metrics and inbound routes (the system's shutdown calls it)."""
+        if self._remoting is not None:
+            for known in self._types.values():
+                self._remoting.redirect_inbound(known.region.ref, None)
         if self._collector is not None:
             self.system.metrics.unregister(self._collector)
             self._collector = None
