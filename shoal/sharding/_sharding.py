@@ -23,7 +23,6 @@ from ._region import GracefulStop, Region, RegionMetrics
 from ._remember import REMEMBER_MESSAGES
 from ._routes import Routes
 from ._settings import ShardingSettings
-from ._shard_id import check_entity_id, shard_id
 from ._singleton_api import ClusterSingleton, SingletonSettings
 
 if TYPE_CHECKING:
@@ -50,8 +49,8 @@ class EntityRef:
     def __init__(self, region: ShardRegion, entity_id: str, routes: Routes) -> None:
         self._region = region
         self._routes = routes
-        self.entity_id: Final = check_entity_id(entity_id)
-        self.shard_id: Final = shard_id(entity_id, region.settings.number_of_shards)
+        self.shard_id: Final = routes.shard_of(entity_id)  # checks the id
+        self.entity_id: Final = entity_id
 
     def tell(self, message: object, sender: ActorRef | None = None) -> None:
         """Send ``message`` to the entity; never raises (undeliverable: dead letters)."""
@@ -234,7 +233,7 @@ class Sharding:
                 retry_interval=settings.retry_interval,
             ),
         )
-        routes = Routes(self.system.serialization.serialize)
+        routes = Routes(self.system.serialization.serialize, settings.number_of_shards)
         ref = self.system.spawn(
             lambda: Region(type_name, factory, settings, coordinator, metrics, registered, routes),
             name=region_name(type_name),
