@@ -230,11 +230,12 @@ async def _load(
 
     def done(future: asyncio.Future[Any], start: float) -> None:
         nonlocal errors, outstanding
+        now = clock()
         if future.cancelled() or future.exception() is not None:
             errors += 1
         else:
-            latencies.append(clock() - start)
-        if clock() < deadline:
+            latencies.append(now - start)
+        if now < deadline:
             launch()
             return
         outstanding -= 1
