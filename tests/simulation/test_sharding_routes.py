@@ -7,9 +7,13 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
+import pytest
+
 from shoal.cluster.testing import advance_until, run_for
 from shoal.remote import Remoting
+from shoal.runtime import ActorRef
 from shoal.sharding import Sharding, ShardRegion, shard_id
+from shoal.sharding._inbound import InboundRoute
 from shoal.sharding._protocol import Deliver, EntityEnvelope
 
 from .test_sharding import SETTINGS, Add, Probe, Sleep, ask_all, counter, sharded, start_all
@@ -142,7 +146,18 @@ async def test_a_moved_shard_loses_its_direct_route_until_its_new_home_is_known(
         probe.assert_never_two()
 
 
-async def test_a_peers_message_for_a_running_entity_skips_the_region_unless_it_must_wait() -> None:
+async def test_a_peers_message_for_a_running_entity_skips_the_region_unless_it_must_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    taken: list[ActorRef] = []
+    original = InboundRoute._target
+
+    def spy(self: InboundRoute, envelope: EntityEnvelope) -> tuple[ActorRef, object]:
+        target, message = original(self, envelope)
+        taken.append(target)
+        return target, message
+
+    monkeypatch.setattr(InboundRoute, "_target", spy)
     async with sharded(2) as (clock, _net, nodes):
         probe = Probe(clock)
         regions = await start_all(nodes, probe)
@@ -151,6 +166,11 @@ async def test_a_peers_message_for_a_running_entity_skips_the_region_unless_it_m
         home = nodes[1].system
         entity_id = next(e for e in ids if probe.active()[e] == home.address)
         shard = shard_id(entity_id, SETTINGS.number_of_shards)
+        # Over the network, once running: straight from remoting's inbound to the entity.
+        taken.clear()
+        assert await ask_all(clock, [regions[0].entity(entity_id).ask(Add(1), timeout=5)]) == [1]
+        assert taken
+        assert all(t != regions[1].ref for t in taken)
         # What remoting's inbound does with an envelope from node 0 (see _inbound).
         inbound = Remoting.get(home).redirects[regions[1].ref]
         known = routes(regions[1])
