@@ -76,7 +76,14 @@ from shoal.persistence import (
     SqliteSettings,
 )
 from shoal.runtime import Actor, ActorRef, ActorSystem, message
-from shoal.sharding import RebalanceLimits, Sharding, ShardingSettings, ShardRegion, shard_id
+from shoal.sharding import (
+    EntityRef,
+    RebalanceLimits,
+    Sharding,
+    ShardingSettings,
+    ShardRegion,
+    shard_id,
+)
 from shoal.sharding._inspection import ShardsQuery
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,21 +213,33 @@ async def _local_ids(region: ShardRegion, n: int, prefix: str) -> list[str]:
     return ids
 
 
+_TABLES: dict[bool, tuple[list[EntityRef], list[int]]] = {}
+
+
+async def _table(region: ShardRegion, local: bool) -> tuple[list[EntityRef], list[int]]:
+    """The entities to ask and random indices into them, made once per process (the
+    other nodes are asking meanwhile: making them inside a timed window would slow them)."""
+    table = _TABLES.get(local)
+    if table is None:
+        ids = await _local_ids(region, 2000, "e") if local else [f"e{i}" for i in range(ENTITIES)]
+        rng = random.Random(os.getpid())
+        picks = [rng.randrange(len(ids)) for _ in range(_PICKS)]
+        table = _TABLES[local] = [region.entity(e) for e in ids], picks
+    return table
+
+
 async def _load(
     region: ShardRegion, seconds: float, concurrency: int, local: bool
 ) -> dict[str, Any]:
-    ids = await _local_ids(region, 2000, "e") if local else [f"e{i}" for i in range(ENTITIES)]
-    rng = random.Random(os.getpid())
-    picks = [rng.randrange(len(ids)) for _ in range(_PICKS)]
+    entities, picks = await _table(region, local)
     pick = 0
     latencies: list[float] = []
     errors = 0
-    deadline = time.perf_counter() + seconds
     clock = time.perf_counter
+    deadline = clock() + seconds
 
     # ``concurrency`` asks in flight, each answer issuing the next from its
     # done-callback: no task per asker, as in benchmarks/remote.py.
-    entities = [region.entity(e) for e in ids]
     ping = Ping()
     finished: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     outstanding = concurrency
