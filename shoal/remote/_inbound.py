@@ -351,6 +351,7 @@ class Inbound:
     def _resolve(self, batch: InBatch) -> list[_Resolved]:
         """Resolve each route's target and sender once per batch."""
         remoting = self._remoting
+        redirects = remoting.redirects
         resolved: list[_Resolved] = []
         for kind, target, sender, serializer_id, manifest in batch.routes:
             target_ref: ActorRef | None = None
@@ -361,6 +362,8 @@ class Inbound:
                 unknown = type(target_ref) is not LocalActorRef
                 if target_ref is not None and kind in (K_MESSAGE, K_STOP, K_WATCH):
                     allowed = self._addressable(kind, target_ref)
+                    if redirects and kind == K_MESSAGE:
+                        target_ref = redirects.get(target_ref, target_ref)
             sender_ref = remoting.resolve_or_none(sender) if sender else None
             resolved.append(
                 (kind, target_ref, sender_ref, serializer_id, manifest, target, unknown, allowed)

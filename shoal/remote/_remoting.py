@@ -108,6 +108,9 @@ class Remoting:
         oldest first; bounded by ``quarantine_max_entries`` and ``quarantine_max_age``."""
         self._dialable: set[str] = set()
         self._control_targets: set[str] = set()
+        self.redirects: dict[ActorRef, ActorRef] = {}
+        """Local actors whose messages from peers go to another ref first (see
+        :meth:`redirect_inbound`); read by the inbound once per route of a frame."""
         self.receiving = False
         """Set while a peer's frame is decoded: refs resolved meanwhile were named by
         the peer, not asked for by this node's code, and do not make it dial."""
@@ -287,6 +290,24 @@ class Remoting:
         if not path.startswith(self._prefix + "system/"):
             raise ValueError(f"only system actors of this node take control messages: {path}")
         self._control_targets.add(path)
+
+    def redirect_inbound(self, ref: ActorRef, receiver: ActorRef | None) -> None:
+        """Give the messages and asks peers send local actor ``ref`` to ``receiver`` first.
+
+        For a layer that can handle some of them without a turn of ``ref``'s
+        actor (cluster sharding hands an entity's message from the network
+        straight to the running entity). ``receiver.tell``/``deliver`` are
+        called instead of ``ref``'s, on the loop, in arrival order, with the
+        decoded message, its sender and (``deliver``) the ask's promise; they
+        must not block or raise, and pass on to ``ref`` whatever they do not
+        handle themselves (a promise belongs to whoever takes its message).
+        Addressability checks, stops and watches still concern ``ref``.
+        ``receiver=None`` removes the redirect.
+        """
+        if receiver is None:
+            self.redirects.pop(ref, None)
+        else:
+            self.redirects[ref] = receiver
 
     def is_control_target(self, path: str) -> bool:
         return path in self._control_targets

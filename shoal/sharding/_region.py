@@ -44,14 +44,12 @@ from ._protocol import (
 )
 from ._routes import ShardRoute
 from ._shard import Shard
-from ._shard_id import shard_id
 
 if TYPE_CHECKING:
     from ._routes import Routes
     from ._settings import ShardingSettings
 
 
-_SHARD_OF_MAX: Final = 100_000  # entity ids whose shard a region remembers
 _UNDECODABLE: Final = object()  # what _local answers for a payload it refused
 
 
@@ -140,7 +138,6 @@ class Region(Actor):
         # step with _homes, _handing_off and _shards by _sync.
         self._routes = routes
         self._shard_routes: dict[int, ShardRoute] = {}
-        self._shard_of: dict[str, int] = {}  # the shard of ids seen lately (hashing costs)
         routes.clear()  # a restarted region knows no home yet
 
     @property
@@ -170,6 +167,8 @@ class Region(Actor):
             case EntityEnvelope():
                 if self._valid(msg):
                     self._route(msg.shard, msg)
+                else:
+                    self._routes.routed(msg.shard)
             case ShardHome(shard, region):
                 self._home(shard, region)
                 self._check_left()
@@ -217,8 +216,7 @@ class Region(Actor):
         if home is None or shard in self._handing_off:
             self._buffer(shard, msg)
             return
-        if type(msg) is Deliver:
-            self._routes.routed(shard)
+        self._routes.routed(shard)
         if home == self.ctx.ref:
             payload = self._local(msg)
             if payload is _UNDECODABLE:
@@ -245,17 +243,10 @@ class Region(Actor):
         not exist, nor run an entity in the wrong shard: refused envelopes
         go to dead letters (``bad-envelope``) and fail their ask.
         """
-        entity_id = msg.entity_id
-        shard = self._shard_of.get(entity_id) if type(entity_id) is str else None
-        if shard is None:
-            try:
-                shard = shard_id(entity_id, self._settings.number_of_shards)
-            except (InvalidEntityIdError, TypeError):
-                shard = -1
-            else:
-                if len(self._shard_of) >= _SHARD_OF_MAX:
-                    self._shard_of.clear()
-                self._shard_of[entity_id] = shard
+        try:
+            shard = self._routes.shard_of(msg.entity_id)
+        except (InvalidEntityIdError, TypeError):
+            shard = -1
         valid = msg.shard == shard
         if not valid:
             self._refuse(msg, InvalidEntityIdError(f"bad envelope for {self._type_name}"))
@@ -303,8 +294,7 @@ class Region(Actor):
                     self._to_coordinator(GetShardHome(shard, self.ctx.ref))
                 return
         self._metrics.dropped += 1
-        if type(msg) is Deliver:
-            self._routes.routed(shard)
+        self._routes.routed(shard)
         self.ctx.reply_later().fail(
             BufferFullError(f"{self._type_name}: the buffer of shard {shard} is full")
         )

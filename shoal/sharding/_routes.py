@@ -11,8 +11,9 @@ a running entity hands it to the entity rather than to its shard.
 
 Per-sender order holds because a message skips an actor only while that
 actor holds nothing for the same shard: the region counts the
-:class:`~._protocol.Deliver` it was sent for each shard until it routed
-them on (``Routes.pending``, stashed ones included), and a shard counts
+:class:`~._protocol.Deliver` it was sent for each shard, and the envelopes
+from peers that its :class:`~._inbound.InboundRoute` passed on to it, until
+it routed them on (``Routes.pending``, stashed ones included), and a shard counts
 those it was sent until it handed them to an entity (``ShardRoute.pending``,
 also stashed ones). Every skip goes to the same ref the skipped actor
 would have forwarded to, whose mailbox (or the peer's ordered stream) keeps
@@ -27,12 +28,17 @@ one ``tell``/``ask`` call, with no await in between.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
+
+from ._shard_id import shard_id
 
 if TYPE_CHECKING:
     from shoal.runtime import ActorRef
 
     from ._passivation import ActiveEntities
+
+
+_SHARD_OF_MAX: Final = 100_000  # entity ids whose shard a region remembers
 
 
 class ShardRoute:
@@ -95,25 +101,45 @@ class Routes:
     """One region's direct routes, by shard (see the module docstring).
 
     ``remote``: homes on other nodes; ``local``: shards running here.
-    ``pending``: per shard, the :class:`~._protocol.Deliver` sent to the
-    region and not yet routed on; a shard with any has no direct route.
+    ``pending``: per shard, the messages sent to the region and not yet
+    routed on (:class:`~._protocol.Deliver`, and envelopes from peers passed
+    on by the region's inbound route); a shard with any has no direct route.
     """
 
-    __slots__ = ("local", "pending", "remote", "serialize")
+    __slots__ = ("_number_of_shards", "_shard_of", "local", "pending", "remote", "serialize")
 
-    def __init__(self, serialize: Callable[[object], tuple[int, str, bytes]]) -> None:
+    def __init__(
+        self, serialize: Callable[[object], tuple[int, str, bytes]], number_of_shards: int
+    ) -> None:
         self.serialize = serialize
         """The system's serializer (what the region would serialize with)."""
         self.remote: dict[int, ActorRef] = {}
         self.local: dict[int, ShardRoute] = {}
         self.pending: dict[int, int] = {}
+        self._number_of_shards = number_of_shards
+        self._shard_of: dict[str, int] = {}
+
+    def shard_of(self, entity_id: str) -> int:
+        """The shard of ``entity_id`` (:func:`~._shard_id.shard_id`), remembered for the
+        ids seen lately: hashing costs more than the rest of a message's routing.
+
+        Raises :class:`~._errors.InvalidEntityIdError` for an id that cannot
+        address an entity (those are never remembered).
+        """
+        shard = self._shard_of.get(entity_id) if type(entity_id) is str else None
+        if shard is None:
+            shard = shard_id(entity_id, self._number_of_shards)
+            if len(self._shard_of) >= _SHARD_OF_MAX:
+                self._shard_of.clear()
+            self._shard_of[entity_id] = shard
+        return shard
 
     def queued(self, shard: int) -> None:
-        """A :class:`~._protocol.Deliver` for ``shard`` was sent to the region."""
+        """A message for ``shard`` was sent to the region (it calls :meth:`routed` once)."""
         self.pending[shard] = self.pending.get(shard, 0) + 1
 
     def routed(self, shard: int) -> None:
-        """The region routed on (or dropped) a :class:`~._protocol.Deliver` for ``shard``."""
+        """The region routed on (or dropped, or refused) a message for ``shard``."""
         left = self.pending.get(shard, 0) - 1
         if left > 0:
             self.pending[shard] = left

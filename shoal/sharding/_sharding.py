@@ -11,17 +11,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from shoal.cluster import Cluster, MemberExited, MemberLeft, MemberStatus, Subscription
 from shoal.management import Management, ManagementError
+from shoal.remote import Remoting
 from shoal.runtime import ActorRef, SerializationError, ShutdownPhase
 
 from ._coordinator import Coordinator
 from ._errors import ShardingError
+from ._inbound import InboundRoute
 from ._inspection import AllocationQuery, ShardingCollector, readiness, shards_view
 from ._protocol import WIRE_MESSAGES, Deliver, EntityEnvelope
 from ._region import GracefulStop, Region, RegionMetrics
 from ._remember import REMEMBER_MESSAGES
 from ._routes import Routes
 from ._settings import ShardingSettings
-from ._shard_id import check_entity_id, shard_id
 from ._singleton_api import ClusterSingleton, SingletonSettings
 
 if TYPE_CHECKING:
@@ -48,8 +49,8 @@ class EntityRef:
     def __init__(self, region: ShardRegion, entity_id: str, routes: Routes) -> None:
         self._region = region
         self._routes = routes
-        self.entity_id: Final = check_entity_id(entity_id)
-        self.shard_id: Final = shard_id(entity_id, region.settings.number_of_shards)
+        self.shard_id: Final = routes.shard_of(entity_id)  # checks the id
+        self.entity_id: Final = entity_id
 
     def tell(self, message: object, sender: ActorRef | None = None) -> None:
         """Send ``message`` to the entity; never raises (undeliverable: dead letters)."""
@@ -162,6 +163,7 @@ class Sharding:
         )
         self._leaving = False
         self._subscription: Subscription | None = None
+        self._remoting: Remoting | None = None  # once a type started
 
     @classmethod
     def get(cls, system: ActorSystem) -> Sharding:
@@ -231,10 +233,16 @@ class Sharding:
                 retry_interval=settings.retry_interval,
             ),
         )
-        routes = Routes(self.system.serialization.serialize)
+        routes = Routes(self.system.serialization.serialize, settings.number_of_shards)
         ref = self.system.spawn(
             lambda: Region(type_name, factory, settings, coordinator, metrics, registered, routes),
             name=region_name(type_name),
+        )
+        # Before any peer can know the region (it registers on its first turn):
+        # every envelope from the network passes its inbound route (see _inbound).
+        self._remoting = Remoting.get(self.system)
+        self._remoting.redirect_inbound(
+            ref, InboundRoute(ref, routes, self.system.serialization.deserialize)
         )
         region = ShardRegion(
             type_name, ref, settings, factory is not None, metrics, coordinator, registered, routes
@@ -283,7 +291,10 @@ class Sharding:
             )
 
     async def aclose(self) -> None:
-        """Forget the metrics (the system's shutdown calls it)."""
+        """Forget the metrics and inbound routes (the system's shutdown calls it)."""
+        if self._remoting is not None:
+            for known in self._types.values():
+                self._remoting.redirect_inbound(known.region.ref, None)
         if self._collector is not None:
             self.system.metrics.unregister(self._collector)
             self._collector = None

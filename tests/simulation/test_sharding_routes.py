@@ -7,8 +7,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import replace
 
+import pytest
+
 from shoal.cluster.testing import advance_until, run_for
+from shoal.remote import Remoting
+from shoal.runtime import ActorRef
 from shoal.sharding import Sharding, ShardRegion, shard_id
+from shoal.sharding._inbound import InboundRoute
+from shoal.sharding._protocol import Deliver, EntityEnvelope
 
 from .test_sharding import SETTINGS, Add, Probe, Sleep, ask_all, counter, sharded, start_all
 
@@ -138,3 +144,54 @@ async def test_a_moved_shard_loses_its_direct_route_until_its_new_home_is_known(
         for e in ids:
             assert probe.received[e] == [1, *range(10, 10 + sent)], e
         probe.assert_never_two()
+
+
+async def test_a_peers_message_for_a_running_entity_skips_the_region_unless_it_must_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    taken: list[ActorRef] = []
+    original = InboundRoute._target
+
+    def spy(self: InboundRoute, envelope: EntityEnvelope) -> tuple[ActorRef, object]:
+        target, message = original(self, envelope)
+        taken.append(target)
+        return target, message
+
+    monkeypatch.setattr(InboundRoute, "_target", spy)
+    async with sharded(2) as (clock, _net, nodes):
+        probe = Probe(clock)
+        regions = await start_all(nodes, probe)
+        ids = [f"p{i}" for i in range(12)]
+        await ask_all(clock, [regions[0].entity(e).ask(Add(0), timeout=5) for e in ids])
+        home = nodes[1].system
+        entity_id = next(e for e in ids if probe.active()[e] == home.address)
+        shard = shard_id(entity_id, SETTINGS.number_of_shards)
+        # Over the network, once running: straight from remoting's inbound to the entity.
+        taken.clear()
+        assert await ask_all(clock, [regions[0].entity(entity_id).ask(Add(1), timeout=5)]) == [1]
+        assert taken
+        assert all(t != regions[1].ref for t in taken)
+        # What remoting's inbound does with an envelope from node 0 (see _inbound).
+        inbound = Remoting.get(home).redirects[regions[1].ref]
+        known = routes(regions[1])
+
+        def envelope(value: int) -> EntityEnvelope:
+            return EntityEnvelope(entity_id, shard, *home.serialization.serialize(Add(value)))
+
+        inbound.tell(envelope(7))
+        await asyncio.sleep(0)  # one loop turn: the entity's, with no region turn before it
+        assert probe.received[entity_id][-1] == 7
+        # Something for the shard waits in the region: the envelope waits behind it.
+        known.queued(shard)
+        regions[1].ref.tell(Deliver(entity_id, shard, Add(8)))
+        inbound.tell(envelope(9))
+        assert known.pending[shard] == 2
+        await run_for(clock, 0.1)
+        assert probe.received[entity_id][-3:] == [7, 8, 9]
+        assert not known.pending
+        # Undecodable: refused by the region like any other bad envelope.
+        refused = regions[1].metrics.refused
+        inbound.tell(EntityEnvelope(entity_id, shard, 4, "no.such.Manifest", b"\x00"))
+        await run_for(clock, 0.1)
+        assert regions[1].metrics.refused == refused + 1
+        assert not known.pending
