@@ -119,6 +119,7 @@ class Association:
         self._metrics = remoting.metrics
         self._serialize = remoting.system.serialization.serialize
         self._path_of = remoting.path_of
+        self._next_id = remoting.next_id
         self._max_envelopes = settings.batch_max_envelopes
         self._max_bytes = settings.batch_max_bytes
         self._max_payload = settings.max_frame_bytes - _FRAME_OVERHEAD
@@ -230,12 +231,30 @@ class Association:
         except SerializationError as exc:
             self.send_failure(correlation, type(exc).__name__, str(exc))
             return
-        if len(payload) > self._max_bytes and not self._make_room(len(payload)):
+        size = len(payload)
+        if size > self._max_bytes and not self._make_room(size):
             self.send_failure(
-                correlation, "SerializationError", f"reply of {len(payload)} bytes is too large"
+                correlation, "SerializationError", f"reply of {size} bytes is too large"
             )
             return
-        self._answer(K_REPLY, serializer_id, manifest, payload, correlation)
+        # _answer and _added, inlined: the path of every answer to a peer's ask.
+        if self._queued >= self._capacity or self.closed:
+            self._metrics.count_dead("outbox-full" if self._queued else "closed")
+            return
+        batch = self._batch
+        batch.add(K_REPLY, "", "", serializer_id, manifest, payload, correlation, None)
+        self._queued += 1
+        self._queued_bytes += size
+        if len(batch.routes) >= self._max_envelopes or batch.nbytes >= self._max_bytes:
+            self._sealed.append(batch)
+            self._batch = OutBatch()
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
+        elif self.link.state is State.IDLE:
+            self.link.start()
 
     def send_failure(self, correlation: int, error_type: str, message: str) -> None:
         """Fail the peer's ask ``correlation``."""
@@ -497,6 +516,16 @@ class Association:
         """A stream to the peer is established: accept user envelopes again."""
         self.gave_up = None
         self._blocked = self.closed
+
+    def ask(self, target: str, message: object, future: asyncio.Future[Any]) -> None:
+        """Queue ``message`` for ``target`` as an ask whose answer completes ``future``
+        (``expect_answer`` and ``tell`` in one call: the path of every remote ask)."""
+        correlation = self._next_id()
+        pending = self.pending
+        if len(pending) >= self._sweep_at:
+            self._sweep_pending()
+        pending[correlation] = future
+        self.tell(target, message, None, correlation)
 
     def expect_answer(self, correlation: int, future: asyncio.Future[Any]) -> None:
         """Complete ``future`` with the peer's answer to ``correlation``.

@@ -126,6 +126,9 @@ def remote_failure(error_type: str, message: str) -> Exception:
     return RemoteAskError(error_type, message)
 
 
+_set_result: Final = asyncio.Future.set_result
+
+
 class _Answer(asyncio.Future[Any]):
     """The promise of an ask that arrived from a peer.
 
@@ -142,7 +145,7 @@ class _Answer(asyncio.Future[Any]):
     correlation: int
 
     def set_result(self, result: Any, /) -> None:
-        super().set_result(result)
+        _set_result(self, result)  # super().set_result without making a super object
         self.assoc.send_reply(self.correlation, result)
 
     def set_exception(self, exception: type | BaseException, /) -> None:
