@@ -18,10 +18,10 @@ Two lanes share the one ordered stream to the peer:
   spread over many loop turns, and a write costs gRPC, the kernel and the
   peer's reader about as much for a few envelopes as for many (with asks
   on three busy nodes, this made frames ~8 times larger and the CPU time
-  per ask less than half). An envelope sent alone still goes at the next
-  turn but one. At most
-  ``outbox_capacity`` envelopes and ``outbox_max_bytes`` payload bytes wait,
-  connected or not. Answers ride this lane on purpose: an answer never
+  per ask less than half). An envelope that woke an idle writer alone (a
+  sequential ask, a quiet peer) does not wait: it goes at the next turn.
+  At most ``outbox_capacity`` envelopes and ``outbox_max_bytes`` payload
+  bytes wait, connected or not. Answers ride this lane on purpose: an answer never
   overtakes what its actor told the asker before answering, as in Akka, where
   replies are ordinary messages.
 - The **control lane** carries the system's own messages: watch, unwatch,
@@ -656,11 +656,13 @@ class Association:
         metrics = self._metrics
         write = stream.write
         seen = turns = 0  # the open batch's size at the last turn, turns waited for it
+        idle = False  # the writer waited for the envelopes of the open batch
         while not stream.finished:
             control = False
             size = len(self._batch.routes)
             if (
                 seen < size < _LINGER_ENVELOPES
+                and not (idle and size == 1)
                 and turns < _LINGER_TURNS
                 and not self._ctl_queued
                 and not self._sealed
@@ -689,7 +691,9 @@ class Association:
                     await self._wakeup
                 finally:
                     self._wakeup = None
+                idle = True
                 continue
+            idle = False
             try:
                 data = batch.encode()
                 await write(data)
