@@ -269,11 +269,11 @@ class Inbound:
         batch = decode_batch(data, self._max_frame)
         count = len(batch.route)
         per_turn = self._system.settings.throughput
-        routes = self._guarded(assoc, self._resolve, batch)
         if count <= per_turn:
-            self._guarded(assoc, self.deliver, batch, routes, assoc, 0, count)
+            self._guarded(assoc, self.deliver, batch, None, assoc, 0, count)
             metrics.envelopes_received += count
             return
+        routes = self._guarded(assoc, self._resolve, batch)
         for start in range(0, count, per_turn):
             if start:
                 await asyncio.sleep(0)
@@ -420,13 +420,16 @@ class Inbound:
     def deliver(
         self,
         batch: InBatch,
-        routes: list[_Resolved],
+        routes: list[_Resolved] | None,
         assoc: Association,
         start: int,
         stop: int,
     ) -> None:
-        """Hand envelopes ``start`` to ``stop`` of ``batch`` (from ``assoc``'s peer, its
-        routes resolved by :meth:`_resolve`) to their targets, in order."""
+        """Hand envelopes ``start`` to ``stop`` of ``batch`` (from ``assoc``'s peer) to
+        their targets, in order; ``routes`` are the batch's, resolved by
+        :meth:`_resolve` (``None``: resolve them here)."""
+        if routes is None:
+            routes = self._resolve(batch)
         deserialize = self._deserialize
         route_ids = batch.route
         payloads = batch.payloads
