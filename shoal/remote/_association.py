@@ -111,6 +111,9 @@ class Association:
         removes its entry; entries of asks that ended otherwise (timed out,
         cancelled) are swept in bulk by ``expect_answer`` and ``is_idle``."""
         self._sweep_at = _SWEEP_MIN
+        self.delivering: asyncio.Future[None] | None = None
+        """Set while a large frame from the peer is delivered over several loop turns
+        (see ``Inbound.receive``); done once it is."""
         self.watches = RemoteWatches(self._send_watch, remoting.path_of, self._quarantined)
         self._remoting = remoting
         self._system = remoting.system

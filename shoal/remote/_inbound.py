@@ -269,17 +269,26 @@ class Inbound:
         batch = decode_batch(data, self._max_frame)
         count = len(batch.route)
         per_turn = self._system.settings.throughput
+        while assoc.delivering is not None:
+            # The rest of a frame read on another stream of the peer (one that
+            # ended meanwhile) goes first: order holds across a reconnection.
+            await assoc.delivering
         if count <= per_turn:
             self._guarded(assoc, self.deliver, batch, None, assoc, 0, count)
             metrics.envelopes_received += count
             return
-        routes = self._guarded(assoc, self._resolve, batch)
-        for start in range(0, count, per_turn):
-            if start:
-                await asyncio.sleep(0)
-            stop = min(count, start + per_turn)
-            self._guarded(assoc, self.deliver, batch, routes, assoc, start, stop)
-            metrics.envelopes_received += stop - start
+        delivering = assoc.delivering = self._system.loop.create_future()
+        try:
+            routes = self._guarded(assoc, self._resolve, batch)
+            for start in range(0, count, per_turn):
+                if start:
+                    await asyncio.sleep(0)
+                stop = min(count, start + per_turn)
+                self._guarded(assoc, self.deliver, batch, routes, assoc, start, stop)
+                metrics.envelopes_received += stop - start
+        finally:
+            assoc.delivering = None
+            delivering.set_result(None)
 
     def _guarded(self, assoc: Association, step: Callable[..., _T], *args: Any) -> _T:
         """``step(*args)``, with the refs it resolves marked as named by ``assoc``'s peer.
