@@ -2,7 +2,8 @@
 
 Each peer connection (on any transport) is one handler task: it checks the handshake, then reads
 batches in order and hands each envelope to its local target with the
-runtime's hooks (``tell``/``deliver`` with a promise for asks, ``add_watcher``...).
+runtime's hooks (``tell``/``deliver`` with a promise for asks, ``add_watcher``...),
+at most ``Settings.throughput`` envelopes per loop turn (see :meth:`Inbound.receive`).
 A frame that breaks the protocol ends that stream only; an envelope that
 cannot be delivered is dropped alone. Both are counted and logged at a rate
 limit. Nothing here blocks, and nothing received is ever unpickled.
