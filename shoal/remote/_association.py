@@ -18,10 +18,10 @@ Two lanes share the one ordered stream to the peer:
   spread over many loop turns, and a write costs gRPC, the kernel and the
   peer's reader about as much for a few envelopes as for many (with asks
   on three busy nodes, this made frames ~8 times larger and the CPU time
-  per ask less than half). An envelope sent alone still goes at the next
-  turn but one. At most
-  ``outbox_capacity`` envelopes and ``outbox_max_bytes`` payload bytes wait,
-  connected or not. Answers ride this lane on purpose: an answer never
+  per ask less than half). An envelope that woke an idle writer alone (a
+  sequential ask, a quiet peer) does not wait: it goes at the next turn.
+  At most ``outbox_capacity`` envelopes and ``outbox_max_bytes`` payload
+  bytes wait, connected or not. Answers ride this lane on purpose: an answer never
   overtakes what its actor told the asker before answering, as in Akka, where
   replies are ordinary messages.
 - The **control lane** carries the system's own messages: watch, unwatch,
@@ -111,6 +111,9 @@ class Association:
         removes its entry; entries of asks that ended otherwise (timed out,
         cancelled) are swept in bulk by ``expect_answer`` and ``is_idle``."""
         self._sweep_at = _SWEEP_MIN
+        self.delivering: asyncio.Future[None] | None = None
+        """Set while a large frame from the peer is delivered over several loop turns
+        (see ``Inbound.receive``); done once it is."""
         self.watches = RemoteWatches(self._send_watch, remoting.path_of, self._quarantined)
         self._remoting = remoting
         self._system = remoting.system
@@ -119,6 +122,7 @@ class Association:
         self._metrics = remoting.metrics
         self._serialize = remoting.system.serialization.serialize
         self._path_of = remoting.path_of
+        self._next_id = remoting.next_id
         self._max_envelopes = settings.batch_max_envelopes
         self._max_bytes = settings.batch_max_bytes
         self._max_payload = settings.max_frame_bytes - _FRAME_OVERHEAD
@@ -230,12 +234,30 @@ class Association:
         except SerializationError as exc:
             self.send_failure(correlation, type(exc).__name__, str(exc))
             return
-        if len(payload) > self._max_bytes and not self._make_room(len(payload)):
+        size = len(payload)
+        if size > self._max_bytes and not self._make_room(size):
             self.send_failure(
-                correlation, "SerializationError", f"reply of {len(payload)} bytes is too large"
+                correlation, "SerializationError", f"reply of {size} bytes is too large"
             )
             return
-        self._answer(K_REPLY, serializer_id, manifest, payload, correlation)
+        # _answer and _added, inlined: the path of every answer to a peer's ask.
+        if self._queued >= self._capacity or self.closed:
+            self._metrics.count_dead("outbox-full" if self._queued else "closed")
+            return
+        batch = self._batch
+        batch.add(K_REPLY, "", "", serializer_id, manifest, payload, correlation, None)
+        self._queued += 1
+        self._queued_bytes += size
+        if len(batch.routes) >= self._max_envelopes or batch.nbytes >= self._max_bytes:
+            self._sealed.append(batch)
+            self._batch = OutBatch()
+        wakeup = self._wakeup
+        if wakeup is not None:
+            self._wakeup = None
+            if not wakeup.done():
+                wakeup.set_result(None)
+        elif self.link.state is State.IDLE:
+            self.link.start()
 
     def send_failure(self, correlation: int, error_type: str, message: str) -> None:
         """Fail the peer's ask ``correlation``."""
@@ -498,6 +520,16 @@ class Association:
         self.gave_up = None
         self._blocked = self.closed
 
+    def ask(self, target: str, message: object, future: asyncio.Future[Any]) -> None:
+        """Queue ``message`` for ``target`` as an ask whose answer completes ``future``
+        (``expect_answer`` and ``tell`` in one call: the path of every remote ask)."""
+        correlation = self._next_id()
+        pending = self.pending
+        if len(pending) >= self._sweep_at:
+            self._sweep_pending()
+        pending[correlation] = future
+        self.tell(target, message, None, correlation)
+
     def expect_answer(self, correlation: int, future: asyncio.Future[Any]) -> None:
         """Complete ``future`` with the peer's answer to ``correlation``.
 
@@ -627,11 +659,13 @@ class Association:
         metrics = self._metrics
         write = stream.write
         seen = turns = 0  # the open batch's size at the last turn, turns waited for it
+        idle = False  # the writer waited for the envelopes of the open batch
         while not stream.finished:
             control = False
             size = len(self._batch.routes)
             if (
                 seen < size < _LINGER_ENVELOPES
+                and not (idle and size == 1)
                 and turns < _LINGER_TURNS
                 and not self._ctl_queued
                 and not self._sealed
@@ -660,7 +694,9 @@ class Association:
                     await self._wakeup
                 finally:
                     self._wakeup = None
+                idle = True
                 continue
+            idle = False
             try:
                 data = batch.encode()
                 await write(data)

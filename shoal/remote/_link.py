@@ -291,7 +291,7 @@ class Link:
                 stream.abort()  # quarantined meanwhile: nothing more from it is delivered
                 return
             try:
-                receive(data, assoc)
+                await receive(data, assoc)
             except FrameError as exc:
                 remoting.metrics.count_bad(exc.kind)
                 remoting.bad_log.report(

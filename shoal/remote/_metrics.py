@@ -100,7 +100,7 @@ class RemoteCollector:
             ("shoal_remote_bytes_received", "Frame bytes read from peers.", m.bytes_received),
             (
                 "shoal_remote_envelopes_received",
-                "Envelopes read from peers.",
+                "Envelopes read from peers and handed to their targets.",
                 m.envelopes_received,
             ),
             ("shoal_remote_connects", "Outbound streams established.", m.connects),

@@ -73,9 +73,7 @@ class RemoteActorRef(ActorRef):
         assoc = self._bound
         if assoc is None or assoc.retired:
             assoc = self.bound()
-        correlation = remoting.next_id()
-        assoc.expect_answer(correlation, future)
-        assoc.tell(self.path_str, message, None, correlation)
+        assoc.ask(self.path_str, message, future)
         return future
 
     async def send(self, message: object, sender: ActorRef | None = None) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Final
 
 from ._envelope import CLOSED, Envelope
@@ -305,6 +306,7 @@ class AskTimeouts:
 
 
 _STRIDE: Final = 4  # slots per ask in an AskTimeouts queue
+_future_done: Final = asyncio.Future.done
 
 
 def _pop_ask(queue: deque[Any]) -> None:
@@ -315,7 +317,12 @@ def _pop_ask(queue: deque[Any]) -> None:
 
 
 def _compacted(queue: deque[Any]) -> deque[Any]:
-    """``queue`` without its answered asks."""
+    """``queue`` without its answered asks; ``queue`` itself while fewer than half of
+    them are answered (a burst in flight, where a copy would free little: counting
+    costs a fifth of copying, and the queue stays within twice the asks in flight)."""
+    answered = sum(map(_future_done, islice(queue, 1, None, _STRIDE)))
+    if 2 * answered < len(queue) // _STRIDE:
+        return queue
     items = list(queue)
     kept: deque[Any] = deque()
     for i in range(0, len(items), _STRIDE):

@@ -87,6 +87,24 @@ async def test_answered_asks_are_not_kept_for_their_timeout(system: ActorSystem)
     assert len(system._ask_timeouts._queues[30.0]) <= 8  # four slots per ask
 
 
+async def test_answered_asks_behind_an_unanswered_one_are_compacted_away(
+    system: ActorSystem,
+) -> None:
+    class Silent(Actor):
+        def receive(self, msg: object) -> None:
+            self.ctx.reply_later()
+
+    stuck = system.spawn(Silent).ask("never answered", timeout=30.0)
+    seen: list[object] = []
+    ref = system.spawn(lambda: Recorder(seen))
+    for i in range(5000):
+        assert await ref.ask(i, timeout=30.0) == i
+    queue = system._ask_timeouts._queues[30.0]
+    assert len(queue) < 4 * 1000, f"{len(queue) // 4} asks held behind one in flight"
+    assert not stuck.done()
+    stuck.cancel()
+
+
 async def test_an_ask_to_a_dead_path_fails_at_once(system: ActorSystem) -> None:
     dead = system.resolve(ActorPath.parse("shoal://test/user/nobody"))
     answer = dead.ask("x")
