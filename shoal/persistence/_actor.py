@@ -102,6 +102,7 @@ class PersistentActor(Actor):
     _pers_pid: str
     _pers_serialize: Callable[[object], Serialized]
     _pers_wall_clock: Callable[[], float]
+    _pers_tags_for: Callable[[Any], Collection[str]] | None = None  # None: tags_for not defined
 
     # -- what subclasses define -------------------------------------------------------
 
@@ -177,6 +178,8 @@ class PersistentActor(Actor):
             self._pers_journal = ext.journal
             self._pers_serialize = self.ctx.system.serialization.serialize
             self._pers_wall_clock = ext.settings.wall_clock
+            if type(self).tags_for is not PersistentActor.tags_for:
+                self._pers_tags_for = self.tags_for
             await self._recover()
         except Exception as exc:  # CancelledError (a stop meanwhile) passes through
             self._recovery_failed(exc)
@@ -302,7 +305,7 @@ class PersistentActor(Actor):
         stamp = int(self._pers_wall_clock() * 1000)
         writer = self._pers_writer
         first = self._pers_seq + 1
-        tags_for = self.tags_for if type(self).tags_for is not PersistentActor.tags_for else None
+        tags_for = self._pers_tags_for
         reprs = []
         for seq, event in enumerate(events, first):
             try:

@@ -146,10 +146,18 @@ def check_write(events: Sequence[PersistentRepr]) -> str:
     if not events:
         raise ValueError("a journal write needs at least one event")
     first = events[0]
-    pid = check_persistence_id(first.persistence_id)
+    pid = first.persistence_id
+    if not (type(pid) is str and pid and pid.isascii()):  # else: the common case, checked
+        check_persistence_id(pid)
     expected = first.sequence_nr
     if expected < 1:
         raise ValueError(f"sequence numbers start at 1, got {expected} for {pid!r}")
+    if len(events) == 1:  # the common case: one persist, one event
+        if first.tags:
+            check_tags(first.tags)
+        if expected > MAX_SEQUENCE_NR:
+            raise ValueError(f"sequence number overflow for {pid!r}")
+        return pid
     for event in events:
         if event.persistence_id != pid:
             raise ValueError(

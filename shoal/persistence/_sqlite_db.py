@@ -25,7 +25,8 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from operator import attrgetter
+from typing import Final, Literal, cast
 
 from ._errors import EventRejectedError, JournalWriteError, SequenceConflictError
 from ._journal import PersistentRepr, offset_beyond_end
@@ -91,6 +92,7 @@ _HIGHEST: Final = """SELECT max(
 # 7 host parameters each, within SQLite's limit of 32,766 (since 3.32).
 _ROWS_PER_STATEMENT: Final = 4096
 _COLUMNS: Final = 7
+_ROW_OVERHEAD: Final = 100  # about the bytes of a row's keys and headers, besides its payload
 _LOOKUP_CHUNK: Final = 500
 _LOOKUP: Final = """SELECT v.column1,
     (SELECT max(sequence_nr) FROM journal WHERE persistence_id = v.column1),
@@ -161,6 +163,27 @@ def tag_rows(events: Sequence[PersistentRepr]) -> list[object]:
     return [
         v for e in events if e.tags for t in e.tags for v in (t, e.persistence_id, e.sequence_nr)
     ]
+
+
+# The journal's columns of one event, in table order, as a tuple (one C call: the
+# group commit builds one per row while holding the GIL the event loop wants).
+_row: Final = attrgetter(
+    "persistence_id",
+    "sequence_nr",
+    "serializer_id",
+    "manifest",
+    "payload",
+    "writer_uuid",
+    "timestamp",
+)
+
+
+def flat_rows(events: Sequence[PersistentRepr]) -> list[object]:
+    """The journal's column values of ``events``, row after row, in one flat list."""
+    flat: list[object] = []
+    for e in events:
+        flat += _row(e)
+    return flat
 
 
 _READ_TAG: Final = """SELECT t.ordering, t.persistence_id, t.sequence_nr, j.serializer_id,
@@ -495,10 +518,13 @@ class GroupCommitter:
     (:class:`SequenceConflictError`, nothing stored) fails only its own write.
     """
 
-    __slots__ = ("_highest",)
+    __slots__ = ("_highest", "wal_bytes")
 
     def __init__(self) -> None:
         self._highest: dict[str, int] = {}
+        self.wal_bytes = 0
+        """About how many bytes the committed rows added to the WAL (the payloads
+        plus ~100 bytes of keys and headers a row); the owner resets it."""
 
     def commit(
         self, conn: sqlite3.Connection, writes: Sequence[Sequence[PersistentRepr]]
@@ -552,7 +578,9 @@ class GroupCommitter:
             self._look_up(conn, unseen)
         outcomes: list[Exception | None] = [None] * len(writes)
         flat: list[object] = []
+        tagged: list[PersistentRepr] = []
         unsure: list[int] = []
+        row = _row
         for i, events in enumerate(writes):
             first = events[0]
             pid = first.persistence_id
@@ -565,15 +593,17 @@ class GroupCommitter:
                 continue
             cache[pid] = events[-1].sequence_nr
             for e in events:
-                flat += (pid, e.sequence_nr, e.serializer_id, e.manifest, e.payload,
-                         e.writer_uuid, e.timestamp)  # fmt: skip
+                flat += row(e)
+                if e.tags:
+                    tagged.append(e)
         if flat:
-            tags = [v for i, w in enumerate(writes) if outcomes[i] is None for v in tag_rows(w)]
             try:
-                insert_tagged(conn, flat, tags)
+                insert_tagged(conn, flat, tag_rows(tagged))
             except BaseException:
                 cache.clear()
                 raise
+            payloads = cast("list[bytes]", flat[4::_COLUMNS])
+            self.wal_bytes += sum(map(len, payloads)) + _ROW_OVERHEAD * len(payloads)
         for i in unsure:  # in queue order, after the group: a later write of the id follows
             outcomes[i] = self._commit_one(conn, writes[i])
         return outcomes
@@ -590,9 +620,8 @@ class GroupCommitter:
                 conn.rollback()
                 self._highest[pid] = known
                 return SequenceConflictError(pid, known + 1, first.sequence_nr)
-            insert_tagged(conn, [v for e in events for v in (pid, e.sequence_nr, e.serializer_id,
-                          e.manifest, e.payload, e.writer_uuid, e.timestamp)],
-                          tag_rows(events))  # fmt: skip
+            flat = flat_rows(events)
+            insert_tagged(conn, flat, tag_rows(events))
             conn.execute("COMMIT")
         except Exception as exc:
             self._highest.pop(pid, None)
@@ -604,6 +633,7 @@ class GroupCommitter:
                 return _write_error(events, exc)
             raise
         self._highest[pid] = events[-1].sequence_nr
+        self.wal_bytes += sum(len(e.payload) + _ROW_OVERHEAD for e in events)
         return None
 
 
