@@ -257,12 +257,12 @@ class PersistentActor(Actor):
             self.apply_snapshot(decode_snapshot(serialization, snapshot))
         self._pers_seq = start
         # Ownership first (a fencing journal refuses the previous owner from now on),
-        # then the highest (it also primes the journal's fence), then replay up to it.
+        # then the highest (it also primes the journal's fence) and the replay up to it.
         await ext.journal.claim_writer(pid, self._pers_writer)
-        highest = await ext.journal.highest_sequence_nr(pid, start)
         deserialize = serialization.deserialize
         on_event = self.on_event
-        async for chunk in ext.journal.replay(pid, start + 1, highest):
+
+        def apply(chunk: Sequence[PersistentRepr]) -> None:
             for stored in chunk:
                 try:
                     event = deserialize(stored.serializer_id, stored.manifest, stored.payload)
@@ -273,6 +273,8 @@ class PersistentActor(Actor):
                 # on_event sees the event's own number, as it does live
                 self._pers_seq = stored.sequence_nr
                 on_event(event)
+
+        highest = await ext.journal.recover(pid, start, apply)
         # Events between the last replayed and the highest were deleted: skip their numbers.
         self._pers_seq = max(self._pers_seq, highest)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Final
 
 import msgspec
@@ -342,6 +342,28 @@ class Journal(abc.ABC):
         fence by sequence number alone and do nothing (the default).
         """
         check_persistence_id(persistence_id)
+
+    async def recover(
+        self,
+        persistence_id: str,
+        after: int,
+        apply: Callable[[Sequence[PersistentRepr]], None],
+    ) -> int:
+        """Replay ``persistence_id`` for a recovery; return its highest sequence number.
+
+        ``after`` is the sequence number the recovering actor's snapshot
+        covers (0 without one). Every stored event past it is handed to
+        ``apply`` (called on the loop, chunk by chunk, as :meth:`replay`
+        yields them); an exception ``apply`` raises ends the recovery and
+        propagates. The same as ``highest = await highest_sequence_nr(pid,
+        after)`` followed by a replay of ``after + 1 .. highest`` (the
+        default), including what ``highest_sequence_nr`` does for a snapshot
+        over an empty journal; plugins may do it in fewer round trips.
+        """
+        highest = await self.highest_sequence_nr(persistence_id, after)
+        async for chunk in self.replay(persistence_id, after + 1, highest):
+            apply(chunk)
+        return highest
 
     async def persistence_ids(self, after: str = "", limit: int = 1000) -> list[str]:
         """Up to ``limit`` persistence ids the journal holds, sorted, each greater than ``after``.

@@ -88,6 +88,7 @@ from ._sqlite_db import (
     persistence_ids,
     read_chunk,
     read_first_chunk,
+    read_recovery,
     read_tag,
     truncate_wal,
 )
@@ -311,6 +312,36 @@ class SqliteJournal(Journal):
         finally:
             if ahead is not None:
                 ahead.cancel()
+
+    async def recover(
+        self,
+        persistence_id: str,
+        after: int,
+        apply: Callable[[Sequence[PersistentRepr]], None],
+    ) -> int:
+        """See :meth:`Journal.recover`: one round trip to the reader thread and one
+        statement for an id whose events fit in one replay chunk."""
+        check_persistence_id(persistence_id)
+        if after >= MAX_SEQUENCE_NR:  # nothing can follow it
+            return await super().recover(persistence_id, after, apply)
+        pid = persistence_id
+        limit = self.settings.replay_chunk_size
+        found, expected, chunk = await self._read(
+            lambda c: read_recovery(c, pid, after + 1, limit), f"recovery of {pid!r}"
+        )
+        if not chunk:
+            if found > after:  # all deleted, or written since the first read: the long way
+                return await super().recover(pid, after, apply)
+            if after > found:  # covered by the caller's snapshot: see Journal
+                await self._delete_to(pid, after, beyond_highest=True)
+            return after
+        validate_chunk(pid, expected, chunk)
+        apply(chunk)
+        last = chunk[-1].sequence_nr
+        if last < found:  # a full chunk: replay the rest, up to the highest read with it
+            async for rest in self.replay(pid, last + 1, found):
+                apply(rest)
+        return found
 
     async def highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int = 0) -> int:
         check_persistence_id(persistence_id)

@@ -48,6 +48,7 @@ __all__ = [
     "tag_rows",
     "read_chunk",
     "read_first_chunk",
+    "read_recovery",
 ]
 
 _SCHEMA: Final = (
@@ -461,6 +462,38 @@ def read_first_chunk(
         return first, read_chunk(conn, persistence_id, first, to_nr, limit)
     finally:
         conn.execute("COMMIT")
+
+
+_RECOVER: Final = """SELECT sequence_nr, serializer_id, manifest, payload, writer_uuid, timestamp,
+    (SELECT max(sequence_nr) FROM journal WHERE persistence_id = ?1),
+    (SELECT deleted_to FROM journal_meta WHERE persistence_id = ?1)
+    FROM journal WHERE persistence_id = ?1 AND sequence_nr >=
+        max(?2, coalesce((SELECT deleted_to FROM journal_meta WHERE persistence_id = ?1), 0) + 1)
+    ORDER BY sequence_nr LIMIT ?3"""
+
+
+def read_recovery(
+    conn: sqlite3.Connection, persistence_id: str, from_nr: int, limit: int
+) -> tuple[int, int, list[PersistentRepr]]:
+    """The highest sequence number, the first event a replay from ``from_nr`` must find,
+    and the first chunk of up to ``limit`` events from there: what a recovery reads first.
+
+    With events, one statement (so one snapshot of the database) answers all
+    three; the first event is ``from_nr`` or, past a deletion, the one after
+    the marker (see :func:`read_first_chunk`). Without events, the highest
+    comes from a second statement, maybe of a later snapshot: the caller must
+    not take events up to it as replayed (see ``SqliteJournal.recover``).
+    """
+    pid = persistence_id
+    rows = conn.execute(_RECOVER, (pid, from_nr, limit)).fetchall()
+    if not rows:
+        return highest(conn, pid), from_nr, []
+    stored, deleted = rows[0][6], rows[0][7] or 0
+    chunk = [
+        PersistentRepr(pid, seq, ser, man, payload, writer, ts)
+        for seq, ser, man, payload, writer, ts, _, _ in rows
+    ]
+    return max(stored, deleted), max(from_nr, deleted + 1), chunk
 
 
 def delete_to(

@@ -234,6 +234,10 @@ async def test_rows_removed_without_a_deletion_marker_are_corruption(
             JournalCorruptionError, match=f"'acct' at sequence number {missing}: missing"
         ):
             await journal.events("acct", replay_from)
+        with pytest.raises(  # a recovery past a snapshot at replay_from - 1, in one read
+            JournalCorruptionError, match=f"'acct' at sequence number {missing}: missing"
+        ):
+            await journal.recover("acct", replay_from - 1, lambda chunk: None)
     finally:
         await journal.close()
 
