@@ -4,20 +4,24 @@ Blocking storage calls never run on the event loop: the loop hands the worker
 jobs, the worker runs them one at a time in submission order on its thread,
 and posts their outcomes back with ``loop.call_soon_threadsafe``.
 
-Outcomes are posted in batches: the worker runs every job already queued
-before it posts the outcomes of those jobs in one callback. Many small jobs
-queued at once (thousands of actors recovering together) then cost the loop
-one wake-up and the worker one GIL hand-off per batch instead of per job.
+Outcomes share callbacks: the worker appends each outcome to a deque and
+posts a callback that settles every outcome queued by the time it runs,
+unless one is already on its way. So an outcome is never held back, and
+while the loop is busy, many small jobs (thousands of actors recovering
+together) cost it one wake-up per loop turn instead of one per job. No lock:
+the flag "a callback is on its way" is set only by the worker and cleared
+only by the loop, *before* the callback counts what to settle; an outcome
+appended after the count finds the flag cleared and posts the next callback.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import queue
 import threading
-import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -47,18 +51,6 @@ def _settle(fut: asyncio.Future[_T], value: _T | None, exc: BaseException | None
 _Outcome = tuple["asyncio.Future[Any]", Any, "BaseException | None"]
 
 
-def _settle_all(outcomes: list[_Outcome]) -> None:
-    """On the loop: resolve the futures of one batch of jobs, in submission order."""
-    for fut, value, exc in outcomes:
-        _settle(fut, value, exc)
-
-
-# Outcomes wait for later jobs of their batch at most this many jobs or seconds: a
-# waiter is not held up by a long batch of slow jobs queued after its own.
-_MAX_BATCH = 256
-_MAX_BATCH_S = 0.002
-
-
 class ThreadWorker(Generic[_R]):
     """Runs jobs against a resource on one thread, in FIFO order.
 
@@ -84,8 +76,9 @@ class ThreadWorker(Generic[_R]):
         # (fn, on_error, None): fn reports its own outcome; on_error gets the exception
         # if it raised or could not run. (fn, None, future): the future gets fn's outcome.
         self._queue: queue.SimpleQueue[_Job[_R] | None] = queue.SimpleQueue()
-        self._outcomes: list[_Outcome] = []  # the worker thread's, not yet posted
-        self._batch_started = 0.0  # when the job of the first of them started (monotonic)
+        # Appended by the worker thread, settled by the loop (see the module docstring).
+        self._outcomes: collections.deque[_Outcome] = collections.deque()
+        self._settle_posted = False  # set by the worker thread, cleared by the loop
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopped: asyncio.Future[None] | None = None
@@ -117,9 +110,8 @@ class ThreadWorker(Generic[_R]):
         """From the loop: run ``fn(resource)`` on the thread; ``fn`` reports its own outcome.
 
         ``on_error(exc)`` runs on the worker thread if ``fn`` raises or cannot
-        run (the resource failed to open). The outcomes of the jobs submitted
-        before it are posted before ``fn`` runs, so callbacks ``fn`` posts
-        follow them on the loop.
+        run (the resource failed to open). Callbacks ``fn`` posts run after
+        the outcomes of the jobs submitted before it are settled.
         """
         _ = self.loop
         self._queue.put((fn, on_error, None))
@@ -132,54 +124,44 @@ class ThreadWorker(Generic[_R]):
             self._queue.put(None)
         await asyncio.shield(self._stopped)
 
-    def _flush_outcomes(self) -> None:
-        """On the worker thread: post the outcomes collected so far, in one callback."""
-        if self._outcomes:
-            outcomes, self._outcomes = self._outcomes, []
-            self.post(_settle_all, outcomes)
+    def _answer(self, fut: asyncio.Future[Any], value: object, exc: Exception | None) -> None:
+        """On the worker thread: hand a job's outcome to the loop (see the module docstring)."""
+        self._outcomes.append((fut, value, exc))
+        if not self._settle_posted:
+            self._settle_posted = True
+            self.post(self._settle_outcomes)
 
-    def _run_one(self, item: _Job[_R], opened: _R | None) -> _R | None:
-        """Run one job (opening the resource first if needed); return the resource."""
-        fn, on_error, fut = item
-        if fut is None:
-            self._flush_outcomes()  # fn's own posts follow the outcomes of earlier jobs
-        try:
-            if opened is None:
-                opened = self._open()
-            value = fn(opened)
-        except Exception as exc:  # a failed open: this job reports it; the next one retries
-            if fut is not None:
-                self._outcomes.append((fut, None, exc))  # the awaiting task decides
-            else:
+    def _settle_outcomes(self) -> None:
+        """On the loop: settle every outcome queued so far, in submission order."""
+        self._settle_posted = False  # first: an outcome appended after the count posts again
+        outcomes = self._outcomes
+        for _ in range(len(outcomes)):
+            fut, value, exc = outcomes.popleft()
+            _settle(fut, value, exc)
+
+    def _run(self) -> None:
+        opened: _R | None = None
+        while True:
+            item = self._queue.get()
+            if item is None:
+                break
+            fn, on_error, fut = item
+            try:
+                if opened is None:
+                    opened = self._open()
+                value = fn(opened)
+            except Exception as exc:  # a failed open: this job reports it; the next one retries
+                if fut is not None:
+                    self._answer(fut, None, exc)  # the awaiting task decides
+                    continue
                 try:
                     assert on_error is not None
                     on_error(exc)
                 except Exception:
                     _log.exception("error handler of %s failed", self._thread.name)
-        else:
-            if fut is not None:
-                self._outcomes.append((fut, value, None))
-        return opened
-
-    def _run(self) -> None:
-        opened: _R | None = None
-        get, get_nowait = self._queue.get, self._queue.get_nowait
-        item = get()
-        while item is not None:
-            if not self._outcomes:
-                self._batch_started = time.monotonic()
-            opened = self._run_one(item, opened)
-            outcomes = len(self._outcomes)
-            if outcomes >= _MAX_BATCH or (
-                outcomes and time.monotonic() - self._batch_started >= _MAX_BATCH_S
-            ):
-                self._flush_outcomes()
-            try:
-                item = get_nowait()
-            except queue.Empty:
-                self._flush_outcomes()  # the queue is empty: post before waiting
-                item = get()
-        self._flush_outcomes()
+            else:
+                if fut is not None:
+                    self._answer(fut, value, None)
         if opened is not None:
             try:
                 self._close(opened)
