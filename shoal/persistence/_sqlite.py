@@ -400,6 +400,8 @@ class SqliteJournal(Journal):
         if self._checkpoint_timer is not None:
             self._checkpoint_timer.cancel()
             self._checkpoint_timer = None
+        if self._pending:  # accepted in this loop turn: flush before the thread stops
+            self._queue_flush(time.monotonic())
         await self._writer.stop()
         await self._reader.stop()
 
