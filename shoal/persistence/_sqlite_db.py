@@ -199,16 +199,14 @@ def read_tag(
 ) -> tuple[int, list[tuple[int, PersistentRepr]]]:
     """Up to ``limit`` tag rows of ``tag`` past ordering ``after``: the last ordering read
     (``after`` if none) and the events still stored, with their orderings."""
-    last = after
-    found: list[tuple[int, PersistentRepr]] = []
-    for ordering, pid, seq, ser, man, payload, writer, ts in conn.execute(
-        _READ_TAG, (tag, after, limit)
-    ):
-        last = ordering
-        if payload is not None:  # None: the event was deleted
-            found.append(
-                (ordering, PersistentRepr(pid, seq, ser, man, payload, writer, ts, (tag,)))
-            )
+    rows = conn.execute(_READ_TAG, (tag, after, limit)).fetchall()
+    tags = (tag,)
+    found = [
+        (ordering, PersistentRepr(pid, seq, ser, man, payload, writer, ts, tags))
+        for ordering, pid, seq, ser, man, payload, writer, ts in rows
+        if payload is not None  # None: the event was deleted
+    ]
+    last = rows[-1][0] if rows else after
     if last == after and after > 0:  # nothing past it: is it past every ordering given out?
         row = conn.execute(_LAST_ORDERING).fetchone()
         end = int(row[0]) if row is not None else 0
