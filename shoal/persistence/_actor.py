@@ -16,8 +16,9 @@ mailbox does the stashing; its capacity bounds how many may wait).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-import uuid
+import os
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from typing import Any, ClassVar, Final, final
 
@@ -47,6 +48,32 @@ _log = logging.getLogger("shoal.persistence")
 # Sent by a persistent actor to itself when its recovery failed: the commands
 # queued before it are refused with the RecoveryError, then the actor stops.
 _STOP_AFTER_FAILED_RECOVERY: Final = object()
+
+
+class _WriterIds:
+    """Writer ids, unique per incarnation, without a system call each.
+
+    A random 64-bit prefix per process (renewed in a forked child) and a
+    counter: 32 hex digits, like a uuid4's. Reading the kernel's random
+    source releases the GIL, which costs the loop a wait for it whenever a
+    plugin thread wants it too, as while thousands of actors recover.
+    """
+
+    __slots__ = ("_count", "_prefix")
+
+    def __init__(self) -> None:
+        self.renew()
+
+    def renew(self) -> None:
+        self._prefix = os.urandom(8).hex()
+        self._count = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._count):016x}"
+
+
+_writer_ids = _WriterIds()
+os.register_at_fork(after_in_child=_writer_ids.renew)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:
@@ -102,6 +129,7 @@ class PersistentActor(Actor):
     _pers_pid: str
     _pers_serialize: Callable[[object], Serialized]
     _pers_wall_clock: Callable[[], float]
+    _pers_tags_for: Callable[[Any], Collection[str]] | None = None  # None: tags_for not defined
 
     # -- what subclasses define -------------------------------------------------------
 
@@ -170,13 +198,15 @@ class PersistentActor(Actor):
     @final
     async def started(self) -> None:
         """Recover: latest snapshot, highest sequence number, replay; then the hook."""
-        self._pers_writer = uuid.uuid4().hex
+        self._pers_writer = _writer_ids.next()
         try:
             ext = self.persistence
             self._pers_pid = check_persistence_id(self.persistence_id)
             self._pers_journal = ext.journal
             self._pers_serialize = self.ctx.system.serialization.serialize
             self._pers_wall_clock = ext.settings.wall_clock
+            if type(self).tags_for is not PersistentActor.tags_for:
+                self._pers_tags_for = self.tags_for
             await self._recover()
         except Exception as exc:  # CancelledError (a stop meanwhile) passes through
             self._recovery_failed(exc)
@@ -254,12 +284,14 @@ class PersistentActor(Actor):
             self.apply_snapshot(decode_snapshot(serialization, snapshot))
         self._pers_seq = start
         # Ownership first (a fencing journal refuses the previous owner from now on),
-        # then the highest (it also primes the journal's fence), then replay up to it.
-        await ext.journal.claim_writer(pid, self._pers_writer)
-        highest = await ext.journal.highest_sequence_nr(pid, start)
+        # then the highest (it also primes the journal's fence) and the replay up to it.
+        journal = ext.journal
+        if type(journal).claim_writer is not Journal.claim_writer:  # the default only checks pid
+            await journal.claim_writer(pid, self._pers_writer)
         deserialize = serialization.deserialize
         on_event = self.on_event
-        async for chunk in ext.journal.replay(pid, start + 1, highest):
+
+        def apply(chunk: Sequence[PersistentRepr]) -> None:
             for stored in chunk:
                 try:
                     event = deserialize(stored.serializer_id, stored.manifest, stored.payload)
@@ -270,6 +302,8 @@ class PersistentActor(Actor):
                 # on_event sees the event's own number, as it does live
                 self._pers_seq = stored.sequence_nr
                 on_event(event)
+
+        highest = await journal.recover(pid, start, apply)
         # Events between the last replayed and the highest were deleted: skip their numbers.
         self._pers_seq = max(self._pers_seq, highest)
 
@@ -302,7 +336,7 @@ class PersistentActor(Actor):
         stamp = int(self._pers_wall_clock() * 1000)
         writer = self._pers_writer
         first = self._pers_seq + 1
-        tags_for = self.tags_for if type(self).tags_for is not PersistentActor.tags_for else None
+        tags_for = self._pers_tags_for
         reprs = []
         for seq, event in enumerate(events, first):
             try:

@@ -13,6 +13,14 @@ all with one callback into the loop. While it commits, new writes queue up
 for the next flush, so the batch size adapts to the load with no added
 latency when idle. Every acknowledged write is committed.
 
+The hand-off takes no lock: the loop appends to a deque and the writer
+thread pops from its other end (both atomic), so the loop never waits for
+the writer thread, however busy it is. The "flush queued" flag is set only
+by the loop (when it queues a flush) and cleared only by the writer, *before*
+it counts what to take; a write appended after the count sees the cleared
+flag and queues the next flush, so no write is left behind (at worst a flush
+finds nothing to do).
+
 Files and backups. The journal (and, by default, the snapshot store) is the
 database file ``shoal.db`` (``SqliteSettings.path``) plus, while it is open,
 two files beside it: ``shoal.db-wal``, the write-ahead log, which holds
@@ -39,8 +47,8 @@ import asyncio
 import logging
 import os
 import sqlite3
-import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import TypeVar
 
@@ -80,6 +88,7 @@ from ._sqlite_db import (
     persistence_ids,
     read_chunk,
     read_first_chunk,
+    read_recovery,
     read_tag,
     truncate_wal,
 )
@@ -145,12 +154,10 @@ class SqliteJournal(Journal):
             "shoal-sqlite-journal-reader", opener, _close
         )
         self._committer = GroupCommitter()
-        self._lock = threading.Lock()  # guards _pending and _flush_queued across the two threads
-        self._pending: list[_Pending] = []
-        self._flush_queued = False
-        self._pending_since = 0.0  # when the oldest pending write was queued (monotonic)
+        # Appended by the loop, popped by the writer thread (see the module docstring).
+        self._pending: deque[_Pending] = deque()
+        self._flush_queued = False  # set by the loop, cleared by the writer thread
         self._busy_timeout_ms = int(self.settings.busy_timeout_s * 1000)  # writer thread's
-        self._unchecked = 0  # bytes written since the last checkpoint request (writer thread)
         self._closed = False
 
     def _open(self) -> sqlite3.Connection:
@@ -165,19 +172,23 @@ class SqliteJournal(Journal):
         self._check_open()
         loop = self._writer.loop
         fut: asyncio.Future[None] = loop.create_future()
-        with self._lock:
-            self._pending.append((events, fut))  # the caller must not mutate it meanwhile
-            queue_flush = not self._flush_queued
-            if queue_flush:
-                self._flush_queued = True
-                self._pending_since = time.monotonic()
-        if queue_flush:
+        self._pending.append((events, fut))  # the caller must not mutate it meanwhile
+        if not self._flush_queued:
+            self._flush_queued = True
             # Queued at the end of this loop turn, not now: every actor resumed in
             # this turn adds its write first, so one flush takes them all. Waking
             # the writer at the first write would split the group, and each extra
             # flush costs the writer thread GIL hand-offs with the busy loop.
-            loop.call_soon(self._writer.submit_nowait, self._flush, self._fail_flush)
+            loop.call_soon(self._queue_flush, time.monotonic())
         return fut
+
+    def _queue_flush(self, since: float) -> None:
+        """On the loop, at the end of the turn of a write: have the writer thread flush.
+
+        ``since`` is when the first write of this flush was queued: the flush
+        waits for another connection's lock until one busy timeout after it.
+        """
+        self._writer.submit_nowait(lambda conn: self._flush(conn, since), self._fail_flush)
 
     def _committed(self, batch: list[_Pending], outcomes: Sequence[Exception | None]) -> None:
         """On the loop: acknowledge a flush; have the WAL emptied within the interval."""
@@ -201,11 +212,11 @@ class SqliteJournal(Journal):
             timeout = self.settings.busy_timeout_s
             self._reader.submit_nowait(lambda c: truncate_wal(c, timeout), _log_checkpoint_failure)
 
-    def _take_pending(self) -> tuple[list[_Pending], float]:
-        with self._lock:
-            batch, self._pending = self._pending, []
-            self._flush_queued = False
-            return batch, self._pending_since
+    def _take_pending(self) -> list[_Pending]:
+        """On the writer thread: every write queued so far (see the module docstring)."""
+        self._flush_queued = False  # first: a write appended after the count queues a flush
+        pending = self._pending
+        return [pending.popleft() for _ in range(len(pending))]
 
     def _wait_for_lock_until(self, conn: sqlite3.Connection, deadline: float) -> None:
         """Have ``conn`` wait for another connection's write lock until ``deadline`` at most.
@@ -221,9 +232,9 @@ class SqliteJournal(Journal):
             conn.execute(f"PRAGMA busy_timeout={wanted}")
             self._busy_timeout_ms = wanted
 
-    def _flush(self, conn: sqlite3.Connection) -> None:
+    def _flush(self, conn: sqlite3.Connection, since: float) -> None:
         """On the writer thread: commit every queued write in one transaction."""
-        batch, since = self._take_pending()
+        batch = self._take_pending()
         if not batch:
             return
         outcomes: Sequence[Exception | None]
@@ -236,10 +247,8 @@ class SqliteJournal(Journal):
             err.__cause__ = exc
             outcomes = [err] * len(batch)
         self._writer.post(self._committed, batch, outcomes)
-        # Approximate WAL growth: payloads plus ~100 bytes of keys and headers a row.
-        self._unchecked += sum(len(e.payload) + 100 for events, _ in batch for e in events)
-        if self._unchecked >= self.settings.checkpoint_bytes:
-            self._unchecked = 0
+        if self._committer.wal_bytes >= self.settings.checkpoint_bytes:
+            self._committer.wal_bytes = 0
             self._writer.post(self._checkpoint_soon)
 
     def _checkpoint_soon(self) -> None:
@@ -249,7 +258,7 @@ class SqliteJournal(Journal):
 
     def _fail_flush(self, exc: Exception) -> None:
         """On the writer thread: the flush could not run (the database did not open)."""
-        batch, _ = self._take_pending()
+        batch = self._take_pending()
         err = JournalWriteError(f"sqlite journal {self.settings.path!s} unavailable: {exc}")
         err.__cause__ = exc
         self._writer.post(_complete, batch, [err] * len(batch))
@@ -303,6 +312,36 @@ class SqliteJournal(Journal):
         finally:
             if ahead is not None:
                 ahead.cancel()
+
+    async def recover(
+        self,
+        persistence_id: str,
+        after: int,
+        apply: Callable[[Sequence[PersistentRepr]], None],
+    ) -> int:
+        """See :meth:`Journal.recover`: one round trip to the reader thread and one
+        statement for an id whose events fit in one replay chunk."""
+        check_persistence_id(persistence_id)
+        if after >= MAX_SEQUENCE_NR:  # nothing can follow it
+            return await super().recover(persistence_id, after, apply)
+        pid = persistence_id
+        limit = self.settings.replay_chunk_size
+        found, expected, chunk = await self._read(
+            lambda c: read_recovery(c, pid, after + 1, limit), f"recovery of {pid!r}"
+        )
+        if not chunk:
+            if found > after:  # all deleted, or written since the first read: the long way
+                return await super().recover(pid, after, apply)
+            if after > found:  # covered by the caller's snapshot: see Journal
+                await self._delete_to(pid, after, beyond_highest=True)
+            return after
+        validate_chunk(pid, expected, chunk)
+        apply(chunk)
+        last = chunk[-1].sequence_nr
+        if last < found:  # a full chunk: replay the rest, up to the highest read with it
+            async for rest in self.replay(pid, last + 1, found):
+                apply(rest)
+        return found
 
     async def highest_sequence_nr(self, persistence_id: str, from_sequence_nr: int = 0) -> int:
         check_persistence_id(persistence_id)
@@ -361,6 +400,8 @@ class SqliteJournal(Journal):
         if self._checkpoint_timer is not None:
             self._checkpoint_timer.cancel()
             self._checkpoint_timer = None
+        if self._pending:  # accepted in this loop turn: flush before the thread stops
+            self._queue_flush(time.monotonic())
         await self._writer.stop()
         await self._reader.stop()
 

@@ -25,7 +25,8 @@ import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from operator import attrgetter
+from typing import Final, Literal, cast
 
 from ._errors import EventRejectedError, JournalWriteError, SequenceConflictError
 from ._journal import PersistentRepr, offset_beyond_end
@@ -47,6 +48,7 @@ __all__ = [
     "tag_rows",
     "read_chunk",
     "read_first_chunk",
+    "read_recovery",
 ]
 
 _SCHEMA: Final = (
@@ -91,6 +93,7 @@ _HIGHEST: Final = """SELECT max(
 # 7 host parameters each, within SQLite's limit of 32,766 (since 3.32).
 _ROWS_PER_STATEMENT: Final = 4096
 _COLUMNS: Final = 7
+_ROW_OVERHEAD: Final = 100  # about the bytes of a row's keys and headers, besides its payload
 _LOOKUP_CHUNK: Final = 500
 _LOOKUP: Final = """SELECT v.column1,
     (SELECT max(sequence_nr) FROM journal WHERE persistence_id = v.column1),
@@ -163,6 +166,27 @@ def tag_rows(events: Sequence[PersistentRepr]) -> list[object]:
     ]
 
 
+# The journal's columns of one event, in table order, as a tuple (one C call: the
+# group commit builds one per row while holding the GIL the event loop wants).
+_row: Final = attrgetter(
+    "persistence_id",
+    "sequence_nr",
+    "serializer_id",
+    "manifest",
+    "payload",
+    "writer_uuid",
+    "timestamp",
+)
+
+
+def flat_rows(events: Sequence[PersistentRepr]) -> list[object]:
+    """The journal's column values of ``events``, row after row, in one flat list."""
+    flat: list[object] = []
+    for e in events:
+        flat += _row(e)
+    return flat
+
+
 _READ_TAG: Final = """SELECT t.ordering, t.persistence_id, t.sequence_nr, j.serializer_id,
     j.manifest, j.payload, j.writer_uuid, j.timestamp
     FROM journal_tags AS t LEFT JOIN journal AS j
@@ -175,16 +199,14 @@ def read_tag(
 ) -> tuple[int, list[tuple[int, PersistentRepr]]]:
     """Up to ``limit`` tag rows of ``tag`` past ordering ``after``: the last ordering read
     (``after`` if none) and the events still stored, with their orderings."""
-    last = after
-    found: list[tuple[int, PersistentRepr]] = []
-    for ordering, pid, seq, ser, man, payload, writer, ts in conn.execute(
-        _READ_TAG, (tag, after, limit)
-    ):
-        last = ordering
-        if payload is not None:  # None: the event was deleted
-            found.append(
-                (ordering, PersistentRepr(pid, seq, ser, man, payload, writer, ts, (tag,)))
-            )
+    rows = conn.execute(_READ_TAG, (tag, after, limit)).fetchall()
+    tags = (tag,)
+    found = [
+        (ordering, PersistentRepr(pid, seq, ser, man, payload, writer, ts, tags))
+        for ordering, pid, seq, ser, man, payload, writer, ts in rows
+        if payload is not None  # None: the event was deleted
+    ]
+    last = rows[-1][0] if rows else after
     if last == after and after > 0:  # nothing past it: is it past every ordering given out?
         row = conn.execute(_LAST_ORDERING).fetchone()
         end = int(row[0]) if row is not None else 0
@@ -351,10 +373,15 @@ def truncate_wal(conn: sqlite3.Connection, busy_timeout_s: float) -> None:
 
     Never waits for other connections: with no busy timeout, a checkpoint
     that meets a writer or a reader of an older snapshot copies what it can
-    (as PASSIVE does) and leaves the file as it is.
+    (as PASSIVE does) and leaves the file as it is. The bulk is copied by a
+    PASSIVE checkpoint first, while writers go on: a TRUNCATE checkpoint
+    holds the write lock while it copies, so it is left only what was
+    committed meanwhile (copying a whole WAL of many megabytes under the
+    lock stalled group commits for hundreds of milliseconds).
     """
     conn.execute("PRAGMA busy_timeout=0")
     try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
     finally:
         conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
@@ -440,6 +467,38 @@ def read_first_chunk(
         conn.execute("COMMIT")
 
 
+_RECOVER: Final = """SELECT sequence_nr, serializer_id, manifest, payload, writer_uuid, timestamp,
+    (SELECT max(sequence_nr) FROM journal WHERE persistence_id = ?1),
+    (SELECT deleted_to FROM journal_meta WHERE persistence_id = ?1)
+    FROM journal WHERE persistence_id = ?1 AND sequence_nr >=
+        max(?2, coalesce((SELECT deleted_to FROM journal_meta WHERE persistence_id = ?1), 0) + 1)
+    ORDER BY sequence_nr LIMIT ?3"""
+
+
+def read_recovery(
+    conn: sqlite3.Connection, persistence_id: str, from_nr: int, limit: int
+) -> tuple[int, int, list[PersistentRepr]]:
+    """The highest sequence number, the first event a replay from ``from_nr`` must find,
+    and the first chunk of up to ``limit`` events from there: what a recovery reads first.
+
+    With events, one statement (so one snapshot of the database) answers all
+    three; the first event is ``from_nr`` or, past a deletion, the one after
+    the marker (see :func:`read_first_chunk`). Without events, the highest
+    comes from a second statement, maybe of a later snapshot: the caller must
+    not take events up to it as replayed (see ``SqliteJournal.recover``).
+    """
+    pid = persistence_id
+    rows = conn.execute(_RECOVER, (pid, from_nr, limit)).fetchall()
+    if not rows:
+        return highest(conn, pid), from_nr, []
+    stored, deleted = rows[0][6], rows[0][7] or 0
+    chunk = [
+        PersistentRepr(pid, seq, ser, man, payload, writer, ts)
+        for seq, ser, man, payload, writer, ts, _, _ in rows
+    ]
+    return max(stored, deleted), max(from_nr, deleted + 1), chunk
+
+
 def delete_to(
     conn: sqlite3.Connection,
     persistence_id: str,
@@ -495,10 +554,13 @@ class GroupCommitter:
     (:class:`SequenceConflictError`, nothing stored) fails only its own write.
     """
 
-    __slots__ = ("_highest",)
+    __slots__ = ("_highest", "wal_bytes")
 
     def __init__(self) -> None:
         self._highest: dict[str, int] = {}
+        self.wal_bytes = 0
+        """About how many bytes the committed rows added to the WAL (the payloads
+        plus ~100 bytes of keys and headers a row); the owner resets it."""
 
     def commit(
         self, conn: sqlite3.Connection, writes: Sequence[Sequence[PersistentRepr]]
@@ -552,7 +614,9 @@ class GroupCommitter:
             self._look_up(conn, unseen)
         outcomes: list[Exception | None] = [None] * len(writes)
         flat: list[object] = []
+        tagged: list[PersistentRepr] = []
         unsure: list[int] = []
+        row = _row
         for i, events in enumerate(writes):
             first = events[0]
             pid = first.persistence_id
@@ -565,15 +629,17 @@ class GroupCommitter:
                 continue
             cache[pid] = events[-1].sequence_nr
             for e in events:
-                flat += (pid, e.sequence_nr, e.serializer_id, e.manifest, e.payload,
-                         e.writer_uuid, e.timestamp)  # fmt: skip
+                flat += row(e)
+                if e.tags:
+                    tagged.append(e)
         if flat:
-            tags = [v for i, w in enumerate(writes) if outcomes[i] is None for v in tag_rows(w)]
             try:
-                insert_tagged(conn, flat, tags)
+                insert_tagged(conn, flat, tag_rows(tagged))
             except BaseException:
                 cache.clear()
                 raise
+            payloads = cast("list[bytes]", flat[4::_COLUMNS])
+            self.wal_bytes += sum(map(len, payloads)) + _ROW_OVERHEAD * len(payloads)
         for i in unsure:  # in queue order, after the group: a later write of the id follows
             outcomes[i] = self._commit_one(conn, writes[i])
         return outcomes
@@ -590,9 +656,8 @@ class GroupCommitter:
                 conn.rollback()
                 self._highest[pid] = known
                 return SequenceConflictError(pid, known + 1, first.sequence_nr)
-            insert_tagged(conn, [v for e in events for v in (pid, e.sequence_nr, e.serializer_id,
-                          e.manifest, e.payload, e.writer_uuid, e.timestamp)],
-                          tag_rows(events))  # fmt: skip
+            flat = flat_rows(events)
+            insert_tagged(conn, flat, tag_rows(events))
             conn.execute("COMMIT")
         except Exception as exc:
             self._highest.pop(pid, None)
@@ -604,6 +669,7 @@ class GroupCommitter:
                 return _write_error(events, exc)
             raise
         self._highest[pid] = events[-1].sequence_nr
+        self.wal_bytes += sum(len(e.payload) + _ROW_OVERHEAD for e in events)
         return None
 
 

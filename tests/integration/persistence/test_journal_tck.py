@@ -339,3 +339,47 @@ async def test_a_known_number_past_the_stored_ones_continues_from_it(
         assert await again.highest_sequence_nr(pid) == 6
         assert await seqs(again, pid) == [6]
         assert await again.highest_sequence_nr(f"{pid}-b") == 5
+
+
+@pytest.mark.parametrize("after", [0, 3, 4, 9, 10, 12])
+async def test_recover_replays_past_the_snapshot_up_to_the_highest(
+    journal_kit: JournalKit, pid: str, after: int
+) -> None:
+    """``recover`` is ``highest_sequence_nr(pid, after)`` and a replay after ``after``."""
+    journal = journal_kit.open(chunk_size=4)
+    await journal.write(evs(pid, 1, 5))
+    await write_each(journal, pid, 6, 10)
+    chunks: list[list[PersistentRepr]] = []
+    assert await journal.recover(pid, after, lambda c: chunks.append(list(c))) == max(10, after)
+    assert [e for c in chunks for e in c] == evs(pid, after + 1, 10)
+    assert all(0 < len(c) <= 4 for c in chunks)
+    with pytest.raises(SequenceConflictError):
+        await journal.write([ev(pid, max(10, after))])
+    await journal.write([ev(pid, max(10, after) + 1)])  # a snapshot past the end: continues
+
+
+async def test_recover_of_an_unknown_or_deleted_id(journal: Journal, pid: str) -> None:
+    got: list[PersistentRepr] = []
+    assert await journal.recover(pid, 0, got.extend) == 0
+    await journal.write(evs(pid, 1, 4))
+    await journal.delete_to(pid, 4)
+    assert await journal.recover(pid, 0, got.extend) == 4  # every event deleted
+    assert got == []
+    await journal.write(evs(pid, 5, 7))
+    await journal.delete_to(pid, 5)
+    assert await journal.recover(pid, 0, got.extend) == 7
+    assert got == evs(pid, 6, 7)
+
+
+async def test_an_error_raised_while_recovering_ends_the_recovery(
+    journal: Journal, pid: str
+) -> None:
+    await journal.write(evs(pid, 1, 3))
+
+    def apply(chunk: object) -> None:
+        raise RuntimeError("on_event failed")
+
+    with pytest.raises(RuntimeError, match="on_event failed"):
+        await journal.recover(pid, 0, apply)
+    await journal.write([ev(pid, 4)])  # the journal is still usable
+    assert await seqs(journal, pid) == [1, 2, 3, 4]

@@ -234,6 +234,10 @@ async def test_rows_removed_without_a_deletion_marker_are_corruption(
             JournalCorruptionError, match=f"'acct' at sequence number {missing}: missing"
         ):
             await journal.events("acct", replay_from)
+        with pytest.raises(  # a recovery past a snapshot at replay_from - 1, in one read
+            JournalCorruptionError, match=f"'acct' at sequence number {missing}: missing"
+        ):
+            await journal.recover("acct", replay_from - 1, lambda chunk: None)
     finally:
         await journal.close()
 
@@ -301,5 +305,36 @@ async def test_a_row_sqlite_cannot_take_fails_only_its_own_write(tmp_path: Path)
         assert await journal.highest_sequence_nr("bad") == 0  # known not stored
         await journal.write([ev("bad", 1)])
         assert [await journal.highest_sequence_nr(p) for p in ("a", "b", "bad")] == [1, 2, 1]
+    finally:
+        await journal.close()
+
+
+async def test_writes_accepted_in_the_turn_of_close_are_committed(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal = SqliteJournal(path)
+    await journal.write([ev("warm", 1)])  # the threads run
+    writes = [journal.write([ev(f"p{i}", 1)]) for i in range(20)]  # their flush not yet queued
+    await journal.close()
+    await asyncio.gather(*writes)
+    again = SqliteJournal(path)
+    try:
+        assert [await again.highest_sequence_nr(f"p{i}") for i in range(20)] == [1] * 20
+    finally:
+        await again.close()
+
+
+async def test_many_writers_over_many_loop_turns_lose_no_write(tmp_path: Path) -> None:
+    """Writes queued while flushes run, in every phase of the hand-off to the writer thread."""
+    journal = SqliteJournal(tmp_path / "j.db")
+    try:
+
+        async def writer(pid: str) -> None:
+            for n in range(1, 31):
+                await journal.write([ev(pid, n)])
+                if n % 3 == 0:
+                    await asyncio.sleep(0)  # spread the writes over more loop turns
+
+        await asyncio.gather(*(writer(f"w{i}") for i in range(300)))
+        assert {await journal.highest_sequence_nr(f"w{i}") for i in range(300)} == {30}
     finally:
         await journal.close()
