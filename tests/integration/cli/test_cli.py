@@ -168,6 +168,30 @@ def test_an_app_starts_the_users_actors(nodes: Nodes, tmp_path: Path) -> None:
     assert node.wait_exit() == 0
 
 
+def test_the_node_tunes_the_garbage_collector_unless_told_not_to(
+    nodes: Nodes, tmp_path: Path
+) -> None:
+    (tmp_path / "cli_gc_probe.py").write_text(
+        "import asyncio, gc, json\n"
+        "def report():\n"
+        "    print(json.dumps({'event': 'gc', 'young': gc.get_threshold()[0],\n"
+        "                      'frozen': gc.get_freeze_count()}), flush=True)\n"
+        "async def start(system):\n"
+        "    asyncio.get_running_loop().call_soon(report)  # runs once start-up is over\n"
+    )
+    env = {"PYTHONPATH": str(tmp_path)}
+    tuned = nodes.start("--app", "cli_gc_probe:start", env=env)
+    report = tuned.wait_event("gc")
+    assert report["young"] == 20_000
+    assert report["frozen"] > 10_000  # modules, classes, the node's start-up state
+    plain = nodes.start("--app", "cli_gc_probe:start", env={**env, "SHOAL_NODE_TUNE_GC": "false"})
+    report = plain.wait_event("gc")
+    assert report == {"event": "gc", "young": 700, "frozen": 0}
+    for node in (tuned, plain):
+        node.signal(signal.SIGINT)
+        assert node.wait_exit() == 0
+
+
 def test_help_is_complete() -> None:
     parser = _parser()
     top = shoal("--help")
