@@ -95,6 +95,14 @@ class Node:
                 return event
             self.held.append(event)
 
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the node process so far."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
     def rss_mib(self) -> float:
         try:
             for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -105,7 +113,21 @@ class Node:
         return 0.0
 
 
-def start_nodes(n: int, data: Path) -> list[Node]:
+_CPROFILED = """
+import cProfile, runpy, sys, time
+out = sys.argv.pop(1)
+sys.argv[0] = "shoal"
+profile = cProfile.Profile(time.thread_time)  # the event loop thread's CPU time
+profile.enable()
+try:
+    runpy.run_module("shoal.cli", run_name="__main__")
+finally:
+    profile.disable()
+    profile.dump_stats(out)
+"""
+
+
+def start_nodes(n: int, data: Path, cprofile: str | None = None) -> list[Node]:
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -121,6 +143,10 @@ def start_nodes(n: int, data: Path) -> list[Node]:
         argv = [sys.executable, "-m", "shoal.cli", "node", "--app", "examples.chat.app:start",
                 "--system", "chat", "--host", "127.0.0.1", "--port", "0",
                 "--http-port", "0"]  # fmt: skip
+        if cprofile:
+            Path(cprofile).mkdir(parents=True, exist_ok=True)
+            out = str(Path(cprofile, f"node{i + 1}.prof").resolve())
+            argv[1:3] = ["-c", _CPROFILED, out]
         if seed:
             argv += ["--seed", seed]
         node = Node(i, argv, env, data / f"node{i + 1}.log")
@@ -322,6 +348,7 @@ class Worker:
         self.ack_ms.clear()
         self.last_delivery.clear()
         self.deliveries.clear()
+        cpu_start = time.process_time()
         start = time.monotonic()
         n = 0
         total = int(rate * duration)
@@ -340,6 +367,7 @@ class Worker:
         self.pipe.send(
             {
                 "achieved": achieved,
+                "cpu_s": time.process_time() - cpu_start,
                 "sent_at": self.sent_at,
                 "ack_ms": self.ack_ms,
                 "acks": self.acks,
@@ -396,6 +424,9 @@ def merge(results: list[dict[str, Any]], room_size: int) -> dict[str, Any]:
         "undelivered": sum(1 for cid in sent_at if count.get(cid, 0) < room_size),
         "unacknowledged": len(sent_at) - len(acks),
         "errors": errors,
+        "client_cpu_ms_per_msg": round(
+            sum(r["cpu_s"] for r in results) * 1000 / max(1, len(sent_at)), 3
+        ),
     }
 
 
@@ -442,7 +473,7 @@ async def read_history(url: str, rooms: list[str]) -> dict[str, list[tuple[int, 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix="shoal-chat-bench-"))
-    nodes = start_nodes(3, data)
+    nodes = start_nodes(3, data, args.cprofile)
     try:
         return measure(args, nodes)
     finally:
@@ -498,6 +529,8 @@ def measure(args: argparse.Namespace, nodes: list[Node]) -> dict[str, Any]:
     sustained = None
     for i, rate in enumerate(rates):
         chaos = args.chaos and rate == args.rate
+        cpu_before = sum(n.cpu_s() for n in nodes)
+        spies = profile(args, rate, [n.proc.pid for n in nodes], [p.pid for p in procs])
         for pipe in pipes:
             pipe.send(
                 {
@@ -514,6 +547,13 @@ def measure(args: argparse.Namespace, nodes: list[Node]) -> dict[str, Any]:
             nodes[2].proc.wait()
             progress("node 3 SIGKILLed")
         phase = merge([pipe.recv() for pipe in pipes], args.room_size)
+        sent = rate * args.duration
+        phase["server_cpu_ms_per_msg"] = round(
+            (sum(n.cpu_s() for n in nodes) - cpu_before) * 1000 / sent, 3
+        )
+        phase["load_average"] = round(os.getloadavg()[0], 2)
+        for spy in spies:
+            spy.wait()
         if args.verbose:
             print(json.dumps({"rate": rate, **phase}), file=sys.stderr, flush=True)
         if rate == args.rate:
@@ -543,6 +583,28 @@ def measure(args: argparse.Namespace, nodes: list[Node]) -> dict[str, Any]:
         progress("histories read")
         result.update(audit(history, finals))
     return result
+
+
+def profile(
+    args: argparse.Namespace, rate: int, nodes: list[int | None], workers: list[int | None]
+) -> list[subprocess.Popen[bytes]]:
+    """With ``--profile DIR`` and at ``--rate``: py-spy records every node and client
+    process during the load (collapsed stacks, ``DIR/node<i>.txt``, ``DIR/client<i>.txt``)."""
+    if not args.profile or rate != args.rate:
+        return []
+    out = Path(args.profile)
+    out.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    spies = []
+    for kind, pids in (("node", nodes), ("client", workers)):
+        for i, pid in enumerate(pids, 1):
+            argv = [spy, "record", "--pid", str(pid), "--duration", str(int(args.duration)),
+                    "--rate", "50", "--format", "raw", "--nonblocking",
+                    "--output", str(out / f"{kind}{i}.txt")]  # fmt: skip
+            spies.append(
+                subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+    return spies
 
 
 def audit(
@@ -581,6 +643,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chaos", action="store_true")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the processes at --rate")
+    parser.add_argument(
+        "--cprofile", metavar="DIR", help="cProfile each node's event loop (CPU time), whole run"
+    )
     args = parser.parse_args()
     args.rates = [int(r) for r in args.rates.split(",") if r]
     result = run(args)

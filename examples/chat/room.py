@@ -167,12 +167,16 @@ class ChatRoom(PersistentActor):
         # Posts waiting for the next write: every Post that arrives while one write
         # is in flight goes into the next one (one journal round trip for many).
         self.batch: dict[tuple[str, str], _Pending] = {}
+        self.recovered_head = 0
 
     @property
     def persistence_id(self) -> str:
         return persistence_id(self.room)
 
     def recovery_completed(self) -> None:
+        # Messages up to here were stored by an earlier incarnation, which may have died
+        # between persisting and publishing one: a retry publishes it again.
+        self.recovered_head = self.last_sequence_nr
         self.ctx.timers.start_periodic(_SWEEP, _Sweep(), ONLINE_TTL / 3)
 
     def on_event(self, event: Posted) -> None:
@@ -205,10 +209,13 @@ class ChatRoom(PersistentActor):
                     self._publish(PresenceEvent(self.room, user, "offline"))
         return None
 
-    def _post(self, post: Post) -> Coroutine[Any, Any, Acked] | None:
+    def _post(self, post: Post) -> Coroutine[Any, Any, Acked] | Acked | None:
         known = self.recent.get(post.user, {}).get(post.client_id)
         if known is not None:
-            return self._duplicate(known[0], known[1])
+            seq, ts = known
+            if seq > self.recovered_head:  # this incarnation stored and published it
+                return Acked(seq, ts, duplicate=True)
+            return self._duplicate(seq, ts)
         key = (post.user, post.client_id)
         reply = self.ctx.reply_later()
         waiting = self.batch.get(key)
