@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -23,7 +23,7 @@ from aiohttp import WSMsgType
 
 from shoal.persistence import MAX_SEQUENCE_NR, JournalQueries, Persistence, decode_event
 from shoal.runtime import Actor
-from shoal.sharding import Sharding
+from shoal.sharding import EntityRef, Sharding
 
 from . import protocol as p
 from .fanout import RoomHubs, View, frame_payload, msg_frame, text_frame
@@ -51,6 +51,8 @@ SLOW_CONSUMER: Final = 4000
 GOING_AWAY: Final = 1001
 STUCK_AFTER: Final = 10.0
 """Seconds a slow consumer's socket may take to take its close frame before it is cut."""
+SEND_TICK: Final = 0.5
+"""Seconds between checks for sends the room did not acknowledge in time."""
 CATCH_UP_AFTER: Final = (0.5, 2.0)
 """Seconds after a join at which the room's tail is read from the journal once more."""
 
@@ -152,16 +154,17 @@ class Closed:
     """The socket closed."""
 
 
-@dataclass(frozen=True, slots=True)
-class _SendDone:
-    send: p.Send
-    acked: Acked
+@dataclass(slots=True)
+class _Sending:
+    """Sends of one client id waiting for the room's :class:`Acked`."""
+
+    deadline: float
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True)
-class _SendFailed:
-    send: p.Send
-    error: BaseException
+class _SendTick:
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,15 +177,6 @@ class _AttachTick:
     pass
 
 
-async def _outcome(send: p.Send, ask: Awaitable[Acked]) -> _SendDone | _SendFailed:
-    """The ask's outcome as a message; never an exception (this connection may have
-    stopped by the time it fails, and then nobody would retrieve it)."""
-    try:
-        return _SendDone(send, await ask)
-    except Exception as exc:
-        return _SendFailed(send, exc)
-
-
 class Connection(Actor):
     """One WebSocket's actor: commands in, frames out through the outbox."""
 
@@ -192,6 +186,9 @@ class Connection(Actor):
         self.settings = settings
         self.limits = settings.limits
         self.rooms: dict[str, View] = {}
+        self.room_refs: dict[str, EntityRef] = {}
+        self.sending: dict[tuple[str, str], _Sending] = {}
+        """(room, client id) -> the sends told to the room and not acknowledged yet."""
 
     def started(self) -> None:
         system = self.ctx.system
@@ -239,22 +236,10 @@ class Connection(Actor):
                     )
             case p.Send():
                 self._send(msg)
-            case _SendDone(send=send, acked=acked):
-                self.push(
-                    "ack",
-                    room=send.room,
-                    id=send.id,
-                    seq=acked.seq,
-                    ts=acked.ts,
-                    duplicate=acked.duplicate,
-                )
-            case _SendFailed(send=send, error=error):
-                self.error(
-                    "unavailable",
-                    f"the room did not answer ({type(error).__name__}); retry with the same id",
-                    send.id,
-                    send.room,
-                )
+            case Acked():
+                self._acked(msg)
+            case _SendTick():
+                self._expire_sends()
             case p.Join():
                 return self._join(msg)
             case p.Leave(room=room):
@@ -312,12 +297,60 @@ class Connection(Actor):
 
     # -- send ------------------------------------------------------------------------------
 
+    def _room_ref(self, room: str) -> EntityRef:
+        ref = self.room_refs.get(room)
+        if ref is None:
+            if len(self.room_refs) >= 4 * self.limits.max_rooms:
+                self.room_refs.clear()
+            ref = self.room_refs[room] = self.room_region.entity(room)
+        return ref
+
     def _send(self, send: p.Send) -> None:
+        """Tell the room (no ask: it answers with a told :class:`Acked` naming the send);
+        a send not acknowledged within ``ask_timeout`` is answered ``unavailable``."""
         if not self._joined(send.room, send.channel, send.id):
             return
         post = Post(self.user, send.channel, send.id, send.text)
-        ask = self.room_region.entity(send.room).ask(post, timeout=self.settings.ask_timeout)
-        self.ctx.pipe_to_self(_outcome(send, ask))
+        self._room_ref(send.room).tell(post, self.ref)
+        key = (send.room, send.id)
+        waiting = self.sending.get(key)
+        if waiting is not None:
+            waiting.count += 1
+            return
+        if not self.sending:
+            self.ctx.timers.start_periodic("sends", _SendTick(), SEND_TICK)
+        self.sending[key] = _Sending(self.ctx.clock.now() + self.settings.ask_timeout)
+
+    def _acked(self, acked: Acked) -> None:
+        key = (acked.room, acked.client_id)
+        waiting = self.sending.get(key)
+        if waiting is None:
+            return  # answered unavailable already: the client retries, and gets a duplicate ack
+        waiting.count -= 1
+        if waiting.count <= 0:
+            del self.sending[key]
+            if not self.sending:
+                self.ctx.timers.cancel("sends")
+        self.push(
+            "ack", room=acked.room, id=acked.client_id, seq=acked.seq, ts=acked.ts,
+            duplicate=acked.duplicate,
+        )  # fmt: skip
+
+    def _expire_sends(self) -> None:
+        now = self.ctx.clock.now()
+        for key, waiting in [(k, w) for k, w in self.sending.items() if w.deadline <= now]:
+            del self.sending[key]
+            room, client_id = key
+            for _ in range(waiting.count):
+                self.error(
+                    "unavailable",
+                    f"the room did not answer within {self.settings.ask_timeout:g} s; "
+                    "retry with the same id",
+                    client_id,
+                    room,
+                )
+        if not self.sending:
+            self.ctx.timers.cancel("sends")
 
     # -- join, resume ------------------------------------------------------------------
 
@@ -336,7 +369,7 @@ class Connection(Actor):
             if room not in self.rooms:
                 await self.hubs.acquire(room)
                 held = True
-            state: RoomState = await self.room_region.entity(room).ask(
+            state: RoomState = await self._room_ref(room).ask(
                 Info(), timeout=self.settings.ask_timeout
             )
         except Exception as exc:  # an ask timeout, a room recovering elsewhere

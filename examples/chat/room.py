@@ -45,7 +45,8 @@ def topic(room: str) -> str:
 @message
 @dataclass(frozen=True, slots=True)
 class Post:
-    """Store a message; answered with :class:`Acked` once it is persisted."""
+    """Store a message; answered with :class:`Acked` once it is persisted (told to the
+    sender, or as the answer of an ask)."""
 
     user: str
     channel: str
@@ -56,9 +57,13 @@ class Post:
 @message
 @dataclass(frozen=True, slots=True)
 class Acked:
+    """The answer to a :class:`Post` (told to its sender): stored as ``seq``."""
+
     seq: int
     ts: int
     duplicate: bool
+    room: str
+    client_id: str
 
 
 @message
@@ -209,15 +214,16 @@ class ChatRoom(PersistentActor):
                     self._publish(PresenceEvent(self.room, user, "offline"))
         return None
 
-    def _post(self, post: Post) -> Coroutine[Any, Any, Acked] | Acked | None:
+    def _post(self, post: Post) -> Coroutine[Any, Any, None] | None:
+        reply = self.ctx.reply_later()
         known = self.recent.get(post.user, {}).get(post.client_id)
         if known is not None:
-            seq, ts = known
-            if seq > self.recovered_head:  # this incarnation stored and published it
-                return Acked(seq, ts, duplicate=True)
-            return self._duplicate(seq, ts)
+            acked = Acked(known[0], known[1], True, self.room, post.client_id)
+            if acked.seq > self.recovered_head:  # this incarnation stored and published it
+                reply.send(acked)
+                return None
+            return self._duplicate(acked, reply)
         key = (post.user, post.client_id)
-        reply = self.ctx.reply_later()
         waiting = self.batch.get(key)
         if waiting is not None:  # a retry of a post in the next write
             waiting.replies.append(reply)
@@ -227,9 +233,9 @@ class ChatRoom(PersistentActor):
         self.batch[key] = _Pending(post, int(time.time() * 1000), [reply])
         return None
 
-    async def _duplicate(self, seq: int, ts: int) -> Acked:
-        await self._republish(seq)
-        return Acked(seq, ts, duplicate=True)
+    async def _duplicate(self, acked: Acked, reply: Reply) -> None:
+        await self._republish(acked.seq)
+        reply.send(acked)
 
     async def _flush(self) -> None:
         pending = list(self.batch.values())
@@ -254,7 +260,7 @@ class ChatRoom(PersistentActor):
                           event.ts)
             )  # fmt: skip
             for reply in p.replies:
-                reply.send(Acked(seq, event.ts, duplicate=False))
+                reply.send(Acked(seq, event.ts, False, self.room, event.client_id))
 
     async def _republish(self, seq: int) -> None:
         """Publish stored message ``seq`` again: a retry may follow a crash between
