@@ -106,8 +106,8 @@ class _Hub(Actor):
 
     def receive(self, msg: object) -> None:
         entry = self._entry()
-        if entry is None:
-            return
+        if entry is None or entry.ref != self.ctx.ref:
+            return  # released (a later hub of the room may run already): stopping
         if type(msg) is Delivered:
             hub_deliver(entry.views.values(), msg)
         else:  # presence and typing (rare): each connection decides
@@ -153,13 +153,17 @@ class RoomHubs:
         return system.extension(cls)
 
     async def acquire(self, room: str) -> None:
-        """Hold ``room``'s hub (created and subscribed if needed); every ``acquire`` —
-        including one that raised or was cancelled — is matched by one ``release``."""
+        """Hold ``room``'s hub (created and subscribed if needed); every ``acquire`` that
+        returned is matched by one ``release`` (one that raised holds nothing)."""
         entry = self._entries.get(room)
         if entry is None:
             entry = self._start(room)
         entry.users += 1
-        await asyncio.shield(entry.ready)
+        try:
+            await asyncio.shield(entry.ready)
+        except BaseException:
+            self.release(room)
+            raise
 
     def _start(self, room: str) -> _Entry:
         entries = self._entries
