@@ -51,8 +51,8 @@ SLOW_CONSUMER: Final = 4000
 GOING_AWAY: Final = 1001
 STUCK_AFTER: Final = 10.0
 """Seconds a slow consumer's socket may take to take its close frame before it is cut."""
-SEND_TICK: Final = 0.5
-"""Seconds between checks for sends the room did not acknowledge in time."""
+SEND_SLACK: Final = 0.05
+"""Sends due within this many seconds of a deadline check are answered together."""
 CATCH_UP_AFTER: Final = (0.5, 2.0)
 """Seconds after a join at which the room's tail is read from the journal once more."""
 
@@ -318,7 +318,7 @@ class Connection(Actor):
             waiting.count += 1
             return
         if not self.sending:
-            self.ctx.timers.start_periodic("sends", _SendTick(), SEND_TICK)
+            self.ctx.timers.start_single("sends", _SendTick(), self.settings.ask_timeout)
         self.sending[key] = _Sending(self.ctx.clock.now() + self.settings.ask_timeout)
 
     def _acked(self, acked: Acked) -> None:
@@ -337,7 +337,8 @@ class Connection(Actor):
         )  # fmt: skip
 
     def _expire_sends(self) -> None:
-        now = self.ctx.clock.now()
+        """Answer ``unavailable`` for the sends past their deadline; wait for the next."""
+        now = self.ctx.clock.now() + SEND_SLACK
         for key, waiting in [(k, w) for k, w in self.sending.items() if w.deadline <= now]:
             del self.sending[key]
             room, client_id = key
@@ -349,8 +350,10 @@ class Connection(Actor):
                     client_id,
                     room,
                 )
-        if not self.sending:
-            self.ctx.timers.cancel("sends")
+        if self.sending:  # insertion order: the first waits longest
+            first = next(iter(self.sending.values())).deadline
+            delay = max(SEND_SLACK, first - self.ctx.clock.now())
+            self.ctx.timers.start_single("sends", _SendTick(), delay)
 
     # -- join, resume ------------------------------------------------------------------
 
