@@ -2,8 +2,9 @@
 
 Three ``shoal node --app examples.chat.app:start`` processes on 127.0.0.1
 share one SQLite journal (WAL). ``--workers`` client processes of their own
-(asyncio, aiohttp with ``TCPConnector(limit=0)``) open ``--clients``
-WebSockets spread over the three nodes, in rooms of ``--room-size``
+(asyncio with uvloop; logins through aiohttp, the sockets through a lean
+RFC 6455 client, :class:`WsClient`, that times each frame as it parses it)
+open ``--clients`` WebSockets spread over the three nodes, in rooms of ``--room-size``
 members, then offer ``--rate`` messages per second in total, each from a
 random client to its room, for ``--duration`` seconds.
 
@@ -18,6 +19,11 @@ Keys:
   ``--duration``) at which delivery p99 stays <= 200 ms;
 * ``server_rss_mib_per_1k_clients``: the nodes' RSS growth from before the
   clients connected to after, per 1,000 clients;
+* ``server_cpu_ms_per_msg``, ``client_cpu_ms_per_msg``: CPU time (user +
+  system) of the three nodes, and of the client processes, from the start of
+  the phase until its load is done (every send acknowledged, no delivery for
+  a second), per message offered: on a shared machine these are the figures
+  to compare between runs, not the latencies; ``load_average`` at its end;
 * with ``--chaos``: one node is SIGKILLed halfway through the load; its
   clients reconnect to the others, resume with their last seen sequence
   numbers and resend what was not acknowledged (same client ids). Then
@@ -26,14 +32,16 @@ Keys:
   ``missed_messages`` (a client never got a message of its room).
 
 Usage: ``python benchmarks/chat.py [--clients 1000] [--rate 1000] [--rates 1000,2000,3000]
-[--duration 10] [--chaos] [--verbose]``.
+[--duration 10] [--chaos] [--verbose] [--profile DIR] [--cprofile DIR]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
+import hashlib
 import json
 import multiprocessing
 import os
@@ -47,12 +55,15 @@ import threading
 import time
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+from urllib.parse import urlsplit
 
 import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "benchmark-secret"
+QUIET = 1.0
+"""Seconds without a delivery after which a phase's load is taken as done."""
 
 
 # -- the nodes ---------------------------------------------------------------------------
@@ -95,6 +106,14 @@ class Node:
                 return event
             self.held.append(event)
 
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the node process so far."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return 0.0
+
     def rss_mib(self) -> float:
         try:
             for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -105,7 +124,21 @@ class Node:
         return 0.0
 
 
-def start_nodes(n: int, data: Path) -> list[Node]:
+_CPROFILED = """
+import cProfile, runpy, sys, time
+out = sys.argv.pop(1)
+sys.argv[0] = "shoal"
+profile = cProfile.Profile(time.thread_time)  # the event loop thread's CPU time
+profile.enable()
+try:
+    runpy.run_module("shoal.cli", run_name="__main__")
+finally:
+    profile.disable()
+    profile.dump_stats(out)
+"""
+
+
+def start_nodes(n: int, data: Path, cprofile: str | None = None) -> list[Node]:
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -121,6 +154,10 @@ def start_nodes(n: int, data: Path) -> list[Node]:
         argv = [sys.executable, "-m", "shoal.cli", "node", "--app", "examples.chat.app:start",
                 "--system", "chat", "--host", "127.0.0.1", "--port", "0",
                 "--http-port", "0"]  # fmt: skip
+        if cprofile:
+            Path(cprofile).mkdir(parents=True, exist_ok=True)
+            out = str(Path(cprofile, f"node{i + 1}.prof").resolve())
+            argv[1:3] = ["-c", _CPROFILED, out]
         if seed:
             argv += ["--seed", seed]
         node = Node(i, argv, env, data / f"node{i + 1}.log")
@@ -148,16 +185,148 @@ def stop_nodes(nodes: list[Node]) -> None:
 # -- the clients (in worker processes) -------------------------------------------------
 
 
+class WsError(Exception):
+    """The WebSocket handshake or a frame was not what RFC 6455 allows."""
+
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+class WsClient(asyncio.Protocol):
+    """A lean WebSocket client (RFC 6455: the handshake, masked text frames out, unmasked
+    frames in, ping -> pong, close): the clients share the cores with the nodes, so
+    they parse what arrives in ``data_received`` without a task or a queue per frame.
+    Every text frame is handed to ``on_text`` as it arrives."""
+
+    def __init__(self, host: str, port: int, path: str, on_text: Any) -> None:
+        self.on_text = on_text
+        self.key = base64.b64encode(os.urandom(16))
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {self.key.decode()}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+        self.buf = bytearray()
+        self.open = False
+        self.transport: asyncio.Transport | None = None
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast("asyncio.Transport", transport)
+        self.transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        if not self.opened.done():
+            self.opened.set_exception(exc or WsError("closed during the handshake"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf
+        buf += data
+        if not self.open:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(buf[:end]).decode("latin-1").split("\r\n")
+            del buf[: end + 4]
+            accept = base64.b64encode(hashlib.sha1(self.key + _GUID).digest()).decode()
+            headers = {
+                k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:])
+            }
+            if (
+                not head[0].startswith("HTTP/1.1 101")
+                or headers.get("sec-websocket-accept") != accept
+            ):
+                self.fail(WsError(f"handshake refused: {head[0]}"))
+                return
+            self.open = True
+            self.opened.set_result(None)
+        pos = 0
+        size = len(buf)
+        while size - pos >= 2:
+            b0, n = buf[pos], buf[pos + 1]
+            start = pos + 2
+            if n & 0x80:
+                self.fail(WsError("a masked frame from the server"))
+                return
+            if n == 126:
+                if size - pos < 4:
+                    break
+                n = int.from_bytes(buf[pos + 2 : pos + 4], "big")
+                start = pos + 4
+            elif n == 127:
+                if size - pos < 10:
+                    break
+                n = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                start = pos + 10
+            end = start + n
+            if end > size:
+                break
+            payload = bytes(buf[start:end])
+            pos = end
+            opcode = b0 & 0x0F
+            if not b0 & 0x80:
+                self.fail(WsError("a fragmented frame (the server never fragments)"))
+                return
+            if opcode == 1:
+                self.on_text(payload)
+            elif opcode == 9:
+                self._send(0x8A, payload)  # pong
+            elif opcode == 8:
+                self.close()
+                return
+        del buf[:pos]
+
+    def _send(self, first: int, payload: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        n = len(payload)
+        mask = os.urandom(4)
+        if n < 126:
+            header = bytes((first, 0x80 | n))
+        elif n < 65536:
+            header = bytes((first, 0x80 | 126)) + n.to_bytes(2, "big")
+        else:
+            header = bytes((first, 0x80 | 127)) + n.to_bytes(8, "big")
+        key = (mask * (n // 4 + 1))[:n]
+        masked = (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+        transport.write(header + mask + masked)
+
+    def send_text(self, text: str) -> None:
+        if self.open:
+            self._send(0x81, text.encode())
+
+    def close(self) -> None:
+        if self.open:
+            self._send(0x88, (1000).to_bytes(2, "big"))
+        self.open = False
+        if self.transport is not None:
+            self.transport.close()
+
+    def fail(self, error: Exception) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(error)
+        self.open = False
+        if self.transport is not None:
+            self.transport.abort()
+
+
 class BenchClient:
-    """One WebSocket client: joins its room, sends, records acks and deliveries;
-    reconnects to the next node and resumes when its socket closes."""
+    """One WebSocket client: joins its room, sends, records acks and deliveries (each
+    frame timed as it is parsed); reconnects to the next node and resumes when its
+    socket closes."""
 
     def __init__(self, worker: Worker, user: str, room: str, node: int) -> None:
         self.worker = worker
         self.user = user
         self.room = room
         self.node = node
-        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.ws: WsClient | None = None
         self.ready = asyncio.Event()
         self.joined_once = False
         self.last_seq = 0
@@ -168,22 +337,19 @@ class BenchClient:
 
     async def run(self) -> None:
         urls = self.worker.urls
+        loop = asyncio.get_running_loop()
         while not self.worker.stopping:
-            url = urls[self.node % len(urls)]
+            url = urlsplit(urls[self.node % len(urls)])
+            host, port = url.hostname or "127.0.0.1", url.port or 80
+            path = f"/ws?token={self.worker.tokens[self.user]}"
+            ws = WsClient(host, port, path, self.on_text)
             try:
-                token = self.worker.tokens[self.user]
-                self.ws = await self.worker.http.ws_connect(
-                    f"{url}/ws?token={token}", max_msg_size=0, heartbeat=None
-                )
-                join: dict[str, Any] = {"v": 1, "type": "join", "room": self.room}
-                if self.joined_once:
-                    join["last_seq"] = self.last_seq
-                await self.ws.send_str(json.dumps(join))
-                async for frame in self.ws:
-                    if frame.type is not aiohttp.WSMsgType.TEXT:
-                        break
-                    await self.on_frame(json.loads(frame.data))
-            except (aiohttp.ClientError, OSError, RuntimeError):
+                await loop.create_connection(lambda: ws, host, port)  # noqa: B023 - awaited here
+                await ws.opened
+                self.ws = ws
+                self.join()
+                await ws.closed
+            except (OSError, WsError):
                 pass
             self.ready.clear()
             self.ws = None
@@ -193,15 +359,24 @@ class BenchClient:
             self.node += 1  # the next node
             await asyncio.sleep(0.2 + random.random() * 0.3)
 
-    async def on_frame(self, body: dict[str, Any]) -> None:
-        kind = body.get("type")
+    def join(self) -> None:
+        if self.ws is not None:
+            join: dict[str, Any] = {"v": 1, "type": "join", "room": self.room}
+            if self.joined_once:
+                join["last_seq"] = self.last_seq
+            self.ws.send_text(json.dumps(join))
+
+    def on_text(self, payload: bytes) -> None:
         now = time.monotonic()
+        body = json.loads(payload)
+        kind = body.get("type")
         if kind == "msg":
             seq = int(body["seq"])
             if seq in self.seen:
                 self.duplicates += 1
             self.seen.add(seq)
-            self.last_seq = max(self.last_seq, seq)
+            if seq > self.last_seq:
+                self.last_seq = seq
             self.worker.delivered(str(body["id"]), now)
         elif kind == "ack":
             client_id = str(body["id"])
@@ -211,42 +386,35 @@ class BenchClient:
             self.joined_once = True
             self.ready.set()
             for client_id, text in list(self.pending.items()):  # resend: same ids
-                await self.send_frame(client_id, text)
+                self.send_frame(client_id, text)
         elif kind == "error":
+            loop = asyncio.get_running_loop()
             if not self.ready.is_set() and body.get("room") == self.room:
-                asyncio.get_running_loop().call_later(0.5, self.rejoin)  # room unavailable
+                loop.call_later(0.5, self.rejoin)  # room unavailable
             ref = body.get("ref")
             if isinstance(ref, str) and ref in self.pending:
-                self.worker.errors[str(body.get("code"))] = (
-                    self.worker.errors.get(str(body.get("code")), 0) + 1
-                )
-                asyncio.get_running_loop().call_later(0.5, self.retry, ref)
+                code = str(body.get("code"))
+                self.worker.errors[code] = self.worker.errors.get(code, 0) + 1
+                loop.call_later(0.5, self.retry, ref)
 
     def rejoin(self) -> None:
-        ws = self.ws
-        if ws is not None and not self.ready.is_set():
-            join: dict[str, Any] = {"v": 1, "type": "join", "room": self.room}
-            if self.joined_once:
-                join["last_seq"] = self.last_seq
-            self.worker.spawn(ws.send_str(json.dumps(join)))
+        if not self.ready.is_set():
+            self.join()
 
     def retry(self, client_id: str) -> None:
         text = self.pending.get(client_id)
         if text is not None and self.ready.is_set():
-            self.worker.spawn(self.send_frame(client_id, text))
+            self.send_frame(client_id, text)
 
-    async def send_frame(self, client_id: str, text: str) -> None:
-        ws = self.ws
-        if ws is None:
-            return
-        frame = {"v": 1, "type": "send", "room": self.room, "id": client_id, "text": text}
-        with contextlib.suppress(ConnectionError, RuntimeError, aiohttp.ClientError):
-            await ws.send_str(json.dumps(frame))
+    def send_frame(self, client_id: str, text: str) -> None:
+        if self.ws is not None:
+            frame = {"v": 1, "type": "send", "room": self.room, "id": client_id, "text": text}
+            self.ws.send_text(json.dumps(frame))
 
-    async def send(self, client_id: str) -> None:
+    def send(self, client_id: str) -> None:
         self.pending[client_id] = client_id
         if self.ready.is_set():  # else sent once the (re)join is answered
-            await self.send_frame(client_id, client_id)
+            self.send_frame(client_id, client_id)
 
 
 class Worker:
@@ -263,6 +431,7 @@ class Worker:
         self.last_delivery: dict[str, float] = {}
         self.deliveries: dict[str, int] = {}
         self.errors: dict[str, int] = {}
+        self.last_frame = 0.0
         self.tasks: set[asyncio.Task[None]] = set()
 
     def spawn(self, coro: Any) -> None:
@@ -270,7 +439,20 @@ class Worker:
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
+    async def settle(self, clients: list[BenchClient], limit: float) -> None:
+        """Wait until every send is acknowledged, every client joined and no message
+        arrived for ``QUIET`` seconds (at most ``limit`` seconds): the CPU figures then
+        cover all the work of the phase, however slowly a loaded machine did it."""
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.25)
+            if time.monotonic() - self.last_frame > QUIET and all(
+                c.ready.is_set() and not c.pending for c in clients
+            ):
+                return
+
     def delivered(self, client_id: str, now: float) -> None:
+        self.last_frame = now
         self.deliveries[client_id] = self.deliveries.get(client_id, 0) + 1
         if now > self.last_delivery.get(client_id, 0.0):
             self.last_delivery[client_id] = now
@@ -312,7 +494,7 @@ class Worker:
             )
             for client in clients:
                 if client.ws is not None:
-                    await client.ws.close()
+                    client.ws.close()
 
     async def load(self, clients: list[BenchClient], command: dict[str, Any]) -> None:
         rate: float = command["rate"]
@@ -322,6 +504,7 @@ class Worker:
         self.ack_ms.clear()
         self.last_delivery.clear()
         self.deliveries.clear()
+        cpu_start = time.process_time()
         start = time.monotonic()
         n = 0
         total = int(rate * duration)
@@ -333,13 +516,14 @@ class Worker:
             client = random.choice(clients)
             client_id = f"{phase}-{self.index}-{n}"
             self.sent_at[client_id] = time.monotonic()
-            self.spawn(client.send(client_id))
+            client.send(client_id)
             n += 1
         achieved = n / max(1e-9, time.monotonic() - start)
-        await asyncio.sleep(command["settle"])
+        await self.settle(clients, command["settle"])
         self.pipe.send(
             {
                 "achieved": achieved,
+                "cpu_s": time.process_time() - cpu_start,
                 "sent_at": self.sent_at,
                 "ack_ms": self.ack_ms,
                 "acks": self.acks,
@@ -396,6 +580,9 @@ def merge(results: list[dict[str, Any]], room_size: int) -> dict[str, Any]:
         "undelivered": sum(1 for cid in sent_at if count.get(cid, 0) < room_size),
         "unacknowledged": len(sent_at) - len(acks),
         "errors": errors,
+        "client_cpu_ms_per_msg": round(
+            sum(r["cpu_s"] for r in results) * 1000 / max(1, len(sent_at)), 3
+        ),
     }
 
 
@@ -442,7 +629,7 @@ async def read_history(url: str, rooms: list[str]) -> dict[str, list[tuple[int, 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     data = Path(tempfile.mkdtemp(prefix="shoal-chat-bench-"))
-    nodes = start_nodes(3, data)
+    nodes = start_nodes(3, data, args.cprofile)
     try:
         return measure(args, nodes)
     finally:
@@ -485,7 +672,7 @@ def measure(args: argparse.Namespace, nodes: list[Node]) -> dict[str, Any]:
         "workers": args.workers,
         "server_rss_mib_per_1k_clients": round((rss_after - rss_before) * 1000 / len(members), 1),
     }
-    settle = 3.0
+    settle = 30.0
     # Warm up: every room and session started, SQLite and the pub/sub registry warm.
     for pipe in pipes:
         pipe.send(
@@ -498,6 +685,8 @@ def measure(args: argparse.Namespace, nodes: list[Node]) -> dict[str, Any]:
     sustained = None
     for i, rate in enumerate(rates):
         chaos = args.chaos and rate == args.rate
+        cpu_before = sum(n.cpu_s() for n in nodes)
+        spies = profile(args, rate, [n.proc.pid for n in nodes], [p.pid for p in procs])
         for pipe in pipes:
             pipe.send(
                 {
@@ -505,7 +694,7 @@ def measure(args: argparse.Namespace, nodes: list[Node]) -> dict[str, Any]:
                     "name": f"p{i}",
                     "rate": rate / args.workers,
                     "duration": args.duration,
-                    "settle": settle + (30.0 if chaos else 0.0),
+                    "settle": settle + (20.0 if chaos else 0.0),
                 }
             )
         if chaos:
@@ -514,6 +703,13 @@ def measure(args: argparse.Namespace, nodes: list[Node]) -> dict[str, Any]:
             nodes[2].proc.wait()
             progress("node 3 SIGKILLed")
         phase = merge([pipe.recv() for pipe in pipes], args.room_size)
+        sent = rate * args.duration
+        phase["server_cpu_ms_per_msg"] = round(
+            (sum(n.cpu_s() for n in nodes) - cpu_before) * 1000 / sent, 3
+        )
+        phase["load_average"] = round(os.getloadavg()[0], 2)
+        for spy in spies:
+            spy.wait()
         if args.verbose:
             print(json.dumps({"rate": rate, **phase}), file=sys.stderr, flush=True)
         if rate == args.rate:
@@ -543,6 +739,28 @@ def measure(args: argparse.Namespace, nodes: list[Node]) -> dict[str, Any]:
         progress("histories read")
         result.update(audit(history, finals))
     return result
+
+
+def profile(
+    args: argparse.Namespace, rate: int, nodes: list[int | None], workers: list[int | None]
+) -> list[subprocess.Popen[bytes]]:
+    """With ``--profile DIR`` and at ``--rate``: py-spy records every node and client
+    process during the load (collapsed stacks, ``DIR/node<i>.txt``, ``DIR/client<i>.txt``)."""
+    if not args.profile or rate != args.rate:
+        return []
+    out = Path(args.profile)
+    out.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).with_name("py-spy"))
+    spies = []
+    for kind, pids in (("node", nodes), ("client", workers)):
+        for i, pid in enumerate(pids, 1):
+            argv = [spy, "record", "--pid", str(pid), "--duration", str(int(args.duration)),
+                    "--rate", "50", "--format", "raw", "--nonblocking",
+                    "--output", str(out / f"{kind}{i}.txt")]  # fmt: skip
+            spies.append(
+                subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+    return spies
 
 
 def audit(
@@ -581,6 +799,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--chaos", action="store_true")
     parser.add_argument("--verbose", action="store_true")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the processes at --rate")
+    parser.add_argument(
+        "--cprofile", metavar="DIR", help="cProfile each node's event loop (CPU time), whole run"
+    )
     args = parser.parse_args()
     args.rates = [int(r) for r in args.rates.split(",") if r]
     result = run(args)

@@ -15,16 +15,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from aiohttp import WSMsgType
+
 from shoal.persistence import MAX_SEQUENCE_NR, JournalQueries, Persistence, decode_event
-from shoal.pubsub import DistributedPubSub
 from shoal.runtime import Actor
-from shoal.sharding import Sharding
+from shoal.sharding import EntityRef, Sharding
 
 from . import protocol as p
+from .fanout import RoomHubs, View, frame_payload, msg_frame, text_frame
 from .room import (
     Acked,
     Delivered,
@@ -35,7 +37,6 @@ from .room import (
     RoomState,
     TypingEvent,
     persistence_id,
-    topic,
 )
 from .session import ROOM_TYPE, TYPE_NAME, Attach, Detach, JoinRoom, LeaveRoom, TypingNotice
 
@@ -50,45 +51,58 @@ SLOW_CONSUMER: Final = 4000
 GOING_AWAY: Final = 1001
 STUCK_AFTER: Final = 10.0
 """Seconds a slow consumer's socket may take to take its close frame before it is cut."""
+SEND_SLACK: Final = 0.05
+"""Sends due within this many seconds of a deadline check are answered together."""
 CATCH_UP_AFTER: Final = (0.5, 2.0)
 """Seconds after a join at which the room's tail is read from the journal once more."""
 
-_FRAME_CACHE: dict[tuple[str, int], str] = {}
-_FRAME_CACHE_SIZE: Final = 4096
-
-
-def msg_frame(item: Delivered) -> str:
-    """The ``msg`` frame of ``item``, encoded once per node however many sockets get it."""
-    key = (item.room, item.seq)
-    text = _FRAME_CACHE.get(key)
-    if text is None:
-        text = p.frame("msg", **item.fields())
-        if len(_FRAME_CACHE) >= _FRAME_CACHE_SIZE:
-            del _FRAME_CACHE[next(iter(_FRAME_CACHE))]
-        _FRAME_CACHE[key] = text
-    return text
+HIGH_WATER: Final = 64 * 1024
+"""Bytes a socket's transport may buffer before frames wait in the outbox instead."""
 
 
 class Outbox:
-    """A socket's bounded queue of outgoing frames; never waits, closes on overflow."""
+    """A socket's bounded queue of outgoing frames; never waits, closes on overflow.
+
+    Frames are whole WebSocket frames (:func:`.fanout.text_frame`), or text
+    encoded as one. While nothing waits in the queue and the socket's
+    transport is not backed up, a pushed frame is written at once; otherwise
+    it waits for the writer (:meth:`run`), which honours the transport's flow
+    control. ``capacity`` bounds the frames waiting.
+    """
 
     def __init__(self, capacity: int, stuck_after: float = STUCK_AFTER) -> None:
         self.capacity = capacity
         self.stuck_after = stuck_after
-        self._frames: deque[str] = deque()
+        self._frames: deque[bytes] = deque()
         self._ready = asyncio.Event()
+        self._ws: web.WebSocketResponse | None = None
+        self._transport: asyncio.Transport | None = None
         self.close_code: int | None = None
         self.close_reason = ""
         self.done = False
         self.abort: Callable[[], None] | None = None
 
-    def push(self, text: str) -> bool:
+    def push(self, frame: str | bytes) -> bool:
+        """Queue (or write) ``frame``: a whole WebSocket frame, or a text to send as one."""
         if self.close_code is not None:
             return False
-        if len(self._frames) >= self.capacity:
+        wire = frame if type(frame) is bytes else text_frame(str(frame).encode())
+        frames = self._frames
+        if not frames:
+            ws, transport = self._ws, self._transport
+            if (
+                ws is not None
+                and not ws.closed
+                and transport is not None
+                and not transport.is_closing()
+                and transport.get_write_buffer_size() < HIGH_WATER
+            ):
+                transport.write(wire)
+                return True
+        if len(frames) >= self.capacity:
             self.close(SLOW_CONSUMER, "slow consumer: resume")
             return False
-        self._frames.append(text)
+        frames.append(wire)
         self._ready.set()
         return True
 
@@ -110,28 +124,29 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._frames)
 
-    async def run(self, ws: web.WebSocketResponse) -> None:
-        """Write frames to ``ws`` until closed (then close it with the code)."""
+    async def run(self, ws: web.WebSocketResponse, transport: asyncio.Transport | None) -> None:
+        """Write frames to ``ws`` until closed (then close it with the code).
+
+        With ``transport`` (the socket's, when ``ws`` compresses nothing), frames
+        pushed while the queue is empty are written to it directly.
+        """
         frames = self._frames
+        if transport is not None and not ws.compress:
+            self._ws, self._transport = ws, transport
         try:
             while True:
                 await self._ready.wait()
                 self._ready.clear()
                 while frames and self.close_code is None:
-                    await ws.send_str(frames.popleft())
+                    await ws.send_frame(frame_payload(frames.popleft()), WSMsgType.TEXT)
                 if self.close_code is not None:
                     await ws.close(code=self.close_code, message=self.close_reason.encode())
                     return
         except (ConnectionError, RuntimeError):  # the peer went away meanwhile
             self.close(1006, "")
         finally:
+            self._ws = self._transport = None
             self.done = True
-
-
-@dataclass(slots=True)
-class _Room:
-    channels: set[str]
-    last: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,16 +154,17 @@ class Closed:
     """The socket closed."""
 
 
-@dataclass(frozen=True, slots=True)
-class _SendDone:
-    send: p.Send
-    acked: Acked
+@dataclass(slots=True)
+class _Sending:
+    """Sends of one client id waiting for the room's :class:`Acked`."""
+
+    deadline: float
+    count: int = 1
 
 
 @dataclass(frozen=True, slots=True)
-class _SendFailed:
-    send: p.Send
-    error: BaseException
+class _SendTick:
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,15 +177,6 @@ class _AttachTick:
     pass
 
 
-async def _outcome(send: p.Send, ask: Awaitable[Acked]) -> _SendDone | _SendFailed:
-    """The ask's outcome as a message; never an exception (this connection may have
-    stopped by the time it fails, and then nobody would retrieve it)."""
-    try:
-        return _SendDone(send, await ask)
-    except Exception as exc:
-        return _SendFailed(send, exc)
-
-
 class Connection(Actor):
     """One WebSocket's actor: commands in, frames out through the outbox."""
 
@@ -178,14 +185,17 @@ class Connection(Actor):
         self.outbox = outbox
         self.settings = settings
         self.limits = settings.limits
-        self.rooms: dict[str, _Room] = {}
+        self.rooms: dict[str, View] = {}
+        self.room_refs: dict[str, EntityRef] = {}
+        self.sending: dict[tuple[str, str], _Sending] = {}
+        """(room, client id) -> the sends told to the room and not acknowledged yet."""
 
     def started(self) -> None:
         system = self.ctx.system
         sharding = Sharding.get(system)
         self.session = sharding.region(TYPE_NAME).entity(self.user)
         self.room_region = sharding.region(ROOM_TYPE)
-        self.pubsub = DistributedPubSub.get(system)
+        self.hubs = RoomHubs.get(system)
         persistence = system.extension(Persistence)
         self.queries = JournalQueries(persistence.journal)
         self.journal = persistence.journal
@@ -226,22 +236,10 @@ class Connection(Actor):
                     )
             case p.Send():
                 self._send(msg)
-            case _SendDone(send=send, acked=acked):
-                self.push(
-                    "ack",
-                    room=send.room,
-                    id=send.id,
-                    seq=acked.seq,
-                    ts=acked.ts,
-                    duplicate=acked.duplicate,
-                )
-            case _SendFailed(send=send, error=error):
-                self.error(
-                    "unavailable",
-                    f"the room did not answer ({type(error).__name__}); retry with the same id",
-                    send.id,
-                    send.room,
-                )
+            case Acked():
+                self._acked(msg)
+            case _SendTick():
+                self._expire_sends()
             case p.Join():
                 return self._join(msg)
             case p.Leave(room=room):
@@ -249,7 +247,9 @@ class Connection(Actor):
                     self.error("not_joined", f"room {room!r} is not joined", room=room)
                     return None
                 self.session.tell(LeaveRoom(self.ref, room))
-                return self._unsubscribe(room)
+                self.hubs.remove(room, self.ref)
+                self.hubs.release(room)
+                self.push("left", room=room)
             case p.History():
                 return self._history(msg)
             case p.Typing(room=room, channel=channel):
@@ -267,9 +267,18 @@ class Connection(Actor):
                 self.ctx.stop()
         return None
 
-    async def _unsubscribe(self, room: str) -> None:
-        await self.pubsub.unsubscribe(topic(room), self.ref)
-        self.push("left", room=room)
+    def stopped(self) -> None:
+        self._drop_rooms()
+
+    def before_restart(self, error: BaseException, message: object) -> None:
+        self._drop_rooms()
+
+    def _drop_rooms(self) -> None:
+        """Leave every room's hub (this instance's views die with it)."""
+        for room in self.rooms:
+            self.hubs.remove(room, self.ref)
+            self.hubs.release(room)
+        self.rooms.clear()
 
     def _attach(self) -> None:
         rooms = {room: sorted(view.channels) for room, view in self.rooms.items()}
@@ -288,18 +297,69 @@ class Connection(Actor):
 
     # -- send ------------------------------------------------------------------------------
 
+    def _room_ref(self, room: str) -> EntityRef:
+        ref = self.room_refs.get(room)
+        if ref is None:
+            if len(self.room_refs) >= 4 * self.limits.max_rooms:
+                self.room_refs.clear()
+            ref = self.room_refs[room] = self.room_region.entity(room)
+        return ref
+
     def _send(self, send: p.Send) -> None:
+        """Tell the room (no ask: it answers with a told :class:`Acked` naming the send);
+        a send not acknowledged within ``ask_timeout`` is answered ``unavailable``."""
         if not self._joined(send.room, send.channel, send.id):
             return
         post = Post(self.user, send.channel, send.id, send.text)
-        ask = self.room_region.entity(send.room).ask(post, timeout=self.settings.ask_timeout)
-        self.ctx.pipe_to_self(_outcome(send, ask))
+        self._room_ref(send.room).tell(post, self.ref)
+        key = (send.room, send.id)
+        waiting = self.sending.get(key)
+        if waiting is not None:
+            waiting.count += 1
+            return
+        if not self.sending:
+            self.ctx.timers.start_single("sends", _SendTick(), self.settings.ask_timeout)
+        self.sending[key] = _Sending(self.ctx.clock.now() + self.settings.ask_timeout)
+
+    def _acked(self, acked: Acked) -> None:
+        key = (acked.room, acked.client_id)
+        waiting = self.sending.get(key)
+        if waiting is None:
+            return  # answered unavailable already: the client retries, and gets a duplicate ack
+        waiting.count -= 1
+        if waiting.count <= 0:
+            del self.sending[key]
+            if not self.sending:
+                self.ctx.timers.cancel("sends")
+        self.push(
+            "ack", room=acked.room, id=acked.client_id, seq=acked.seq, ts=acked.ts,
+            duplicate=acked.duplicate,
+        )  # fmt: skip
+
+    def _expire_sends(self) -> None:
+        """Answer ``unavailable`` for the sends past their deadline; wait for the next."""
+        now = self.ctx.clock.now() + SEND_SLACK
+        for key, waiting in [(k, w) for k, w in self.sending.items() if w.deadline <= now]:
+            del self.sending[key]
+            room, client_id = key
+            for _ in range(waiting.count):
+                self.error(
+                    "unavailable",
+                    f"the room did not answer within {self.settings.ask_timeout:g} s; "
+                    "retry with the same id",
+                    client_id,
+                    room,
+                )
+        if self.sending:  # insertion order: the first waits longest
+            first = next(iter(self.sending.values())).deadline
+            delay = max(SEND_SLACK, first - self.ctx.clock.now())
+            self.ctx.timers.start_single("sends", _SendTick(), delay)
 
     # -- join, resume ------------------------------------------------------------------
 
     async def _join(self, join: p.Join) -> None:
         room = join.room
-        view = self.rooms.get(room)
+        held = False  # this join holds the room's hub until the room is joined
         try:
             answer = await self.session.ask(
                 JoinRoom(self.ref, room, list(join.channels)), timeout=self.settings.ask_timeout
@@ -309,16 +369,22 @@ class Connection(Actor):
                     "too_many_rooms", f"at most {self.limits.max_rooms} rooms per user", room=room
                 )
                 return
-            if view is None:
-                await self.pubsub.subscribe(topic(room), self.ref)
-            state: RoomState = await self.room_region.entity(room).ask(
+            if room not in self.rooms:
+                await self.hubs.acquire(room)
+                held = True
+            state: RoomState = await self._room_ref(room).ask(
                 Info(), timeout=self.settings.ask_timeout
             )
         except Exception as exc:  # an ask timeout, a room recovering elsewhere
+            if held:
+                self.hubs.release(room)
             self.error("unavailable", f"the room did not answer ({type(exc).__name__})", room=room)
-            if view is None and room not in self.rooms:
-                await self.pubsub.unsubscribe(topic(room), self.ref)
             return
+        except BaseException:  # cancelled: this connection stops
+            if held:
+                self.hubs.release(room)
+            raise
+        view = self.rooms.get(room)
         if view is not None:  # already joined: only the channels change
             view.channels = set(join.channels)
             self.push(
@@ -326,7 +392,7 @@ class Connection(Actor):
                 online=state.online,
             )  # fmt: skip
             return
-        view = self.rooms[room] = _Room(set(join.channels), state.head)
+        view = View(self.user, self.ref, self.outbox, set(join.channels), state.head)
         self.push(
             "joined", room=room, channels=list(join.channels), head=state.head, online=state.online
         )
@@ -343,7 +409,9 @@ class Connection(Actor):
                 )
             else:
                 view.last = last
-                await self._fill(room, state.head)
+        self.rooms[room] = view
+        self.hubs.add(room, view)  # live messages from here: the hub delivers the next in order
+        await self._fill(room, state.head)
         for i, delay in enumerate(CATCH_UP_AFTER):
             self.ctx.timers.start_single(("catch-up", room, i), _CatchUp(room), delay)
 

@@ -45,7 +45,8 @@ def topic(room: str) -> str:
 @message
 @dataclass(frozen=True, slots=True)
 class Post:
-    """Store a message; answered with :class:`Acked` once it is persisted."""
+    """Store a message; answered with :class:`Acked` once it is persisted (told to the
+    sender, or as the answer of an ask)."""
 
     user: str
     channel: str
@@ -56,9 +57,13 @@ class Post:
 @message
 @dataclass(frozen=True, slots=True)
 class Acked:
+    """The answer to a :class:`Post` (told to its sender): stored as ``seq``."""
+
     seq: int
     ts: int
     duplicate: bool
+    room: str
+    client_id: str
 
 
 @message
@@ -167,12 +172,16 @@ class ChatRoom(PersistentActor):
         # Posts waiting for the next write: every Post that arrives while one write
         # is in flight goes into the next one (one journal round trip for many).
         self.batch: dict[tuple[str, str], _Pending] = {}
+        self.recovered_head = 0
 
     @property
     def persistence_id(self) -> str:
         return persistence_id(self.room)
 
     def recovery_completed(self) -> None:
+        # Messages up to here were stored by an earlier incarnation, which may have died
+        # between persisting and publishing one: a retry publishes it again.
+        self.recovered_head = self.last_sequence_nr
         self.ctx.timers.start_periodic(_SWEEP, _Sweep(), ONLINE_TTL / 3)
 
     def on_event(self, event: Posted) -> None:
@@ -205,12 +214,16 @@ class ChatRoom(PersistentActor):
                     self._publish(PresenceEvent(self.room, user, "offline"))
         return None
 
-    def _post(self, post: Post) -> Coroutine[Any, Any, Acked] | None:
+    def _post(self, post: Post) -> Coroutine[Any, Any, None] | None:
+        reply = self.ctx.reply_later()
         known = self.recent.get(post.user, {}).get(post.client_id)
         if known is not None:
-            return self._duplicate(known[0], known[1])
+            acked = Acked(known[0], known[1], True, self.room, post.client_id)
+            if acked.seq > self.recovered_head:  # this incarnation stored and published it
+                reply.send(acked)
+                return None
+            return self._duplicate(acked, reply)
         key = (post.user, post.client_id)
-        reply = self.ctx.reply_later()
         waiting = self.batch.get(key)
         if waiting is not None:  # a retry of a post in the next write
             waiting.replies.append(reply)
@@ -220,9 +233,9 @@ class ChatRoom(PersistentActor):
         self.batch[key] = _Pending(post, int(time.time() * 1000), [reply])
         return None
 
-    async def _duplicate(self, seq: int, ts: int) -> Acked:
-        await self._republish(seq)
-        return Acked(seq, ts, duplicate=True)
+    async def _duplicate(self, acked: Acked, reply: Reply) -> None:
+        await self._republish(acked.seq)
+        reply.send(acked)
 
     async def _flush(self) -> None:
         pending = list(self.batch.values())
@@ -247,7 +260,7 @@ class ChatRoom(PersistentActor):
                           event.ts)
             )  # fmt: skip
             for reply in p.replies:
-                reply.send(Acked(seq, event.ts, duplicate=False))
+                reply.send(Acked(seq, event.ts, False, self.room, event.client_id))
 
     async def _republish(self, seq: int) -> None:
         """Publish stored message ``seq`` again: a retry may follow a crash between

@@ -178,8 +178,12 @@ class ChatServer:
         except auth.TokenError as exc:
             return _error(401, "unauthorized", str(exc))
         limits = self.settings.limits
+        # No permessage-deflate: a frame is encoded once per node and written as is to
+        # every socket of its room (small chat frames gain little from compression).
         ws = web.WebSocketResponse(
-            heartbeat=self.settings.heartbeat_s, max_msg_size=limits.hard_frame_bytes
+            heartbeat=self.settings.heartbeat_s,
+            max_msg_size=limits.hard_frame_bytes,
+            compress=False,
         )
         await ws.prepare(request)
         outbox = Outbox(self.settings.outbox, self.settings.stuck_s)
@@ -189,7 +193,7 @@ class ChatServer:
         conn = self.system.spawn(lambda: Connection(user, outbox, self.settings))
         self.sockets.add(ws)
         self.outboxes.add(outbox)
-        writer = asyncio.get_running_loop().create_task(outbox.run(ws))
+        writer = asyncio.get_running_loop().create_task(outbox.run(ws, transport))
         node = f"shoal://{Cluster.get(self.system).self_address.address}"
         outbox.push(
             p.frame(

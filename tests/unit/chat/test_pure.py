@@ -1,16 +1,21 @@
-"""The chat example's pure parts: the frame codec, tokens and the rate limiter."""
+"""The chat example's pure parts: the frame codec, tokens, the rate limiter, the outbox and
+the room hub's delivery rule."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any, cast
 
 import pytest
 
 from examples.chat import auth
 from examples.chat import protocol as p
-from examples.chat.connection import SLOW_CONSUMER, Outbox
+from examples.chat.connection import HIGH_WATER, SLOW_CONSUMER, Outbox
+from examples.chat.fanout import View, frame_payload, hub_deliver, msg_frame, text_frame
 from examples.chat.ratelimit import TokenBucket
+from examples.chat.room import Delivered
+from shoal.runtime import ActorRef
 
 LIMITS = p.Limits()
 
@@ -126,3 +131,99 @@ async def test_outbox_never_waits_and_closes_with_4000_on_overflow() -> None:
     assert not outbox.push("d")
     await asyncio.sleep(0.05)
     assert aborted == [True]  # no writer took the close frame: the connection is cut
+
+
+class _Conn:
+    def __init__(self) -> None:
+        self.told: list[object] = []
+
+    def tell(self, message: object, sender: object = None) -> None:
+        self.told.append(message)
+
+
+def _view(last: int, channels: set[str]) -> tuple[View, _Conn, Outbox]:
+    conn = _Conn()
+    outbox = Outbox(capacity=10)
+    return View("u", cast("ActorRef", conn), outbox, channels, last), conn, outbox
+
+
+def _msg(seq: int, channel: str = "default") -> Delivered:
+    return Delivered("r", seq, channel, "bob", f"c{seq}", "hi", 1)
+
+
+def test_text_frames_carry_their_payload_whatever_its_length() -> None:
+    for size, header in ((5, b"\x81\x05"), (200, b"\x81\x7e\x00\xc8"), (70_000, b"\x81\x7f")):
+        payload = b"x" * size
+        wire = text_frame(payload)
+        assert wire.startswith(header)
+        assert frame_payload(wire) == payload
+    wire = msg_frame(_msg(3))
+    assert json.loads(frame_payload(wire)) == {
+        "v": 1, "type": "msg", "room": "r", "channel": "default", "seq": 3, "id": "c3",
+        "user": "bob", "text": "hi", "ts": 1,
+    }  # fmt: skip
+
+
+def test_a_hub_delivers_only_the_next_sequence_number_and_leaves_gaps_to_the_connection() -> None:
+    view, conn, outbox = _view(4, {"default"})
+    other, other_conn, other_outbox = _view(4, {"side"})
+    hub_deliver([view, other], _msg(5))
+    assert (view.last, other.last) == (5, 5)  # both advance, only the joined channel is sent
+    assert (len(outbox), len(other_outbox)) == (1, 0)
+    hub_deliver([view, other], _msg(5))  # a duplicate: dropped
+    hub_deliver([view, other], _msg(3))
+    assert (len(outbox), conn.told, other_conn.told) == (1, [], [])
+    hub_deliver([view, other], _msg(7))  # a gap: the connection reads the journal first
+    assert (view.last, len(outbox), conn.told, other_conn.told) == (5, 1, [_msg(7)], [_msg(7)])
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.buffered = 0
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+
+class _Ws:
+    closed = False
+    compress = False
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send_frame(self, message: bytes, opcode: object) -> None:
+        self.sent.append(message)
+
+    async def close(self, code: int, message: bytes) -> None:
+        self.closed = True
+
+
+async def test_an_outbox_writes_directly_unless_frames_wait_or_the_transport_is_backed_up() -> None:
+    outbox = Outbox(capacity=10)
+    ws, transport = _Ws(), _Transport()
+    assert outbox.push("welcome")  # the writer is not running yet: queued
+    writer = asyncio.create_task(outbox.run(cast("Any", ws), cast("Any", transport)))
+    await asyncio.sleep(0)
+    assert ws.sent == [b"welcome"]
+    assert outbox.push(text_frame(b"one"))
+    assert transport.written == [text_frame(b"one")]  # written at once, in order
+    transport.buffered = HIGH_WATER
+    assert outbox.push("two")
+    assert outbox.push("three")
+    assert len(outbox) == 2  # backed up: queued for the writer (flow control)
+    transport.buffered = 0
+    assert outbox.push("four")  # still behind the queued ones
+    await asyncio.sleep(0)
+    assert ws.sent == [b"welcome", b"two", b"three", b"four"]
+    assert transport.written == [text_frame(b"one")]
+    outbox.close(1000, "")
+    await writer
+    assert ws.closed
