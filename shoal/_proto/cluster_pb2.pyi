@@ -345,8 +345,8 @@ Global___Down: _TypeAlias = Down  # noqa: Y015
 @_typing.final
 class ExitingConfirmed(_message.Message):
     """The sender, a leaving member, has finished its exit (its shards handed
-    off, its singletons stopped): the leader may remove it. Sent to every
-    member, and again to the leader on each gossip round until it is removed.
+    off, its singletons stopped): the leader may remove it. Sent to the
+    leader, and again on each gossip round until the sender is removed.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

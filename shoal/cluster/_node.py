@@ -197,17 +197,17 @@ class Node:
             self.send_state(peer)
 
     def confirm_exit(self) -> None:
-        """This node, leaving, has finished its exit: record it and tell every member.
+        """This node, leaving, has finished its exit: record it and tell the leader.
 
         The leader removes an Exiting member only once it has confirmed
-        (or is unreachable); the confirmation is repeated to the leader on
-        every gossip round until this node is removed, in case it was lost
-        or the leader changed.
+        (or is unreachable). The confirmation goes to the leader only (when
+        a whole cluster shuts down, one message per member to every member
+        would be quadratic), and again on every gossip round until this
+        node is removed, in case it was lost or the leader changed.
         """
         self.exit_confirmed = True
         self.apply(confirm_exiting(self.membership, self.self_node), push=False)
-        for m in self.membership.gossip.members:
-            self.send(m.unique_address, ExitingConfirmed())
+        self._repeat_exit_confirmation()
         self.leader_step()
 
     def _repeat_exit_confirmation(self) -> None:
