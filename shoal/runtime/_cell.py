@@ -540,17 +540,41 @@ class Context:
         assert actor is not None
         receive = actor.receive
         end = head + self._throughput
-        while head < end and head < len(mbox):
+        # The bound is recomputed only when the messages present at the last
+        # computation are handled (handlers may append, unstash_all may insert):
+        # not a len() per message on the path of every tell.
+        stop = min(end, len(mbox))
+        while head < stop:
             item = mbox[head]
             head += 1
             # Published per message: unstash_all() and stop inside a handler read it.
             self._head = head
             self._current = item
-            if type(item) is Envelope:
-                coro = self._dispatch(item, receive)
-                if coro is not None:
-                    self._run_async(coro, self._current, self._current.promise)  # type: ignore[attr-defined]
-            elif type(item) is PoisonPill:
+            kind = type(item)
+            if kind is Envelope:
+                message = item.message
+                if item.kind != K_USER or type(message) is PoisonPill:
+                    coro = self._dispatch(item, receive)
+                    if coro is not None:
+                        self._run_async(coro, self._current, self._current.promise)  # type: ignore[attr-defined]
+                else:
+                    # _dispatch's user-message path, inlined: every ask and every
+                    # tell with a sender takes it.
+                    self._detached = False
+                    promise = item.promise
+                    try:
+                        result = receive(message)
+                    except BaseException as exc:  # a CancelledError here cancels no task of ours
+                        error = lc.as_failure(exc)
+                        if promise is not None and not promise.done():
+                            promise.set_exception(error)
+                        lc.fail(self, error, item)
+                    else:
+                        if type(result) is _Coroutine:
+                            self._run_async(result, item, promise)
+                        elif promise is not None and not self._detached and not promise.done():
+                            promise.set_result(result)
+            elif kind is PoisonPill:
                 lc.request_stop(self)
             else:
                 try:
@@ -562,6 +586,8 @@ class Context:
                         self._run_async(result, item, None)
             if self._state != RUNNING:
                 break
+            if head == stop:
+                stop = min(end, len(mbox))
         self._system._processed += head - start
         if self._state == RUNNING:
             self._current = NO_MESSAGE  # an idle actor must not pin its last message
