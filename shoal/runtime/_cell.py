@@ -543,7 +543,9 @@ class Context:
         # The bound is recomputed only when the messages present at the last
         # computation are handled (handlers may append, unstash_all may insert):
         # not a len() per message on the path of every tell.
-        stop = min(end, len(mbox))
+        stop = len(mbox)
+        if stop > end:
+            stop = end
         while head < stop:
             item = mbox[head]
             head += 1
@@ -587,7 +589,9 @@ class Context:
             if self._state != RUNNING:
                 break
             if head == stop:
-                stop = min(end, len(mbox))
+                stop = len(mbox)
+                if stop > end:
+                    stop = end
         self._system._processed += head - start
         if self._state == RUNNING:
             self._current = NO_MESSAGE  # an idle actor must not pin its last message
