@@ -543,9 +543,8 @@ class Context:
         # The bound is recomputed only when the messages present at the last
         # computation are handled (handlers may append, unstash_all may insert):
         # not a len() per message on the path of every tell.
-        stop = len(mbox)
-        if stop > end:
-            stop = end
+        size = len(mbox)
+        stop = size if size < end else end  # not min(): a call per actor's turn
         while head < stop:
             item = mbox[head]
             head += 1
@@ -589,9 +588,8 @@ class Context:
             if self._state != RUNNING:
                 break
             if head == stop:
-                stop = len(mbox)
-                if stop > end:
-                    stop = end
+                size = len(mbox)
+                stop = size if size < end else end
         self._system._processed += head - start
         if self._state == RUNNING:
             self._current = NO_MESSAGE  # an idle actor must not pin its last message
