@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
-from typing import Final, Literal
+from typing import Final, Generic, Literal, TypeVar
 
 from shoal.runtime import Clock, LoopClock
 
@@ -41,6 +41,7 @@ __all__ = ["Fault", "FaultyJournal", "FaultySnapshotStore"]
 
 JournalOperation = Literal["write", "replay", "highest_sequence_nr", "delete_to"]
 SnapshotOperation = Literal["save", "load", "delete"]
+_Op = TypeVar("_Op", JournalOperation, SnapshotOperation)
 
 _FAIL: Final = "fail"
 _REJECT: Final = "reject"
@@ -208,7 +209,48 @@ def _error(fault: Fault, operation: str, persistence_id: str | None) -> Exceptio
     return SnapshotStoreError(what)
 
 
-class FaultyJournal(Journal):
+class _FaultMethods(Generic[_Op]):
+    """The fault methods the faulty journal and snapshot store share (over their operations)."""
+
+    _faults: _Faults
+
+    def hold(
+        self,
+        operation: _Op,
+        *,
+        persistence_id: str | None = None,
+        after: int = 0,
+        times: int | None = None,
+    ) -> Fault:
+        """Make matching calls wait until :meth:`Fault.release` (or ``cancel``)."""
+        return self._faults.add(Fault(operation, _HOLD, persistence_id, after, times))
+
+    def delay(
+        self,
+        operation: _Op,
+        seconds: float,
+        *,
+        persistence_id: str | None = None,
+        after: int = 0,
+        times: int | None = None,
+    ) -> Fault:
+        """Make matching calls wait ``seconds`` on the clock given at construction, then
+        proceed."""
+        if seconds < 0:
+            raise ValueError("a delay cannot be negative")
+        fault = Fault(operation, _DELAY, persistence_id, after, times, None, seconds)
+        return self._faults.add(fault)
+
+    def clear(self) -> None:
+        """Retire every fault (held calls continue)."""
+        self._faults.clear()
+
+    def calls(self, operation: _Op, persistence_id: str | None = None) -> int:
+        """How many calls of ``operation`` (for ``persistence_id``, or for any) were made."""
+        return self._faults.calls(operation, persistence_id)
+
+
+class FaultyJournal(_FaultMethods[JournalOperation], Journal):
     """A journal that passes calls to ``inner`` unless an injected fault matches them.
 
     ``inner`` defaults to a new :class:`MemoryJournal`. ``clock`` times
@@ -255,40 +297,6 @@ class FaultyJournal(Journal):
         """
         return self._faults.add(Fault("write", _REJECT, persistence_id, after, times))
 
-    def hold(
-        self,
-        operation: JournalOperation,
-        *,
-        persistence_id: str | None = None,
-        after: int = 0,
-        times: int | None = None,
-    ) -> Fault:
-        """Make matching calls wait until :meth:`Fault.release` (or ``cancel``)."""
-        return self._faults.add(Fault(operation, _HOLD, persistence_id, after, times))
-
-    def delay(
-        self,
-        operation: JournalOperation,
-        seconds: float,
-        *,
-        persistence_id: str | None = None,
-        after: int = 0,
-        times: int | None = None,
-    ) -> Fault:
-        """Make matching calls wait ``seconds`` on the journal's clock, then proceed."""
-        if seconds < 0:
-            raise ValueError("a delay cannot be negative")
-        fault = Fault(operation, _DELAY, persistence_id, after, times, None, seconds)
-        return self._faults.add(fault)
-
-    def clear(self) -> None:
-        """Retire every fault (held calls continue)."""
-        self._faults.clear()
-
-    def calls(self, operation: JournalOperation, persistence_id: str | None = None) -> int:
-        """How many calls of ``operation`` (for ``persistence_id``, or for any) were made."""
-        return self._faults.calls(operation, persistence_id)
-
     # -- the journal ----------------------------------------------------------------------
 
     async def write(self, events: Sequence[PersistentRepr]) -> None:
@@ -330,7 +338,7 @@ class FaultyJournal(Journal):
         await self.inner.close()
 
 
-class FaultySnapshotStore(SnapshotStore):
+class FaultySnapshotStore(_FaultMethods[SnapshotOperation], SnapshotStore):
     """A snapshot store that passes calls to ``inner`` unless an injected fault matches them.
 
     ``inner`` defaults to a new :class:`MemorySnapshotStore`; the fault
@@ -353,40 +361,6 @@ class FaultySnapshotStore(SnapshotStore):
     ) -> Fault:
         """Make matching calls raise ``error`` (default :class:`SnapshotStoreError`)."""
         return self._faults.add(Fault(operation, _FAIL, persistence_id, after, times, error))
-
-    def hold(
-        self,
-        operation: SnapshotOperation,
-        *,
-        persistence_id: str | None = None,
-        after: int = 0,
-        times: int | None = None,
-    ) -> Fault:
-        """Make matching calls wait until :meth:`Fault.release` (or ``cancel``)."""
-        return self._faults.add(Fault(operation, _HOLD, persistence_id, after, times))
-
-    def delay(
-        self,
-        operation: SnapshotOperation,
-        seconds: float,
-        *,
-        persistence_id: str | None = None,
-        after: int = 0,
-        times: int | None = None,
-    ) -> Fault:
-        """Make matching calls wait ``seconds`` on the store's clock, then proceed."""
-        if seconds < 0:
-            raise ValueError("a delay cannot be negative")
-        fault = Fault(operation, _DELAY, persistence_id, after, times, None, seconds)
-        return self._faults.add(fault)
-
-    def clear(self) -> None:
-        """Retire every fault (held calls continue)."""
-        self._faults.clear()
-
-    def calls(self, operation: SnapshotOperation, persistence_id: str | None = None) -> int:
-        """How many calls of ``operation`` (for ``persistence_id``, or for any) were made."""
-        return self._faults.calls(operation, persistence_id)
 
     async def save(self, snapshot: SnapshotRecord) -> None:
         await self._faults.enter("save", snapshot.metadata.persistence_id)
