@@ -26,6 +26,19 @@ it answers with a ``{"event": "result", ...}`` line on stdout. Figures:
   ``sharded_windows`` has every window's figures. ``sharded_cpu_us_per_ask``:
   CPU time of the three processes (all threads) per ask in that phase; on a
   shared machine it is steadier than the rate.
+* ``sharded_frames_per_ask``, ``sharded_envelopes_per_frame``: gRPC frames
+  the nodes wrote per ask in that phase, and envelopes per frame (each
+  window's row also has ``bytes_per_frame``). With fewer asks in flight a
+  frame carries fewer envelopes: that, more than the Python work per ask,
+  is why the CPU time per ask grows at small windows.
+* ``baseline_grpc_frames_per_s``, ``baseline_grpc_cpu_us_per_frame``: the
+  natural baseline of that cost, measured in the same run once the nodes
+  are stopped: a bare grpc.aio stream between two processes, one writing
+  frames of 1 KiB back to back (each write awaited, as Shoal's writer
+  does), the other reading them; CPU time of both per frame.
+  ``sharded_grpc_frame_cpu_share`` is ``sharded_frames_per_ask`` times that,
+  over ``sharded_cpu_us_per_ask``: the part of each ask's CPU time that
+  gRPC's own cost per frame explains.
 * ``local_entity_asks_per_s``: the same at the chosen window, each node
   asking only entities of shards it hosts (the overhead of sharding over a
   plain ask, same run).
@@ -75,6 +88,7 @@ from shoal.persistence import (
     PersistentRepr,
     SqliteSettings,
 )
+from shoal.remote import Remoting
 from shoal.runtime import Actor, ActorRef, ActorSystem, message
 from shoal.sharding import (
     EntityRef,
@@ -181,7 +195,7 @@ async def _commands(system: ActorSystem, region: ShardRegion, persistent: ShardR
             result: dict[str, Any] = {}
         elif name == "load":
             result = await _load(
-                region, command["seconds"], command["concurrency"], command["local"]
+                system, region, command["seconds"], command["concurrency"], command["local"]
             )
         elif name == "tell":
             result = {}
@@ -229,7 +243,7 @@ async def _table(region: ShardRegion, local: bool) -> tuple[list[EntityRef], lis
 
 
 async def _load(
-    region: ShardRegion, seconds: float, concurrency: int, local: bool
+    system: ActorSystem, region: ShardRegion, seconds: float, concurrency: int, local: bool
 ) -> dict[str, Any]:
     entities, picks = await _table(region, local)
     pick = 0
@@ -267,6 +281,8 @@ async def _load(
 
     gc.collect()
     gc.freeze()  # the entities and refs of the warm-up stay out of every collection
+    wire = Remoting.get(system).metrics
+    frames, envelopes, sent = wire.frames_sent, wire.envelopes_sent, wire.bytes_sent
     started = clock()
     cpu = time.process_time()
     for _ in range(concurrency):
@@ -281,6 +297,9 @@ async def _load(
         "cpu_s": cpu,
         "errors": errors,
         "sample": sample,
+        "frames": wire.frames_sent - frames,
+        "envelopes": wire.envelopes_sent - envelopes,
+        "bytes": wire.bytes_sent - sent,
     }
 
 
@@ -452,6 +471,7 @@ def _ask_phase(nodes: list[Node], seconds: float, window: int, local: bool) -> d
     results = [node.wait("result") for node in nodes]
     rate, sample, errors = _asks(results)
     asks = sum(r["asks"] for r in results)
+    frames = sum(r["frames"] for r in results)
     return {
         "window": window,
         "asks_per_s": round(rate),
@@ -459,6 +479,9 @@ def _ask_phase(nodes: list[Node], seconds: float, window: int, local: bool) -> d
         "p99_us": round(_percentile(sample, 0.99) * 1e6),
         "cpu_us_per_ask": round(sum(r["cpu_s"] for r in results) / max(1, asks) * 1e6, 1),
         "errors": errors,
+        "frames_per_ask": round(frames / max(1, asks), 4),
+        "envelopes_per_frame": round(sum(r["envelopes"] for r in results) / max(1, frames), 1),
+        "bytes_per_frame": round(sum(r["bytes"] for r in results) / max(1, frames)),
     }
 
 
@@ -472,7 +495,108 @@ def _chosen(phases: list[dict[str, Any]]) -> dict[str, Any]:
 
 def one_run(seconds: float, concurrency: int, windows: list[int]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="shoal-bench-") as tmp:
-        return _one_run(seconds, concurrency, windows, Path(tmp) / "journal.db")
+        figures = _one_run(seconds, concurrency, windows, Path(tmp) / "journal.db")
+    # Measured once the nodes are gone, so that neither slows the other.
+    baseline = _grpc_frame_baseline()
+    figures.update(baseline)
+    figures["sharded_grpc_frame_cpu_share"] = round(
+        figures["sharded_frames_per_ask"]
+        * baseline["baseline_grpc_cpu_us_per_frame"]
+        / figures["sharded_cpu_us_per_ask"],
+        3,
+    )
+    return figures
+
+
+# -- the baseline: bare grpc.aio frames between two processes -----------------------------
+
+_BASELINE_FRAMES = 10_000
+_BASELINE_FRAME_BYTES = 1024
+_BASELINE_WARMUP = 1000
+_GRPC_ENV = {"GRPC_EXPERIMENTS": "-event_engine_client,-event_engine_listener"}
+
+
+def _grpc_frame_baseline() -> dict[str, float]:
+    """A bare grpc.aio bidi stream between two processes (no Shoal): the client writes
+    frames of 1 KiB back to back, awaiting each write as a Shoal writer does, and the
+    server reads them; frames per second and CPU time of both processes per frame,
+    medians of three (the figure depends a lot on whether the scheduler keeps each
+    process's threads on one CPU: 35 to 100 us per frame on a 2-CPU VM)."""
+    runs = [_grpc_frames_once() for _ in range(3)]
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+def _grpc_frames_once() -> dict[str, float]:
+    env = {**os.environ, **_GRPC_ENV}
+    script = [sys.executable, str(Path(__file__).resolve())]
+    server = subprocess.Popen(
+        [*script, "--role", "grpc-server"], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert server.stdout is not None
+        port = server.stdout.readline().strip()
+        client = subprocess.run(
+            [*script, "--role", "grpc-client", "--port", port],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+            check=True,
+        )
+        server_cpu = float(server.stdout.readline())
+    finally:
+        server.kill()
+        server.wait()
+    figures = json.loads(client.stdout)
+    return {
+        "baseline_grpc_frames_per_s": round(_BASELINE_FRAMES / figures["seconds"]),
+        "baseline_grpc_cpu_us_per_frame": round(
+            (figures["cpu_s"] + server_cpu) / _BASELINE_FRAMES * 1e6, 1
+        ),
+    }
+
+
+async def _grpc_server() -> None:
+    import grpc.aio  # noqa: PLC0415 - only the baseline's processes use gRPC directly
+
+    reads: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+    async def stream(requests: Any, context: Any) -> None:
+        cpu = time.process_time()
+        count = 0
+        while await context.read() is not grpc.aio.EOF:  # type: ignore[attr-defined]
+            count += 1
+            if count == _BASELINE_WARMUP:
+                cpu = time.process_time()
+        reads.set_result(time.process_time() - cpu)
+        await context.write(b"done")
+
+    server = grpc.aio.server()
+    handler = grpc.stream_stream_rpc_method_handler(stream)
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("bench.Frames", {"Stream": handler}),)
+    )
+    print(server.add_insecure_port("127.0.0.1:0"), flush=True)
+    await server.start()
+    print(await reads, flush=True)
+    await server.wait_for_termination()
+
+
+async def _grpc_client(port: int) -> None:
+    import grpc.aio  # noqa: PLC0415
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.stream_stream("/bench.Frames/Stream")()
+        frame = bytes(_BASELINE_FRAME_BYTES)
+        for _ in range(_BASELINE_WARMUP):
+            await call.write(frame)
+        start, cpu = time.perf_counter(), time.process_time()
+        for _ in range(_BASELINE_FRAMES):
+            await call.write(frame)
+        await call.done_writing()
+        await call.read()
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    print(json.dumps({"seconds": seconds, "cpu_s": cpu}))
 
 
 def _one_run(seconds: float, concurrency: int, windows: list[int], db: Path) -> dict[str, Any]:
@@ -525,6 +649,8 @@ def _one_run(seconds: float, concurrency: int, windows: list[int], db: Path) -> 
             "sharded_window_per_node": best["window"],
             "sharded_p99_target_met": best["p99_us"] <= P99_TARGET_US,
             "sharded_cpu_us_per_ask": best["cpu_us_per_ask"],
+            "sharded_frames_per_ask": best["frames_per_ask"],
+            "sharded_envelopes_per_frame": best["envelopes_per_frame"],
             "sharded_windows": phases,
             "local_entity_asks_per_s": local["asks_per_s"],
             "local_entity_ask_errors": local["errors"],
@@ -554,7 +680,14 @@ def main() -> None:
         help="asks in flight per node to try in the sharded ask phase, comma-separated",
     )
     parser.add_argument("--verbose", action="store_true", help="each run's figures to stderr")
+    parser.add_argument("--role", choices=["grpc-server", "grpc-client"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.role is not None:
+        import uvloop  # noqa: PLC0415 - the nodes' loop
+
+        uvloop.run(_grpc_server() if args.role == "grpc-server" else _grpc_client(args.port))
+        return
     windows = [int(w) for w in args.windows.split(",")]
     if not windows or min(windows) < 1:
         parser.error("--windows: one or more positive integers, comma-separated")
