@@ -218,18 +218,31 @@ class CassandraJournal(Journal):
                 await self._session.execute(st.tags.insert_id, (pid,))
                 known = path.highest.get(pid, known)  # another write went first meanwhile?
             fence(pid, known, first)
-            writers = [
-                e.writer_uuid if owners is None else f"{e.writer_uuid}{EPOCH_MARK}{epoch}"
-                for e in events
-            ]
-            extra, taken = self._extra_rows(st, pid, events, writers, tagged=tagged)
-            path.claim(pid, last)  # claimed now, so a concurrent stale write is refused
-            rows: list[Row] = []
-            size = 0
-            for e, stored in zip(events, writers, strict=True):
-                rows.append((pid, partition, e.sequence_nr, stored, e.timestamp,
-                             e.serializer_id, e.manifest, e.payload))  # fmt: skip
-                size += len(pid) + len(e.manifest) + len(e.payload) + len(stored)
+            # Untagged and unfenced (the common write) makes no list beyond its rows:
+            # every object a write keeps until its outcome costs the collector.
+            extra: list[Any] | None = None
+            taken = 0
+            if owners is None and not tagged and st.tags is not None:
+                path.claim(pid, last)  # claimed now, so a concurrent stale write is refused
+                rows: list[Row] = []
+                size = 0
+                for e in events:
+                    rows.append((pid, partition, e.sequence_nr, e.writer_uuid, e.timestamp,
+                                 e.serializer_id, e.manifest, e.payload))  # fmt: skip
+                    size += len(pid) + len(e.manifest) + len(e.payload) + len(e.writer_uuid)
+            else:
+                writers = [
+                    e.writer_uuid if owners is None else f"{e.writer_uuid}{EPOCH_MARK}{epoch}"
+                    for e in events
+                ]
+                extra, taken = self._extra_rows(st, pid, events, writers, tagged=tagged)
+                path.claim(pid, last)  # claimed now, so a concurrent stale write is refused
+                rows = []
+                size = 0
+                for e, stored in zip(events, writers, strict=True):
+                    rows.append((pid, partition, e.sequence_nr, stored, e.timestamp,
+                                 e.serializer_id, e.manifest, e.payload))  # fmt: skip
+                    size += len(pid) + len(e.manifest) + len(e.payload) + len(stored)
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             size += ROW_OVERHEAD * len(rows)
             pending = PendingWrite(pid, first, last, rows, size, fut, extra, logged=tagged)

@@ -91,6 +91,9 @@ def check_key_sizes(pid: str, events: Sequence[PersistentRepr]) -> None:
             )
 
 
+_UNBOUND: Final[list[Any]] = []  # shared, never changed: no list per write before its flush
+
+
 class PendingWrite:
     """One accepted write, from its claim until its outcome is known."""
 
@@ -110,14 +113,14 @@ class PendingWrite:
         logged: bool = False,
     ) -> None:
         self.pid = pid
-        self.extra = extra or []  # bound statements sent with the rows (tags, the id)
+        self.extra = extra  # bound statements sent with the rows (tags), if any
         self.logged = logged  # sent alone, as a LOGGED batch (rows in several partitions)
         self.first = first
         self.last = last
         self.rows = rows
         self.size = size
         self.fut = fut
-        self.bound: list[Any] = []
+        self.bound: list[Any] = _UNBOUND  # the statements, once the flush bound them
         self.orphaned = False  # its caller stopped waiting: it is settled in the background
         self.settled = False
 
@@ -251,7 +254,10 @@ class WritePath:
         ready: list[PendingWrite] = []
         for write in queued:
             try:
-                write.bound = [st.insert.bind(row) for row in write.rows] + write.extra
+                bound = [st.insert.bind(row) for row in write.rows]
+                if write.extra:
+                    bound += write.extra
+                write.bound = bound
             except Exception as exc:  # e.g. a str that is not valid text: nothing was sent
                 rejected = EventRejectedError(
                     f"cassandra journal cannot store events {write.first}..{write.last} of "
