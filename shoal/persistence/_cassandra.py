@@ -192,7 +192,8 @@ class CassandraJournal(Journal):
         pid = check_write(events)
         self._check_open()
         check_key_sizes(pid, events)
-        tagged = any(e.tags for e in events)
+        # One event (most writes): no generator, which the collector would have to track.
+        tagged = bool(events[0].tags) if len(events) == 1 else any(e.tags for e in events)
         first, last = events[0].sequence_nr, events[-1].sequence_nr
         path = self._writes
         path.enter()
@@ -231,10 +232,7 @@ class CassandraJournal(Journal):
                                  e.serializer_id, e.manifest, e.payload))  # fmt: skip
                     size += len(pid) + len(e.manifest) + len(e.payload) + len(e.writer_uuid)
             else:
-                writers = [
-                    e.writer_uuid if owners is None else f"{e.writer_uuid}{EPOCH_MARK}{epoch}"
-                    for e in events
-                ]
+                writers = _stored_writers(events, owners is not None, epoch)
                 extra, taken = self._extra_rows(st, pid, events, writers, tagged=tagged)
                 path.claim(pid, last)  # claimed now, so a concurrent stale write is refused
                 rows = []
@@ -612,3 +610,14 @@ class CassandraJournal(Journal):
             await self._statements.fence.close()
         if self._owns_session:
             await self._session.close()
+
+
+def _stored_writers(events: Sequence[PersistentRepr], fenced: bool, epoch: int) -> list[str]:
+    """The writer column of each event: its writer uuid, and the epoch when fenced.
+
+    A function of its own: a comprehension inside ``write`` would turn the
+    names it reads into cells, allocated on every write.
+    """
+    if not fenced:
+        return [e.writer_uuid for e in events]
+    return [f"{e.writer_uuid}{EPOCH_MARK}{epoch}" for e in events]

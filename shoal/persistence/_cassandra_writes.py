@@ -94,11 +94,21 @@ def check_key_sizes(pid: str, events: Sequence[PersistentRepr]) -> None:
 _UNBOUND: Final[list[Any]] = []  # shared, never changed: no list per write before its flush
 
 
+def _bound(write: PendingWrite) -> list[Any]:
+    """``write``'s statements, bound again from its rows if they were dropped once sent."""
+    if write.bound is _UNBOUND:
+        bound = [write.insert.bind(row) for row in write.rows]
+        if write.extra:
+            bound += write.extra
+        write.bound = bound
+    return write.bound
+
+
 class PendingWrite:
     """One accepted write, from its claim until its outcome is known."""
 
-    __slots__ = ("bound", "extra", "first", "fut", "last", "logged", "orphaned", "pid", "rows",
-                 "settled", "size")  # fmt: skip
+    __slots__ = ("bound", "extra", "first", "fut", "insert", "last", "logged", "orphaned", "pid",
+                 "rows", "settled", "size")  # fmt: skip
 
     def __init__(
         self,
@@ -120,7 +130,11 @@ class PendingWrite:
         self.rows = rows
         self.size = size
         self.fut = fut
-        self.bound: list[Any] = _UNBOUND  # the statements, once the flush bound them
+        # The statements, from the flush until they are sent; bound again from the
+        # rows if the write must be sent again (rare): kept until the outcome, they
+        # would outlive young collections by the thousand under load.
+        self.bound: list[Any] = _UNBOUND
+        self.insert: Any = None  # the prepared insert the rows are bound to
         self.orphaned = False  # its caller stopped waiting: it is settled in the background
         self.settled = False
 
@@ -254,6 +268,7 @@ class WritePath:
         ready: list[PendingWrite] = []
         for write in queued:
             try:
+                write.insert = st.insert
                 bound = [st.insert.bind(row) for row in write.rows]
                 if write.extra:
                     bound += write.extra
@@ -276,14 +291,16 @@ class WritePath:
             self._send_group(st, [ready[i] for i in group])
 
     def _send_group(self, st: Any, writes: list[PendingWrite]) -> None:
-        if len(writes) == 1 and len(writes[0].bound) == 1:
+        if len(writes) == 1 and len(_bound(writes[0])) == 1:
             statement = writes[0].bound[0]
         else:
             kind = BatchType.LOGGED if writes[0].logged else BatchType.UNLOGGED
             statement = BatchStatement(batch_type=kind, consistency_level=st.write_cl)
             for write in writes:
-                for bound in write.bound:
+                for bound in _bound(write):
                     statement.add(bound)
+        for write in writes:
+            write.bound = _UNBOUND  # the request holds what it needs
         try:
             sent = self._send(statement)
         except Exception as exc:  # the driver refused to send it (e.g. shut down)
@@ -367,7 +384,8 @@ class WritePath:
         if self._closing:
             self._give_up(write, "the journal closed")
             return
-        statement = write.bound[0] if len(write.bound) == 1 else self._batch(write)
+        bound = _bound(write)
+        statement = bound[0] if len(bound) == 1 else self._batch(write)
         try:
             sent = self._send(statement)
         except Exception:
@@ -389,11 +407,12 @@ class WritePath:
         sent.add_done_callback(done)
 
     def _batch(self, write: PendingWrite) -> BatchStatement:
-        consistency = write.bound[0].consistency_level
+        bound = _bound(write)
+        consistency = bound[0].consistency_level
         kind = BatchType.LOGGED if write.logged else BatchType.UNLOGGED
         statement = BatchStatement(batch_type=kind, consistency_level=consistency)
-        for bound in write.bound:
-            statement.add(bound)
+        for one in bound:
+            statement.add(one)
         return statement
 
     def _give_up(self, write: PendingWrite, why: str) -> None:
