@@ -211,26 +211,19 @@ class CassandraJournal(Journal):
             known = path.highest.get(pid)
             if st is None or known is None:
                 st, known = await self._before_first_write(pid, first)
-            list_id = False
             if first == 1 and known == 0 and st.tags is not None:
-                # A new id: persistence_ids() must hold every id with an event. A
-                # small first write carries the id's row in its own LOGGED batch
-                # (stored together, no extra round trip before the write); a large
-                # one lists the id first, in a request of its own (and, should the
-                # write fail, leaves an id without events): in a batch it would
-                # make the events' two-partition batch subject to the server's
-                # batch size limit.
-                if _write_bytes(pid, events) <= _LIST_WITH_WRITE_MAX_BYTES:
-                    list_id = True
-                else:
-                    await self._session.execute(st.tags.insert_id, (pid,))
-                    known = path.highest.get(pid, known)  # another write went first meanwhile?
+                # A new id: listed before its first event is sent, so persistence_ids()
+                # holds every id with an event (and, should this write fail, maybe one
+                # without). Its own request: it would make a large event's batch span
+                # two partitions, which the server's batch size limit then applies to.
+                await self._session.execute(st.tags.insert_id, (pid,))
+                known = path.highest.get(pid, known)  # another write went first meanwhile?
             fence(pid, known, first)
             # Untagged and unfenced (the common write) makes no list beyond its rows:
             # every object a write keeps until its outcome costs the collector.
             extra: list[Any] | None = None
             taken = 0
-            if owners is None and not tagged and not list_id and st.tags is not None:
+            if owners is None and not tagged and st.tags is not None:
                 path.claim(pid, last)  # claimed now, so a concurrent stale write is refused
                 rows: list[Row] = []
                 size = 0
@@ -241,9 +234,6 @@ class CassandraJournal(Journal):
             else:
                 writers = _stored_writers(events, owners is not None, epoch)
                 extra, taken = self._extra_rows(st, pid, events, writers, tagged=tagged)
-                if list_id:
-                    assert st.tags is not None
-                    extra.append(st.tags.insert_id.bind((pid,)))
                 path.claim(pid, last)  # claimed now, so a concurrent stale write is refused
                 rows = []
                 size = 0
@@ -253,9 +243,7 @@ class CassandraJournal(Journal):
                     size += len(pid) + len(e.manifest) + len(e.payload) + len(stored)
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             size += ROW_OVERHEAD * len(rows)
-            pending = PendingWrite(
-                pid, first, last, rows, size, fut, extra, logged=tagged or list_id
-            )
+            pending = PendingWrite(pid, first, last, rows, size, fut, extra, logged=tagged)
             path.enqueue(st, pending)
             await fut
             if tagged:
@@ -633,13 +621,3 @@ def _stored_writers(events: Sequence[PersistentRepr], fenced: bool, epoch: int) 
     if not fenced:
         return [e.writer_uuid for e in events]
     return [f"{e.writer_uuid}{EPOCH_MARK}{epoch}" for e in events]
-
-
-# A first write up to this size lists its id in the same LOGGED batch: under the
-# server's batch_size_warn_threshold (5 KiB by default), so it logs no warning.
-_LIST_WITH_WRITE_MAX_BYTES: Final = 4 * 1024
-
-
-def _write_bytes(pid: str, events: Sequence[PersistentRepr]) -> int:
-    """What a write's rows weigh, roughly as the server counts a batch's size."""
-    return sum(len(pid) + len(e.manifest) + len(e.payload) + len(e.writer_uuid) for e in events)

@@ -16,10 +16,8 @@ acknowledged to its caller has every row applied. (Being multi-partition,
 such a batch is subject to the server's ``batch_size_fail_threshold``, 50
 KiB by default: a larger tagged write is refused with
 ``EventRejectedError``.) Untagged writes are unchanged (single-partition
-UNLOGGED batches, grouped). An id's first write (sequence number 1) stores
-the id's ``persistence_ids`` row too: in the same LOGGED batch when the
-write is small (up to 4 KiB, no extra round trip), else first, in a request
-of its own.
+UNLOGGED batches, grouped). An id's first write (sequence number 1) first
+stores the id's ``persistence_ids`` row, in a request of its own.
 
 *Orderings* (the ``Offset`` values of Cassandra tag queries) are the
 writer's wall clock in microseconds, shifted left 8 bits and or-ed with an
