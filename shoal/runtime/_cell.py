@@ -637,6 +637,7 @@ class Context:
                 if envelope.promise is not None and not envelope.promise.done():
                     envelope.promise.set_result(None)
                 return None
+        # From here on, _run has an inlined copy for user envelopes: change both.
         self._detached = False
         promise = envelope.promise
         try:
