@@ -161,6 +161,22 @@ async def test_an_operator_can_make_another_member_leave() -> None:
         assert nodes[0].system.coordinated_shutdown.reason == "cluster-leave"
 
 
+def hold_hand_off(node: Cluster) -> tuple[asyncio.Event, asyncio.Event]:
+    """Make ``node``'s sharding hand-off phase wait: returns the event set when the
+    phase starts and the one that lets it finish."""
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def hand_off() -> None:
+        started.set()
+        await release.wait()
+
+    node.system.coordinated_shutdown.add_task(
+        ShutdownPhase.CLUSTER_SHARDING_SHUTDOWN_REGION, "test-hand-off", hand_off
+    )
+    return started, release
+
+
 async def test_a_leaving_member_is_removed_only_once_its_exit_is_done() -> None:
     # An operator makes a member leave through another node: the member's
     # shutdown starts when it sees itself Leaving, and the leader removes it
@@ -170,16 +186,7 @@ async def test_a_leaving_member_is_removed_only_once_its_exit_is_done() -> None:
     async with MemoryNetwork(clock=clock) as net:
         nodes = await form_cluster(net, clock, 3)
         leaver, operator = nodes[2], nodes[0]
-        handing_off = asyncio.Event()
-        handed_off = asyncio.Event()
-
-        async def hand_off() -> None:
-            handing_off.set()
-            await handed_off.wait()
-
-        leaver.system.coordinated_shutdown.add_task(
-            ShutdownPhase.CLUSTER_SHARDING_SHUTDOWN_REGION, "test-hand-off", hand_off
-        )
+        handing_off, handed_off = hold_hand_off(leaver)
         operator.leave_member(str(leaver.self_address.address))
         await advance_until(clock, handing_off.is_set, max_time=5)
         assert leaver.system.coordinated_shutdown.reason == "cluster-leave"
@@ -205,16 +212,7 @@ async def test_an_exiting_member_that_crashes_is_removed_without_its_confirmatio
     async with MemoryNetwork(clock=clock) as net:
         nodes = await form_cluster(net, clock, 3, ClusterSettings.testing())
         leaver, operator = nodes[2], nodes[0]
-        stuck = asyncio.Event()
-        release = asyncio.Event()
-
-        async def never_done() -> None:
-            stuck.set()
-            await release.wait()
-
-        leaver.system.coordinated_shutdown.add_task(
-            ShutdownPhase.CLUSTER_SHARDING_SHUTDOWN_REGION, "test-stuck", never_done
-        )
+        stuck, release = hold_hand_off(leaver)
         operator.leave_member(str(leaver.self_address.address))
         await advance_until(clock, stuck.is_set, max_time=5)
         await advance_until(
