@@ -223,24 +223,18 @@ class CassandraJournal(Journal):
             # every object a write keeps until its outcome costs the collector.
             extra: list[Any] | None = None
             taken = 0
-            if owners is None and not tagged and st.tags is not None:
-                path.claim(pid, last)  # claimed now, so a concurrent stale write is refused
-                rows: list[Row] = []
-                size = 0
-                for e in events:
-                    rows.append((pid, partition, e.sequence_nr, e.writer_uuid, e.timestamp,
-                                 e.serializer_id, e.manifest, e.payload))  # fmt: skip
-                    size += len(pid) + len(e.manifest) + len(e.payload) + len(e.writer_uuid)
-            else:
+            writers: list[str] | None = None  # the stored writer column, if not the uuid
+            if owners is not None or tagged:
                 writers = _stored_writers(events, owners is not None, epoch)
                 extra, taken = self._extra_rows(st, pid, events, writers, tagged=tagged)
-                path.claim(pid, last)  # claimed now, so a concurrent stale write is refused
-                rows = []
-                size = 0
-                for e, stored in zip(events, writers, strict=True):
-                    rows.append((pid, partition, e.sequence_nr, stored, e.timestamp,
-                                 e.serializer_id, e.manifest, e.payload))  # fmt: skip
-                    size += len(pid) + len(e.manifest) + len(e.payload) + len(stored)
+            path.claim(pid, last)  # claimed now, so a concurrent stale write is refused
+            rows: list[Row] = []
+            size = 0
+            for i, e in enumerate(events):
+                stored = e.writer_uuid if writers is None else writers[i]
+                rows.append((pid, partition, e.sequence_nr, stored, e.timestamp,
+                             e.serializer_id, e.manifest, e.payload))  # fmt: skip
+                size += len(pid) + len(e.manifest) + len(e.payload) + len(stored)
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             size += ROW_OVERHEAD * len(rows)
             pending = PendingWrite(pid, first, last, rows, size, fut, extra, logged=tagged)
