@@ -100,6 +100,12 @@ def _log_record_failure(sent: asyncio.Future[list[Any]]) -> None:
         _log.warning("cassandra journal: recording a replay repair failed: %s", sent.exception())
 
 
+def _retrieved(sent: asyncio.Future[list[Any]]) -> None:
+    """Mark the outcome of a request nobody awaits any more as seen."""
+    if not sent.cancelled():
+        sent.exception()
+
+
 _DELETE_CONCURRENCY: Final = 32  # range deletes in flight at once
 # Tag offsets later than this past the reader's clock come from no writer (see tagged_events).
 _FUTURE_ORDERINGS_S: Final = 24 * 3600.0
@@ -199,6 +205,7 @@ class CassandraJournal(Journal):
         path.enter()
         pending: PendingWrite | None = None
         owners: OwnershipFence | None = None
+        listing: asyncio.Future[list[Any]] | None = None
         epoch = 0
         writer = events[0].writer_uuid
         try:
@@ -211,13 +218,6 @@ class CassandraJournal(Journal):
             known = path.highest.get(pid)
             if st is None or known is None:
                 st, known = await self._before_first_write(pid, first)
-            if first == 1 and known == 0 and st.tags is not None:
-                # A new id: listed before its first event is sent, so persistence_ids()
-                # holds every id with an event (and, should this write fail, maybe one
-                # without). Its own request: it would make a large event's batch span
-                # two partitions, which the server's batch size limit then applies to.
-                await self._session.execute(st.tags.insert_id, (pid,))
-                known = path.highest.get(pid, known)  # another write went first meanwhile?
             fence(pid, known, first)
             # Untagged and unfenced (the common write) makes no list beyond its rows:
             # every object a write keeps until its outcome costs the collector.
@@ -238,12 +238,20 @@ class CassandraJournal(Journal):
             fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             size += ROW_OVERHEAD * len(rows)
             pending = PendingWrite(pid, first, last, rows, size, fut, extra, logged=tagged)
+            if st.tags is not None and pid not in path.listed:
+                # The id's persistence_ids row, sent beside the events rather than
+                # before them (no extra round trip on a first write), in a request of
+                # its own: in the events' batch it would make a large event's batch
+                # span two partitions, which the server's batch size limit applies to.
+                listing = self._session.execute(st.tags.insert_id, (pid,))
             path.enqueue(st, pending)
             await fut
             if tagged:
                 self._check_in_time(pid, first, last, taken)
             if owners is not None:
                 await owners.after_write(pid, writer, epoch, first, last)
+            if listing is not None:
+                await self._listed(pid, first, last, listing)
             self._acknowledged()
         except asyncio.CancelledError:
             if pending is not None:
@@ -259,6 +267,29 @@ class CassandraJournal(Journal):
         finally:
             if pending is None:
                 path.leave()  # nothing was queued: nothing to settle
+            if listing is not None:  # its outcome is seen, even if the write failed first
+                if listing.done():
+                    _retrieved(listing)
+                else:
+                    listing.add_done_callback(_retrieved)
+
+    async def _listed(
+        self, pid: str, first: int, last: int, listing: asyncio.Future[list[Any]]
+    ) -> None:
+        """Wait for ``pid``'s ``persistence_ids`` row, sent beside its write of ``first..last``.
+
+        The write is acknowledged only once its id is listed. If the listing
+        fails, the events are stored but the write fails: this instance lists
+        the id again with the id's next write.
+        """
+        try:
+            await listing
+        except Exception as exc:
+            raise JournalWriteError(
+                f"cassandra write of {pid!r} sequence numbers {first}..{last} is stored, but "
+                f"listing the id in persistence_ids failed (its next write lists it): {exc}"
+            ) from exc
+        self._writes.mark_listed(pid)
 
     def _extra_rows(
         self,
@@ -372,6 +403,7 @@ class CassandraJournal(Journal):
             await self._session.execute(st.set_deleted_to, (hint, pid))
             if st.tags is not None:  # the id is held now: listed by persistence_ids()
                 await self._session.execute(st.tags.insert_id, (pid,))
+                self._writes.mark_listed(pid)
         return walk.highest
 
     async def _stored(self, st: Statements, pid: str, sequence_nr: int) -> bool:

@@ -177,6 +177,7 @@ class WritePath:
         self._send = send
         self._clock = clock
         self.highest: dict[str, int] = {}  # the fence: see the module docstring
+        self.listed: set[str] = set()  # ids this instance stored a persistence_ids row of
         self.unsettled: dict[str, _Unsettled] = {}
         self._queued: list[PendingWrite] = []
         self._active = 0  # write() calls and accepted writes not settled; close() waits
@@ -193,6 +194,13 @@ class WritePath:
         if len(highest) >= _FENCE_CACHE_LIMIT:
             highest.clear()
         highest[pid] = last
+
+    def mark_listed(self, pid: str) -> None:
+        """Remember that ``pid`` is listed, so its later writes list it no more."""
+        listed = self.listed
+        if len(listed) >= _FENCE_CACHE_LIMIT:
+            listed.clear()  # a forgotten id is listed again: idempotent, one request
+        listed.add(pid)
 
     def release(self, write: PendingWrite) -> None:
         """Drop ``write``'s claim, if it is still the latest: re-read before the next write."""

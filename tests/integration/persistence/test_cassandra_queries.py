@@ -5,9 +5,12 @@ The journal's wall clock is injected, so the tests choose the orderings.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from typing import Any
 
 import pytest
+from cassandra import OperationTimedOut
 
 from shoal.persistence import (
     CassandraJournal,
@@ -117,3 +120,56 @@ async def test_a_new_id_is_listed_once_by_its_first_write_small_large_or_tagged(
         assert await journal.highest_sequence_nr(small) == 2
         replayed = [e for chunk in [c async for c in journal.replay(large, 1, 2)] for e in chunk]
         assert [e.payload for e in replayed] == [bytes(8 * 1024)] * 2
+
+
+class _ListingFails:
+    """The session's ``execute``, except that the next ``count`` listings of an id fail."""
+
+    def __init__(self, journal: CassandraJournal, count: int) -> None:
+        self.execute = journal._session.execute
+        self.count = count
+        self.listings = 0
+        journal._session.execute = self  # type: ignore[method-assign]
+
+    def __call__(self, statement: Any, params: Any = None) -> asyncio.Future[list[Any]]:
+        if "persistence_ids (part" not in getattr(statement, "query_string", ""):
+            return self.execute(statement, params)
+        self.listings += 1
+        if self.listings > self.count:
+            return self.execute(statement, params)
+        failed: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        failed.set_exception(OperationTimedOut("the listing timed out"))
+        return failed
+
+
+async def test_a_failed_listing_fails_the_write_and_the_ids_next_write_lists_it(
+    cassandra_settings: CassandraSettings, pid: str
+) -> None:
+    async with CassandraJournal(cassandra_settings) as journal:
+        await journal.start()
+        fault = _ListingFails(journal, count=1)
+        with pytest.raises(JournalWriteError, match="is stored, but listing the id"):
+            await journal.write([untagged(pid, 1, 10)])
+        assert await journal.highest_sequence_nr(pid) == 1  # the event is stored
+        assert pid not in [i async for i in JournalQueries(journal).current_persistence_ids()]
+        await journal.write([untagged(pid, 2, 10)])  # lists it, and is acknowledged
+        await journal.write([untagged(pid, 3, 10)])  # listed: no request of its own
+        assert fault.listings == 2
+        assert pid in [i async for i in JournalQueries(journal).current_persistence_ids()]
+
+
+async def test_each_journal_instance_lists_an_id_it_writes_once(
+    cassandra_settings: CassandraSettings, pid: str
+) -> None:
+    # A second instance cannot tell whether the first one listed the id: it lists it again.
+    for seq in (1, 3):
+        async with CassandraJournal(cassandra_settings) as journal:
+            await journal.start()
+            fault = _ListingFails(journal, count=0)
+            await journal.highest_sequence_nr(pid)  # as a recovery does
+            await journal.write([untagged(pid, seq, 10)])
+            await journal.write([untagged(pid, seq + 1, 10)])
+            assert fault.listings == 1
+    async with CassandraJournal(cassandra_settings) as journal:
+        assert pid in [i async for i in JournalQueries(journal).current_persistence_ids()]
+        assert await journal.highest_sequence_nr(pid) == 4
