@@ -67,7 +67,13 @@ from ._cassandra_tags import (
     tag_rows,
     tag_tables,
 )
-from ._cassandra_writes import PendingWrite, Row, WritePath, check_key_sizes
+from ._cassandra_writes import (
+    KEYS_SURELY_SHORT,
+    PendingWrite,
+    Row,
+    WritePath,
+    check_key_sizes,
+)
 from ._errors import (
     EventRejectedError,
     JournalError,
@@ -196,10 +202,18 @@ class CassandraJournal(Journal):
 
     async def write(self, events: Sequence[PersistentRepr]) -> None:
         pid = check_write(events)
-        self._check_open()
-        check_key_sizes(pid, events)
-        # One event (most writes): no generator, which the collector would have to track.
-        tagged = bool(events[0].tags) if len(events) == 1 else any(e.tags for e in events)
+        if self._closed:
+            self._check_open()
+        writer = events[0].writer_uuid
+        # One event (most writes): no generator, which the collector would have to track,
+        # and its keys need no check when they are short in characters.
+        if len(events) == 1:
+            tagged = bool(events[0].tags)
+            if len(pid) + len(writer) > KEYS_SURELY_SHORT:
+                check_key_sizes(pid, events)
+        else:
+            tagged = any(e.tags for e in events)
+            check_key_sizes(pid, events)
         first, last = events[0].sequence_nr, events[-1].sequence_nr
         path = self._writes
         path.enter()
@@ -207,7 +221,6 @@ class CassandraJournal(Journal):
         owners: OwnershipFence | None = None
         listing: asyncio.Future[list[Any]] | None = None
         epoch = 0
-        writer = events[0].writer_uuid
         try:
             if self.settings.fencing == "epoch":
                 owners, epoch = await self._owner_epoch(pid, writer)
@@ -218,7 +231,8 @@ class CassandraJournal(Journal):
             known = path.highest.get(pid)
             if st is None or known is None:
                 st, known = await self._before_first_write(pid, first)
-            fence(pid, known, first)
+            if first != known + 1:
+                fence(pid, known, first)  # raises
             # Untagged and unfenced (the common write) makes no list beyond its rows:
             # every object a write keeps until its outcome costs the collector.
             extra: list[Any] | None = None
@@ -252,7 +266,8 @@ class CassandraJournal(Journal):
                 await owners.after_write(pid, writer, epoch, first, last)
             if listing is not None:
                 await self._listed(pid, first, last, listing)
-            self._acknowledged()
+            if self._next_write is not None:
+                self._acknowledged()
         except asyncio.CancelledError:
             if pending is not None:
                 path.orphan(pending)  # its outcome, not this cancellation, decides the claim

@@ -49,7 +49,7 @@ from ._cassandra_settings import CassandraSettings
 from ._errors import EventRejectedError, JournalWriteError
 from ._journal import PersistentRepr
 
-__all__ = ["PendingWrite", "Row", "WritePath", "check_key_sizes"]
+__all__ = ["KEYS_SURELY_SHORT", "PendingWrite", "Row", "WritePath", "check_key_sizes"]
 
 _log = logging.getLogger("shoal.persistence")
 
@@ -65,6 +65,9 @@ Row = tuple[str, int, int, str, int, int, str, bytes]
 # (sequence_nr, writer_uuid) counts 8 bytes plus the writer's.
 MAX_PERSISTENCE_ID_BYTES: Final = 65_535 - 3 - 11
 MAX_WRITER_UUID_BYTES: Final = 65_535 - 8
+# A persistence id and writer id this many characters long together are under both
+# limits even at 4 bytes a character: check_key_sizes has nothing to find.
+KEYS_SURELY_SHORT: Final = 16_000
 
 
 def _utf8_len(text: str) -> int:
@@ -240,9 +243,9 @@ class WritePath:
         """A ``write()`` call begins (``close`` waits for it)."""
         self._active += 1
 
-    def leave(self) -> None:
-        """A ``write()`` call that queued nothing ended, or a queued write is settled."""
-        self._active -= 1
+    def leave(self, count: int = 1) -> None:
+        """A ``write()`` call that queued nothing ended, or ``count`` queued writes are settled."""
+        self._active -= count
         if self._active == 0 and self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
 
@@ -319,6 +322,16 @@ class WritePath:
 
     def _sent(self, st: Any, writes: list[PendingWrite], sent: asyncio.Future[list[Any]]) -> None:
         exc = _exception(sent)
+        if exc is None:  # stored: the claims stand (the common outcome: no call per write)
+            for write in writes:
+                write.settled = True
+                if write.orphaned:
+                    self._resolve(write)
+                fut = write.fut
+                if not fut.done():
+                    fut.set_result(None)
+            self.leave(len(writes))
+            return
         if isinstance(exc, InvalidRequest) and len(writes) > 1:
             # The server refused the whole batch and applied none of it: one write
             # is at fault (too big, a key over the limit); send each alone.
@@ -328,14 +341,12 @@ class WritePath:
         for write in writes:
             self._outcome(write, exc)
 
-    def _outcome(self, write: PendingWrite, exc: BaseException | None) -> None:
-        """Settle the claim of ``write`` by its request's outcome, then tell its caller."""
+    def _outcome(self, write: PendingWrite, exc: BaseException) -> None:
+        """Settle the claim of ``write`` by its request's failure, then tell its caller.
+
+        (Success is settled in :meth:`_sent`.)
+        """
         fut = write.fut
-        if exc is None:
-            self._finish(write)
-            if not fut.done():
-                fut.set_result(None)
-            return
         if isinstance(exc, (InvalidRequest, EventRejectedError)):
             if isinstance(exc, EventRejectedError):
                 error: Exception = exc
