@@ -106,7 +106,7 @@ def _log_record_failure(sent: asyncio.Future[list[Any]]) -> None:
         _log.warning("cassandra journal: recording a replay repair failed: %s", sent.exception())
 
 
-def _retrieved(sent: asyncio.Future[list[Any]]) -> None:
+def _retrieved(sent: asyncio.Future[Any]) -> None:
     """Mark the outcome of a request nobody awaits any more as seen."""
     if not sent.cancelled():
         sent.exception()
@@ -219,7 +219,7 @@ class CassandraJournal(Journal):
         path.enter()
         pending: PendingWrite | None = None
         owners: OwnershipFence | None = None
-        listing: asyncio.Future[list[Any]] | None = None
+        listing: asyncio.Future[None] | None = None
         epoch = 0
         try:
             if self.settings.fencing == "epoch":
@@ -254,10 +254,11 @@ class CassandraJournal(Journal):
             pending = PendingWrite(pid, first, last, rows, size, fut, extra, logged=tagged)
             if st.tags is not None and pid not in path.listed:
                 # The id's persistence_ids row, sent beside the events rather than
-                # before them (no extra round trip on a first write), in a request of
-                # its own: in the events' batch it would make a large event's batch
-                # span two partitions, which the server's batch size limit applies to.
-                listing = self._session.execute(st.tags.insert_id, (pid,))
+                # before them (no extra round trip on a first write), with the other
+                # ids listed this turn: in the events' batch it would make a large
+                # event's batch span two partitions, which the server's batch size
+                # limit then applies to.
+                listing = path.list_id(st.tags.insert_id, pid)
             path.enqueue(st, pending)
             await fut
             if tagged:
@@ -288,9 +289,7 @@ class CassandraJournal(Journal):
                 else:
                     listing.add_done_callback(_retrieved)
 
-    async def _listed(
-        self, pid: str, first: int, last: int, listing: asyncio.Future[list[Any]]
-    ) -> None:
+    async def _listed(self, pid: str, first: int, last: int, listing: asyncio.Future[None]) -> None:
         """Wait for ``pid``'s ``persistence_ids`` row, sent beside its write of ``first..last``.
 
         The write is acknowledged only once its id is listed. If the listing

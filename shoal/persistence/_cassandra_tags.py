@@ -17,8 +17,9 @@ such a batch is subject to the server's ``batch_size_fail_threshold``, 50
 KiB by default: a larger tagged write is refused with
 ``EventRejectedError``.) Untagged writes are unchanged (single-partition
 UNLOGGED batches, grouped). The first write of an id by a journal instance
-also stores the id's ``persistence_ids`` row, in a request of its own sent
-beside the write's, and is acknowledged once both are stored (an instance
+also stores the id's ``persistence_ids`` row, in a request sent beside the
+write's (one for the ids listed during a loop turn: an UNLOGGED batch within
+the table's one partition), and is acknowledged once both are stored (an instance
 cannot tell whether another one listed the id: it lists every id it writes
 once). So every id with an acknowledged write is listed; a write that failed
 may have stored events of an id not listed until the id's next write.

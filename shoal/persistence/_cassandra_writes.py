@@ -55,6 +55,9 @@ _log = logging.getLogger("shoal.persistence")
 
 _FENCE_CACHE_LIMIT: Final = 100_000  # ids; past it the cache restarts (a miss costs one read)
 _SETTLE_BACKOFF: Final = Backoff(min_delay=0.1, max_delay=5.0)
+# Ids listed by one request at most. The listings are rows of one partition, so their
+# batch is applied atomically and exempt from the server's batch size thresholds.
+_LISTING_BATCH: Final = 256
 
 Row = tuple[str, int, int, str, int, int, str, bytes]
 
@@ -142,6 +145,17 @@ class PendingWrite:
         self.settled = False
 
 
+class _Listing:
+    """The ids to be listed by one request, and its outcome."""
+
+    __slots__ = ("fut", "insert", "pids")
+
+    def __init__(self, insert: Any, fut: asyncio.Future[None]) -> None:
+        self.insert = insert
+        self.fut = fut
+        self.pids: list[str] = []
+
+
 class _Unsettled:
     """The writes of one persistence id whose outcome is not known yet, and who waits."""
 
@@ -188,6 +202,7 @@ class WritePath:
         self._closing = False
         self._timers: dict[PendingWrite, Cancellable] = {}  # writes waiting to be sent again
         self._random = random.Random()
+        self._listing: _Listing | None = None  # the ids to list at the end of this turn
 
     # -- claims ---------------------------------------------------------------------------
 
@@ -267,6 +282,47 @@ class WritePath:
         self._queued.append(write)
         if len(self._queued) == 1:
             write.fut.get_loop().call_soon(self._flush, st)
+
+    def list_id(self, insert: Any, pid: str) -> asyncio.Future[None]:
+        """Store ``pid``'s ``persistence_ids`` row with ``insert``; the future gets the outcome.
+
+        Ids asked for during one loop turn share a request (an UNLOGGED batch
+        within one partition): a new id costs no request of its own.
+        """
+        listing = self._listing
+        if listing is None or len(listing.pids) >= _LISTING_BATCH:
+            loop = asyncio.get_running_loop()
+            listing = self._listing = _Listing(insert, loop.create_future())
+            loop.call_soon(self._send_listing, listing)
+        listing.pids.append(pid)
+        return listing.fut
+
+    def _send_listing(self, listing: _Listing) -> None:
+        if self._listing is listing:
+            self._listing = None
+        insert, fut = listing.insert, listing.fut
+        try:
+            if len(listing.pids) == 1:
+                statement = insert.bind((listing.pids[0],))
+            else:
+                statement = BatchStatement(
+                    batch_type=BatchType.UNLOGGED, consistency_level=insert.consistency_level
+                )
+                for pid in listing.pids:
+                    statement.add(insert, (pid,))
+            sent = self._send(statement)
+        except Exception as exc:  # refused unsent (e.g. the driver shut down)
+            fut.set_exception(exc)
+            return
+
+        def done(sent: asyncio.Future[list[Any]]) -> None:
+            exc = _exception(sent)
+            if exc is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(exc)
+
+        sent.add_done_callback(done)
 
     def orphan(self, write: PendingWrite) -> None:
         """The caller of ``write`` was cancelled: settle it in the background, keeping the claim."""

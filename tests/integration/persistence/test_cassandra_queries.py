@@ -123,20 +123,31 @@ async def test_a_new_id_is_listed_once_by_its_first_write_small_large_or_tagged(
 
 
 class _ListingFails:
-    """The session's ``execute``, except that the next ``count`` listings of an id fail."""
+    """The journal's write requests, except that the next ``count`` listings of ids fail."""
 
     def __init__(self, journal: CassandraJournal, count: int) -> None:
-        self.execute = journal._session.execute
+        assert journal._statements is not None
+        assert journal._statements.tags is not None
+        self.query_id = journal._statements.tags.insert_id.query_id
+        self.send = journal._writes._send
         self.count = count
-        self.listings = 0
-        journal._session.execute = self  # type: ignore[method-assign]
+        self.listings = 0  # requests that list ids
+        self.listed = 0  # ids they list
+        journal._writes._send = self
 
-    def __call__(self, statement: Any, params: Any = None) -> asyncio.Future[list[Any]]:
-        if "persistence_ids (part" not in getattr(statement, "query_string", ""):
-            return self.execute(statement, params)
+    def __call__(self, statement: Any) -> asyncio.Future[list[Any]]:
+        batched = getattr(statement, "_statements_and_parameters", None)
+        if batched is None:
+            prepared = getattr(statement, "prepared_statement", None)
+            ids = int(prepared is not None and prepared.query_id == self.query_id)
+        else:
+            ids = sum(1 for _, query_id, _ in batched if query_id == self.query_id)
+        if not ids:
+            return self.send(statement)
         self.listings += 1
+        self.listed += ids
         if self.listings > self.count:
-            return self.execute(statement, params)
+            return self.send(statement)
         failed: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         failed.set_exception(OperationTimedOut("the listing timed out"))
         return failed
@@ -173,3 +184,17 @@ async def test_each_journal_instance_lists_an_id_it_writes_once(
     async with CassandraJournal(cassandra_settings) as journal:
         assert pid in [i async for i in JournalQueries(journal).current_persistence_ids()]
         assert await journal.highest_sequence_nr(pid) == 4
+
+
+async def test_ids_first_written_in_one_loop_turn_are_listed_by_shared_requests(
+    cassandra_settings: CassandraSettings, pid: str
+) -> None:
+    ids = [f"{pid}-{i:03}" for i in range(300)]
+    async with CassandraJournal(cassandra_settings) as journal:
+        await journal.start()
+        await asyncio.gather(*(journal.highest_sequence_nr(i) for i in ids))  # recoveries
+        fault = _ListingFails(journal, count=0)
+        await asyncio.gather(*(journal.write([untagged(i, 1, 10)]) for i in ids))
+        assert (fault.listings, fault.listed) == (2, 300)  # 256 ids a request at most
+        listed = [i async for i in JournalQueries(journal).current_persistence_ids()]
+        assert set(ids) <= set(listed)
