@@ -24,8 +24,8 @@ and never writes a sequence number a late write could still take.
 
 Group commit: writes queued during one event-loop turn share requests
 (UNLOGGED batches, see :mod:`._cassandra_grouping`). Each write's rows are
-bound on their own first, so a row the driver cannot bind (text that is not
-valid Unicode, an integer out of range) fails only its write. If the server
+bound as its request is built, so a row the driver cannot bind (text that is
+not valid Unicode, an integer out of range) fails only its write. If the server
 refuses a batch (``InvalidRequest``, nothing applied), each of its writes is
 sent again alone, so only the offending one fails.
 """
@@ -97,24 +97,22 @@ def check_key_sizes(pid: str, events: Sequence[PersistentRepr]) -> None:
             )
 
 
-_UNBOUND: Final[list[Any]] = []  # shared, never changed: no list per write before its flush
-
-
-def _bound(write: PendingWrite) -> list[Any]:
-    """``write``'s statements, bound again from its rows if they were dropped once sent."""
-    if write.bound is _UNBOUND:
-        bound = [write.insert.bind(row) for row in write.rows]
-        if write.extra:
-            bound += write.extra
-        write.bound = bound
-    return write.bound
+def _bind_into(statements: list[Any], write: PendingWrite) -> None:
+    """Append ``write``'s statements to ``statements``: its rows, bound, then its extra ones."""
+    rows, insert = write.rows, write.insert
+    if len(rows) == 1:  # most writes: no comprehension
+        statements.append(insert.bind(rows[0]))
+    else:
+        statements += [insert.bind(row) for row in rows]
+    if write.extra:
+        statements += write.extra
 
 
 class PendingWrite:
     """One accepted write, from its claim until its outcome is known."""
 
-    __slots__ = ("bound", "extra", "first", "fut", "insert", "last", "logged", "orphaned", "pid",
-                 "rows", "settled", "size")  # fmt: skip
+    __slots__ = ("extra", "first", "fut", "insert", "last", "logged", "orphaned", "pid", "rows",
+                 "settled", "size")  # fmt: skip
 
     def __init__(
         self,
@@ -136,10 +134,9 @@ class PendingWrite:
         self.rows = rows
         self.size = size
         self.fut = fut
-        # The statements, from the flush until they are sent; bound again from the
-        # rows if the write must be sent again (rare): kept until the outcome, they
-        # would outlive young collections by the thousand under load.
-        self.bound: list[Any] = _UNBOUND
+        # The rows are bound when their request is built (again if it is sent again):
+        # bound statements kept until the outcome would outlive young collections by
+        # the thousand under load.
         self.insert: Any = None  # the prepared insert the rows are bound to
         self.orphaned = False  # its caller stopped waiting: it is settled in the background
         self.settled = False
@@ -334,20 +331,7 @@ class WritePath:
         queued, self._queued = self._queued, []
         ready: list[PendingWrite] = []
         for write in queued:
-            try:
-                write.insert = st.insert
-                bound = [st.insert.bind(row) for row in write.rows]
-                if write.extra:
-                    bound += write.extra
-                write.bound = bound
-            except Exception as exc:  # e.g. a str that is not valid text: nothing was sent
-                rejected = EventRejectedError(
-                    f"cassandra journal cannot store events {write.first}..{write.last} of "
-                    f"{write.pid!r} (nothing stored): {exc}"
-                )
-                rejected.__cause__ = exc
-                self._outcome(write, rejected)
-                continue
+            write.insert = st.insert
             if write.logged:
                 self._send_group(st, [write])
             else:
@@ -358,23 +342,43 @@ class WritePath:
             self._send_group(st, [ready[i] for i in group])
 
     def _send_group(self, st: Any, writes: list[PendingWrite]) -> None:
-        if len(writes) == 1 and len(_bound(writes[0])) == 1:
-            statement = writes[0].bound[0]
-        else:
-            kind = BatchType.LOGGED if writes[0].logged else BatchType.UNLOGGED
-            statement = BatchStatement(batch_type=kind, consistency_level=st.write_cl)
-            for write in writes:
-                for bound in _bound(write):
-                    statement.add(bound)
+        """Bind ``writes`` and send them in one request.
+
+        Bound group by group, so only one request's statements are alive at a
+        time. A write whose rows cannot be bound (text that is not valid
+        Unicode, an integer out of range) fails alone: nothing of it is sent.
+        """
+        statements: list[Any] = []
+        sending = writes
         for write in writes:
-            write.bound = _UNBOUND  # the request holds what it needs
+            mark = len(statements)
+            try:
+                _bind_into(statements, write)
+            except Exception as exc:
+                del statements[mark:]
+                rejected = EventRejectedError(
+                    f"cassandra journal cannot store events {write.first}..{write.last} of "
+                    f"{write.pid!r} (nothing stored): {exc}"
+                )
+                rejected.__cause__ = exc
+                self._outcome(write, rejected)
+                sending = [w for w in sending if w is not write]
+        if not sending:
+            return
+        if len(statements) == 1:
+            statement = statements[0]
+        else:
+            kind = BatchType.LOGGED if sending[0].logged else BatchType.UNLOGGED
+            statement = BatchStatement(batch_type=kind, consistency_level=st.write_cl)
+            for one in statements:
+                statement.add(one)
         try:
             sent = self._send(statement)
         except Exception as exc:  # the driver refused to send it (e.g. shut down)
-            for write in writes:
+            for write in sending:
                 self._outcome(write, exc)
             return
-        sent.add_done_callback(functools.partial(self._sent, st, writes))
+        sent.add_done_callback(functools.partial(self._sent, st, sending))
 
     def _sent(self, st: Any, writes: list[PendingWrite], sent: asyncio.Future[list[Any]]) -> None:
         exc = _exception(sent)
@@ -459,10 +463,8 @@ class WritePath:
         if self._closing:
             self._give_up(write, "the journal closed")
             return
-        bound = _bound(write)
-        statement = bound[0] if len(bound) == 1 else self._batch(write)
         try:
-            sent = self._send(statement)
+            sent = self._send(self._statement(write))
         except Exception:
             self._retry(write, attempt + 1, since)
             return
@@ -481,14 +483,17 @@ class WritePath:
 
         sent.add_done_callback(done)
 
-    def _batch(self, write: PendingWrite) -> BatchStatement:
-        bound = _bound(write)
-        consistency = bound[0].consistency_level
+    def _statement(self, write: PendingWrite) -> Any:
+        """``write`` alone, as one request: its one statement, or a batch of them."""
+        statements: list[Any] = []
+        _bind_into(statements, write)
+        if len(statements) == 1:
+            return statements[0]
         kind = BatchType.LOGGED if write.logged else BatchType.UNLOGGED
-        statement = BatchStatement(batch_type=kind, consistency_level=consistency)
-        for one in bound:
-            statement.add(one)
-        return statement
+        batch = BatchStatement(batch_type=kind, consistency_level=statements[0].consistency_level)
+        for one in statements:
+            batch.add(one)
+        return batch
 
     def _give_up(self, write: PendingWrite, why: str) -> None:
         _log.warning(
