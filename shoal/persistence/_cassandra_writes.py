@@ -290,6 +290,7 @@ class WritePath:
         if listing is None or len(listing.pids) >= _LISTING_BATCH:
             loop = asyncio.get_running_loop()
             listing = self._listing = _Listing(insert, loop.create_future())
+            self.enter()  # close() waits for its outcome too
             loop.call_soon(self._send_listing, listing)
         listing.pids.append(pid)
         return listing.fut
@@ -310,6 +311,7 @@ class WritePath:
             sent = self._send(statement)
         except Exception as exc:  # refused unsent (e.g. the driver shut down)
             fut.set_exception(exc)
+            self.leave()
             return
 
         def done(sent: asyncio.Future[list[Any]]) -> None:
@@ -318,6 +320,7 @@ class WritePath:
                 fut.set_result(None)
             else:
                 fut.set_exception(exc)
+            self.leave()
 
         sent.add_done_callback(done)
 

@@ -142,3 +142,17 @@ async def test_close_gives_up_writes_waiting_to_be_sent_again() -> None:
     await path.close()  # does not wait for the backoff
     assert "p" not in path.highest
     assert not path.unsettled
+
+
+async def test_close_waits_for_a_listing_in_flight() -> None:
+    server, clock = _Server(), ManualClock()
+    path = WritePath(_settings(), server, lambda: clock)
+    listed = path.list_id(_Insert(), "p")
+    await quiesce()
+    assert len(server.requests) == 1
+    closing = asyncio.ensure_future(path.close())
+    await quiesce()
+    assert not closing.done()  # the ids' writes are not acknowledged before it
+    server.answer()
+    await closing
+    await listed
