@@ -284,10 +284,7 @@ class CassandraJournal(Journal):
             if pending is None:
                 path.leave()  # nothing was queued: nothing to settle
             if listing is not None:  # its outcome is seen, even if the write failed first
-                if listing.done():
-                    _retrieved(listing)
-                else:
-                    listing.add_done_callback(_retrieved)
+                listing.add_done_callback(_retrieved)
 
     async def _listed(self, pid: str, first: int, last: int, listing: asyncio.Future[None]) -> None:
         """Wait for ``pid``'s ``persistence_ids`` row, sent beside its write of ``first..last``.

@@ -108,6 +108,22 @@ def _bind_into(statements: list[Any], write: PendingWrite) -> None:
         statements += write.extra
 
 
+def _request(statements: list[Any], consistency: int | None, *, logged: bool = False) -> Any:
+    """``statements`` as one request: the one statement as is, several as one batch.
+
+    The batch's consistency level is ``consistency``, or the first statement's if None.
+    """
+    if len(statements) == 1:
+        return statements[0]
+    if consistency is None:
+        consistency = statements[0].consistency_level
+    kind = BatchType.LOGGED if logged else BatchType.UNLOGGED
+    batch = BatchStatement(batch_type=kind, consistency_level=consistency)
+    for one in statements:
+        batch.add(one)
+    return batch
+
+
 class PendingWrite:
     """One accepted write, from its claim until its outcome is known."""
 
@@ -300,15 +316,8 @@ class WritePath:
             self._listing = None
         insert, fut = listing.insert, listing.fut
         try:
-            if len(listing.pids) == 1:
-                statement = insert.bind((listing.pids[0],))
-            else:
-                statement = BatchStatement(
-                    batch_type=BatchType.UNLOGGED, consistency_level=insert.consistency_level
-                )
-                for pid in listing.pids:
-                    statement.add(insert, (pid,))
-            sent = self._send(statement)
+            bound = [insert.bind((pid,)) for pid in listing.pids]
+            sent = self._send(_request(bound, None))
         except Exception as exc:  # refused unsent (e.g. the driver shut down)
             fut.set_exception(exc)
             self.leave()
@@ -368,15 +377,8 @@ class WritePath:
                 sending = [w for w in sending if w is not write]
         if not sending:
             return
-        if len(statements) == 1:
-            statement = statements[0]
-        else:
-            kind = BatchType.LOGGED if sending[0].logged else BatchType.UNLOGGED
-            statement = BatchStatement(batch_type=kind, consistency_level=st.write_cl)
-            for one in statements:
-                statement.add(one)
         try:
-            sent = self._send(statement)
+            sent = self._send(_request(statements, st.write_cl, logged=sending[0].logged))
         except Exception as exc:  # the driver refused to send it (e.g. shut down)
             for write in sending:
                 self._outcome(write, exc)
@@ -490,13 +492,7 @@ class WritePath:
         """``write`` alone, as one request: its one statement, or a batch of them."""
         statements: list[Any] = []
         _bind_into(statements, write)
-        if len(statements) == 1:
-            return statements[0]
-        kind = BatchType.LOGGED if write.logged else BatchType.UNLOGGED
-        batch = BatchStatement(batch_type=kind, consistency_level=statements[0].consistency_level)
-        for one in statements:
-            batch.add(one)
-        return batch
+        return _request(statements, None, logged=write.logged)
 
     def _give_up(self, write: PendingWrite, why: str) -> None:
         _log.warning(
